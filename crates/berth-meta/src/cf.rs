@@ -1,0 +1,52 @@
+//! Every column family, named once (tikv's `cf_defs.rs` idea).
+//!
+//! Keys that hold a repository name put a `0x00` byte after it: no valid
+//! repository name, tag or digest contains one, so `repo\0…` prefixes never
+//! collide (`a` vs `a/b`) and each repository's entries sort together.
+
+/// A column family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cf {
+    /// `repo` → [`crate::RepoRecord`]
+    Repos,
+    /// `repo \0 digest` → manifest record header + body
+    Manifests,
+    /// `repo \0 tag` → [`crate::TagRecord`]
+    Tags,
+    /// `repo \0 digest \0 tag` → `` (which tags point at a manifest)
+    TagsByDigest,
+    /// `repo \0 digest` → [`crate::LinkRecord`] (blobs a repository may serve)
+    Links,
+    /// `digest` → [`crate::BlobRecord`] (blobs stored in the instance)
+    Blobs,
+    /// `repo \0 subject \0 digest` → [`crate::ReferrerRecord`]
+    Referrers,
+    /// `session id` → [`crate::UploadRecord`]
+    Uploads,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 8] = [
+        Cf::Repos,
+        Cf::Manifests,
+        Cf::Tags,
+        Cf::TagsByDigest,
+        Cf::Links,
+        Cf::Blobs,
+        Cf::Referrers,
+        Cf::Uploads,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Repos => "repos",
+            Cf::Manifests => "manifests",
+            Cf::Tags => "tags",
+            Cf::TagsByDigest => "tags_by_digest",
+            Cf::Links => "links",
+            Cf::Blobs => "blobs",
+            Cf::Referrers => "referrers",
+            Cf::Uploads => "uploads",
+        }
+    }
+}

@@ -1,0 +1,75 @@
+use crate::cf::Cf;
+use crate::kv::{Batch, KvError, KvStore, Op};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::RwLock;
+
+/// An in-memory engine: the same contract as RocksDB, nothing durable.
+#[derive(Default)]
+pub struct MemStore {
+    cfs: RwLock<HashMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>>,
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+}
+
+impl KvStore for MemStore {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        let g = self.cfs.read().expect("lock");
+        Ok(g.get(&cf).and_then(|m| m.get(key).cloned()))
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        let g = self.cfs.read().expect("lock");
+        let Some(m) = g.get(&cf) else {
+            return Ok(Vec::new());
+        };
+        let lower = match start_after {
+            Some(k) => Bound::Excluded(k.to_vec()),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        Ok(m.range((lower, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn write(&self, batch: Batch) -> Result<(), KvError> {
+        let mut g = self.cfs.write().expect("lock");
+        for op in batch.ops {
+            match op {
+                Op::Put(cf, k, v) => {
+                    g.entry(cf).or_default().insert(k, v);
+                }
+                Op::Delete(cf, k) => {
+                    if let Some(m) = g.get_mut(&cf) {
+                        m.remove(&k);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kv_contract() {
+        crate::contract::kv_basics(&super::MemStore::new());
+    }
+    #[test]
+    fn meta_contract() {
+        crate::contract::meta_behaviour(super::MemStore::new());
+    }
+}

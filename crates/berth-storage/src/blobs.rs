@@ -1,0 +1,367 @@
+use berth_core::{Algorithm, Digest, Hasher};
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use object_store::path::Path as ObjPath;
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart};
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+/// A stream of blob bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("blob not found")]
+    NotFound,
+    #[error("upload session not found")]
+    SessionNotFound,
+    #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    /// The request body failed (client went away, malformed chunked body).
+    #[error("request body: {0}")]
+    Body(String),
+    /// The body grew past the limit the caller set.
+    #[error("body larger than allowed")]
+    TooLarge,
+    #[error("storage I/O on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Where a blob lives in the object store.
+pub fn blob_path(d: &Digest) -> ObjPath {
+    let hex = d.hex();
+    ObjPath::from(format!("blobs/{}/{}/{}", d.algorithm().as_str(), &hex[..2], hex))
+}
+
+/// In-memory state of an open session: the running sha256 over the staged
+/// bytes, if it is known to cover exactly `offset` bytes. After a restart it
+/// is gone and the staged file is re-hashed at the end.
+#[derive(Default)]
+pub struct SessionState {
+    hasher: Option<(u64, Hasher)>,
+}
+
+/// Exclusive access to one upload session; held across a PATCH or PUT.
+pub type SessionGuard = tokio::sync::OwnedMutexGuard<SessionState>;
+
+/// Content-addressed blobs plus upload staging.
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+    /// Set when `store` is a `LocalFileSystem` rooted here: commits rename
+    /// staged files into place instead of copying them.
+    local_root: Option<PathBuf>,
+    staging: PathBuf,
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<SessionState>>>>,
+    read_chunk: usize,
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+impl BlobStore {
+    /// The embedded default: blobs and staging under one local directory.
+    pub fn local(root: &Path) -> Result<BlobStore, StorageError> {
+        std::fs::create_dir_all(root.join("blobs")).map_err(io(root))?;
+        std::fs::create_dir_all(root.join("uploads")).map_err(io(root))?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(root)?;
+        Ok(BlobStore {
+            store: Arc::new(fs),
+            local_root: Some(root.to_path_buf()),
+            staging: root.join("uploads"),
+            sessions: Mutex::default(),
+            read_chunk: READ_CHUNK,
+        })
+    }
+
+    /// Any object store for blobs, with upload staging in a local directory.
+    pub fn with_store(store: Arc<dyn ObjectStore>, staging: &Path) -> Result<BlobStore, StorageError> {
+        std::fs::create_dir_all(staging).map_err(io(staging))?;
+        Ok(BlobStore {
+            store,
+            local_root: None,
+            staging: staging.to_path_buf(),
+            sessions: Mutex::default(),
+            read_chunk: READ_CHUNK,
+        })
+    }
+
+    fn staged(&self, id: &str) -> PathBuf {
+        self.staging.join(id)
+    }
+
+    // ---- blobs --------------------------------------------------------
+
+    /// Size of a stored blob, or `None`.
+    pub async fn stat(&self, d: &Digest) -> Result<Option<u64>, StorageError> {
+        match self.store.head(&blob_path(d)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stream a blob, or the byte range `range` (already checked against the
+    /// blob's size by the caller).
+    pub async fn get(&self, d: &Digest, range: Option<std::ops::Range<u64>>) -> Result<ByteStream, StorageError> {
+        let opts = GetOptions {
+            range: range.clone().map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let res = match self.store.get_opts(&blob_path(d), opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        match res.payload {
+            // object_store reads local files 8 KiB at a time, one blocking
+            // task per chunk; read bigger chunks through tokio instead.
+            GetResultPayload::File(file, path) => {
+                let mut f = tokio::fs::File::from_std(file);
+                let r = res.range;
+                f.seek(SeekFrom::Start(r.start)).await.map_err(io(&path))?;
+                let reader = f.take(r.end - r.start);
+                let s = tokio_util::io::ReaderStream::with_capacity(reader, self.read_chunk);
+                Ok(s.map(move |c| c.map_err(|e| StorageError::Io {
+                    path: path.display().to_string(),
+                    source: e,
+                }))
+                .boxed())
+            }
+            GetResultPayload::Stream(s) => Ok(s.map(|c| c.map_err(StorageError::from)).boxed()),
+        }
+    }
+
+    /// Delete a blob's bytes (garbage collection's job, and tests').
+    pub async fn delete(&self, d: &Digest) -> Result<(), StorageError> {
+        match self.store.delete(&blob_path(d)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- upload sessions ----------------------------------------------
+
+    /// Create the staging file of a new session.
+    pub async fn create_upload(&self, id: &str) -> Result<(), StorageError> {
+        let p = self.staged(id);
+        let f = tokio::fs::File::create(&p).await.map_err(io(&p))?;
+        f.sync_all().await.map_err(io(&p))?;
+        sync_dir(&self.staging).await?;
+        self.sessions.lock().expect("lock").insert(id.to_string(), Arc::default());
+        Ok(())
+    }
+
+    /// Take exclusive access to a session (serialises PATCH/PUT on it).
+    pub async fn lock_session(&self, id: &str) -> SessionGuard {
+        let m = self
+            .sessions
+            .lock()
+            .expect("lock")
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        m.lock_owned().await
+    }
+
+    /// Append `body` to a session whose durable length is `offset`, with at
+    /// most `limit` bytes accepted. Returns the new length once the bytes are
+    /// on disk. On error the staged file is cut back to `offset`.
+    pub async fn append<S, E>(
+        &self,
+        id: &str,
+        state: &mut SessionState,
+        offset: u64,
+        body: S,
+        limit: Option<u64>,
+    ) -> Result<u64, StorageError>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let p = self.staged(id);
+        let mut f = match tokio::fs::OpenOptions::new().write(true).open(&p).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::SessionNotFound),
+            Err(e) => return Err(io(&p)(e)),
+        };
+        // Bytes past `offset` were never acknowledged (a crash mid-PATCH):
+        // drop them.
+        let len = f.metadata().await.map_err(io(&p))?.len();
+        if len != offset {
+            f.set_len(offset).await.map_err(io(&p))?;
+        }
+        f.seek(SeekFrom::Start(offset)).await.map_err(io(&p))?;
+
+        let mut hasher = match state.hasher.take() {
+            Some((at, h)) if at == offset => Some(h),
+            None if offset == 0 => Some(Hasher::new(Algorithm::Sha256)),
+            _ => None,
+        };
+        let mut written = 0u64;
+        let res: Result<(), StorageError> = async {
+            futures::pin_mut!(body);
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
+                written += chunk.len() as u64;
+                if let Some(l) = limit {
+                    if written > l {
+                        return Err(StorageError::TooLarge);
+                    }
+                }
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                f.write_all(&chunk).await.map_err(io(&p))?;
+            }
+            f.flush().await.map_err(io(&p))?;
+            f.sync_data().await.map_err(io(&p))?;
+            Ok(())
+        }
+        .await;
+        match res {
+            Ok(()) => {
+                state.hasher = hasher.map(|h| (offset + written, h));
+                Ok(offset + written)
+            }
+            Err(e) => {
+                // Leave the session exactly as it was.
+                let _ = f.set_len(offset).await;
+                let _ = f.sync_data().await;
+                state.hasher = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Verify the `size` staged bytes of a session against `expected` and
+    /// make them the blob `expected`. On a mismatch the staged bytes are
+    /// removed. The session's staging file is gone afterwards either way
+    /// (except on I/O errors, so the client may retry).
+    pub async fn commit(
+        &self,
+        id: &str,
+        state: &mut SessionState,
+        size: u64,
+        expected: &Digest,
+    ) -> Result<(), StorageError> {
+        let p = self.staged(id);
+        let actual = match state.hasher.take() {
+            Some((at, h)) if at == size && expected.algorithm() == Algorithm::Sha256 => h.finish(),
+            _ => hash_file(&p, expected.algorithm()).await?,
+        };
+        if &actual != expected {
+            self.abort(id).await?;
+            return Err(StorageError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let target = blob_path(expected);
+        match &self.local_root {
+            Some(root) => {
+                // Always replace: a rename over an existing (possibly damaged)
+                // file leaves verified bytes either way.
+                let dest = root.join(target.as_ref());
+                let parent = dest.parent().expect("blob paths have parents").to_path_buf();
+                tokio::fs::create_dir_all(&parent).await.map_err(io(&parent))?;
+                tokio::fs::rename(&p, &dest).await.map_err(io(&dest))?;
+                sync_dir(&parent).await?;
+                sync_dir(&self.staging).await?;
+            }
+            None => {
+                let upload = self.store.put_multipart(&target).await?;
+                let mut w = WriteMultipart::new(upload);
+                let mut f = tokio::fs::File::open(&p).await.map_err(io(&p))?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = f.read(&mut buf).await.map_err(io(&p))?;
+                    if n == 0 {
+                        break;
+                    }
+                    w.wait_for_capacity(4).await?;
+                    w.write(&buf[..n]);
+                }
+                w.finish().await?;
+                self.abort(id).await?;
+            }
+        }
+        self.forget(id);
+        Ok(())
+    }
+
+    /// Remove a session's staged bytes (idempotent).
+    pub async fn abort(&self, id: &str) -> Result<(), StorageError> {
+        let p = self.staged(id);
+        match tokio::fs::remove_file(&p).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+        self.forget(id);
+        Ok(())
+    }
+
+    fn forget(&self, id: &str) {
+        self.sessions.lock().expect("lock").remove(id);
+    }
+
+    /// Staging files and their last modification time (for the reaper to
+    /// find files no session record owns).
+    pub async fn staged_files(&self) -> Result<Vec<(String, SystemTime)>, StorageError> {
+        let mut out = Vec::new();
+        let mut rd = tokio::fs::read_dir(&self.staging).await.map_err(io(&self.staging))?;
+        while let Some(e) = rd.next_entry().await.map_err(io(&self.staging))? {
+            let m = e.metadata().await.map_err(io(&e.path()))?;
+            if let (Some(name), Ok(t)) = (e.file_name().to_str(), m.modified()) {
+                out.push((name.to_string(), t));
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn hash_file(p: &Path, alg: Algorithm) -> Result<Digest, StorageError> {
+    let mut f = tokio::fs::File::open(p).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            StorageError::SessionNotFound
+        } else {
+            io(p)(e)
+        }
+    })?;
+    let mut h = Hasher::new(alg);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).await.map_err(io(p))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish())
+}
+
+async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&d).and_then(|f| f.sync_all()).map_err(io(&d)))
+        .await
+        .map_err(|e| StorageError::Io {
+            path: dir.display().to_string(),
+            source: std::io::Error::other(e),
+        })?
+}
