@@ -53,9 +53,11 @@ impl Digest {
         // encoded [a-zA-Z0-9=_-]+. Reject malformed ones before the
         // "unsupported" answer so clients learn which is which.
         let alg_ok = !alg.is_empty()
-            && alg
-                .split(['+', '.', '_', '-'])
-                .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            && alg.split(['+', '.', '_', '-']).all(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
         let enc_ok = !hex.is_empty()
             && hex
                 .bytes()
@@ -69,7 +71,9 @@ impl Digest {
             other => return Err(DigestError::UnsupportedAlgorithm(other.to_string())),
         };
         if hex.len() != algorithm.hex_len()
-            || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(DigestError::BadHex(algorithm.hex_len()));
         }
@@ -154,7 +158,8 @@ impl Hasher {
 mod tests {
     use super::*;
 
-    const EMPTY256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY256: &str =
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
     fn parses_and_displays() {

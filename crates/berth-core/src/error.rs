@@ -20,6 +20,10 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     TooManyRequests,
+    /// Not in the spec's table (distribution's): a bad `n` on a listing.
+    PaginationNumberInvalid,
+    /// Not in the spec's table: no such route.
+    NotFound,
     /// Not in the spec's table: a range the blob cannot satisfy.
     RangeInvalid,
     /// Not in the spec's table: the request could not be parsed.
@@ -49,6 +53,8 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::BadRequest => "BAD_REQUEST",
             ErrorCode::PayloadTooLarge => "SIZE_INVALID",
@@ -74,6 +80,8 @@ impl ErrorCode {
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
+            ErrorCode::PaginationNumberInvalid => 400,
+            ErrorCode::NotFound => 404,
             ErrorCode::RangeInvalid => 416,
             ErrorCode::BadRequest => 400,
             ErrorCode::PayloadTooLarge => 413,
@@ -88,7 +96,9 @@ impl ErrorCode {
             ErrorCode::BlobUploadInvalid => "blob upload invalid",
             ErrorCode::BlobUploadUnknown => "blob upload unknown to registry",
             ErrorCode::DigestInvalid => "provided digest did not match uploaded content",
-            ErrorCode::ManifestBlobUnknown => "manifest references a manifest or blob unknown to registry",
+            ErrorCode::ManifestBlobUnknown => {
+                "manifest references a manifest or blob unknown to registry"
+            }
             ErrorCode::ManifestInvalid => "manifest invalid",
             ErrorCode::ManifestUnknown => "manifest unknown to registry",
             ErrorCode::NameInvalid => "invalid repository name",
@@ -98,6 +108,8 @@ impl ErrorCode {
             ErrorCode::Denied => "requested access to the resource is denied",
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::TooManyRequests => "too many requests",
+            ErrorCode::PaginationNumberInvalid => "invalid number of results requested",
+            ErrorCode::NotFound => "no such route",
             ErrorCode::RangeInvalid => "requested range not satisfiable",
             ErrorCode::BadRequest => "bad request",
             ErrorCode::PayloadTooLarge => "payload too large",

@@ -101,11 +101,15 @@ fn descriptor(field: &str, v: &Value) -> Result<Descriptor, ManifestError> {
     }
     let media_type = raw.media_type.ok_or_else(|| err("missing mediaType"))?;
     if !valid_media_type(&media_type) {
-        return Err(err(&format!("mediaType {media_type:?} is not a valid media type")));
+        return Err(err(&format!(
+            "mediaType {media_type:?} is not a valid media type"
+        )));
     }
     if let Some(at) = &raw.artifact_type {
         if !valid_media_type(at) {
-            return Err(err(&format!("artifactType {at:?} is not a valid media type")));
+            return Err(err(&format!(
+                "artifactType {at:?} is not a valid media type"
+            )));
         }
     }
     Ok(Descriptor {
@@ -135,7 +139,10 @@ pub fn valid_media_type(s: &str) -> bool {
     ok(t) && ok(st)
 }
 
-fn descriptors(obj: &Map<String, Value>, field: &'static str) -> Result<Option<Vec<Descriptor>>, ManifestError> {
+fn descriptors(
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<Vec<Descriptor>>, ManifestError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
@@ -165,16 +172,19 @@ impl Manifest {
     /// Parse and validate `body`, pushed with `content_type` (the request's
     /// `Content-Type`, if any).
     pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
-        let v: Value = serde_json::from_slice(body).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| ManifestError::Json(e.to_string()))?;
         let obj = v.as_object().ok_or(ManifestError::NotAnObject)?;
 
-        let header = content_type
-            .map(bare_content_type)
-            .filter(|h| !h.is_empty() && *h != "application/json" && *h != "application/octet-stream");
+        let header = content_type.map(bare_content_type).filter(|h| {
+            !h.is_empty() && *h != "application/json" && *h != "application/octet-stream"
+        });
         let body_mt = opt_str(obj, "mediaType")?;
 
-        if matches!(body_mt.as_deref(), Some(mt::DOCKER_SCHEMA1 | mt::DOCKER_SCHEMA1_SIGNED))
-            || matches!(header, Some(mt::DOCKER_SCHEMA1 | mt::DOCKER_SCHEMA1_SIGNED))
+        if matches!(
+            body_mt.as_deref(),
+            Some(mt::DOCKER_SCHEMA1 | mt::DOCKER_SCHEMA1_SIGNED)
+        ) || matches!(header, Some(mt::DOCKER_SCHEMA1 | mt::DOCKER_SCHEMA1_SIGNED))
         {
             return Err(ManifestError::Schema1);
         }
@@ -251,7 +261,8 @@ impl Manifest {
                 m.config = Some(config);
             }
             ManifestKind::Index => {
-                m.manifests = descriptors(obj, "manifests")?.ok_or(ManifestError::MissingManifests)?;
+                m.manifests =
+                    descriptors(obj, "manifests")?.ok_or(ManifestError::MissingManifests)?;
             }
         }
         Ok(m)
@@ -286,7 +297,10 @@ mod tests {
         let m = Manifest::parse(image("").as_bytes(), Some(mt::OCI_MANIFEST)).unwrap();
         assert_eq!(m.kind, ManifestKind::Image);
         assert_eq!(m.required_blobs().count(), 2);
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
     }
 
     #[test]
@@ -303,9 +317,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_manifests() {
-        assert!(matches!(Manifest::parse(b"{", None), Err(ManifestError::Json(_))));
-        assert_eq!(Manifest::parse(b"[]", None).unwrap_err(), ManifestError::NotAnObject);
-        assert_eq!(Manifest::parse(b"{}", None).unwrap_err(), ManifestError::SchemaVersion);
+        assert!(matches!(
+            Manifest::parse(b"{", None),
+            Err(ManifestError::Json(_))
+        ));
+        assert_eq!(
+            Manifest::parse(b"[]", None).unwrap_err(),
+            ManifestError::NotAnObject
+        );
+        assert_eq!(
+            Manifest::parse(b"{}", None).unwrap_err(),
+            ManifestError::SchemaVersion
+        );
         assert_eq!(
             Manifest::parse(br#"{"schemaVersion":1}"#, None).unwrap_err(),
             ManifestError::Schema1
@@ -324,7 +347,10 @@ mod tests {
             Manifest::parse(image("").as_bytes(), Some(mt::OCI_INDEX)),
             Err(ManifestError::MediaTypeMismatch { .. })
         ));
-        let no_config = format!(r#"{{"schemaVersion":2,"mediaType":"{}","layers":[]}}"#, mt::OCI_MANIFEST);
+        let no_config = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","layers":[]}}"#,
+            mt::OCI_MANIFEST
+        );
         assert_eq!(
             Manifest::parse(no_config.as_bytes(), None).unwrap_err(),
             ManifestError::MissingConfig

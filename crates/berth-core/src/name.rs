@@ -134,19 +134,28 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "library/ubuntu", "a.b_c__d---e/f0", "acme/web/frontend", "0/1"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a.b_c__d---e/f0",
+            "acme/web/frontend",
+            "0/1",
+        ] {
             assert!(RepoName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a_", "a/B", "a b", "a:b", "a@b",
-            "a/./b", "a/../b",
+            "", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a_", "a/B", "a b", "a:b",
+            "a@b", "a/./b", "a/../b",
         ] {
             assert!(RepoName::parse(bad).is_err(), "{bad:?}");
         }
         let long = "a".repeat(256);
         assert_eq!(RepoName::parse(&long), Err(NameError::TooLong));
         assert!(RepoName::parse(&"a".repeat(255)).is_ok());
-        assert_eq!(RepoName::parse("acme/web").unwrap().first_component(), "acme");
+        assert_eq!(
+            RepoName::parse("acme/web").unwrap().first_component(),
+            "acme"
+        );
     }
 
     #[test]
@@ -161,9 +170,14 @@ mod tests {
         assert!(!valid_tag("a/b"));
         assert!(matches!(Reference::parse("v1"), Ok(Reference::Tag(_))));
         assert!(matches!(
-            Reference::parse("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            Reference::parse(
+                "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            ),
             Ok(Reference::Digest(_))
         ));
-        assert!(matches!(Reference::parse("sha256:zz"), Err(NameError::BadDigest(_))));
+        assert!(matches!(
+            Reference::parse("sha256:zz"),
+            Err(NameError::BadDigest(_))
+        ));
     }
 }

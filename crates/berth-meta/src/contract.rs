@@ -17,8 +17,14 @@ pub fn kv_basics(kv: &dyn KvStore) {
     }
     b.put(Cf::Links, b"a\0b".to_vec(), b"other cf".to_vec());
     kv.write(b).unwrap();
-    assert_eq!(kv.get(Cf::Tags, b"a\0b").unwrap().as_deref(), Some(&b"a\0b"[..]));
-    assert_eq!(kv.get(Cf::Links, b"a\0b").unwrap().as_deref(), Some(&b"other cf"[..]));
+    assert_eq!(
+        kv.get(Cf::Tags, b"a\0b").unwrap().as_deref(),
+        Some(&b"a\0b"[..])
+    );
+    assert_eq!(
+        kv.get(Cf::Links, b"a\0b").unwrap().as_deref(),
+        Some(&b"other cf"[..])
+    );
 
     let keys = |rows: Vec<(Vec<u8>, Vec<u8>)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
     assert_eq!(
@@ -29,8 +35,14 @@ pub fn kv_basics(kv: &dyn KvStore) {
         keys(kv.scan(Cf::Tags, b"a\0", Some(b"a\0b"), 10).unwrap()),
         vec![b"a\0c".to_vec(), b"a\0z".to_vec()]
     );
-    assert_eq!(keys(kv.scan(Cf::Tags, b"a\0", None, 1).unwrap()), vec![b"a\0b".to_vec()]);
-    assert_eq!(kv.scan(Cf::Tags, b"a\0", Some(b"a\0z"), 10).unwrap().len(), 0);
+    assert_eq!(
+        keys(kv.scan(Cf::Tags, b"a\0", None, 1).unwrap()),
+        vec![b"a\0b".to_vec()]
+    );
+    assert_eq!(
+        kv.scan(Cf::Tags, b"a\0", Some(b"a\0z"), 10).unwrap().len(),
+        0
+    );
     // start_after between keys
     assert_eq!(
         keys(kv.scan(Cf::Tags, b"a\0", Some(b"a\0ca"), 10).unwrap()),
@@ -57,7 +69,10 @@ pub fn kv_basics(kv: &dyn KvStore) {
     b.put(Cf::Uploads, b"v".to_vec(), b"2".to_vec());
     kv.write(b).unwrap();
     assert_eq!(kv.get(Cf::Uploads, b"u").unwrap(), None);
-    assert_eq!(kv.get(Cf::Uploads, b"v").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(
+        kv.get(Cf::Uploads, b"v").unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
 }
 
 fn rec(media_type: &str, subject: Option<&Digest>) -> ManifestRecord {
@@ -114,7 +129,10 @@ pub fn meta_behaviour(kv: impl KvStore) {
     })
     .unwrap();
     let (r, body) = m.manifest("a", &d1).unwrap().unwrap();
-    assert_eq!((r.media_type.as_str(), body.as_slice()), ("application/x", &b"one"[..]));
+    assert_eq!(
+        (r.media_type.as_str(), body.as_slice()),
+        ("application/x", &b"one"[..])
+    );
     assert_eq!(m.tag("a", "v1").unwrap().unwrap().digest, d1.to_string());
     assert_eq!(m.referrers("a", &subj, 10).unwrap().len(), 1);
     assert_eq!(m.referrers("a/b", &subj, 10).unwrap().len(), 0);
@@ -136,7 +154,10 @@ pub fn meta_behaviour(kv: impl KvStore) {
     assert_eq!(tags.items, vec!["also", "v1", "v2"]);
     assert!(!tags.more);
     let p = m.list_tags("a", None, 2).unwrap();
-    assert_eq!((p.items.clone(), p.more), (vec!["also".to_string(), "v1".to_string()], true));
+    assert_eq!(
+        (p.items.clone(), p.more),
+        (vec!["also".to_string(), "v1".to_string()], true)
+    );
     let p = m.list_tags("a", Some("v1"), 2).unwrap();
     assert_eq!((p.items, p.more), (vec!["v2".to_string()], false));
 
@@ -148,7 +169,10 @@ pub fn meta_behaviour(kv: impl KvStore) {
     // but not d1.
     assert!(m.delete_manifest("a", &d2).unwrap());
     assert!(!m.delete_manifest("a", &d2).unwrap());
-    assert_eq!(m.list_tags("a", None, 10).unwrap().items, Vec::<String>::new());
+    assert_eq!(
+        m.list_tags("a", None, 10).unwrap().items,
+        Vec::<String>::new()
+    );
     assert!(m.manifest_exists("a", &d1).unwrap());
     assert_eq!(m.referrers("a", &subj, 10).unwrap().len(), 0);
 
@@ -159,7 +183,10 @@ pub fn meta_behaviour(kv: impl KvStore) {
     let all = m.list_repos(None, 100).unwrap();
     assert_eq!(all.items, vec!["a", "a-b", "a/b", "b", "c"]);
     let p = m.list_repos(Some("a/b"), 2).unwrap();
-    assert_eq!((p.items, p.more), (vec!["b".to_string(), "c".to_string()], false));
+    assert_eq!(
+        (p.items, p.more),
+        (vec!["b".to_string(), "c".to_string()], false)
+    );
 
     // Unlink.
     assert!(m.unlink_blob("b", &d1).unwrap());

@@ -25,8 +25,7 @@ pub mod contract;
 pub use kv::{Batch, KvError, KvStore, Op};
 pub use mem::MemStore;
 pub use meta::{
-    now_millis, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError, Page, PutManifest, ReferrerRecord, RepoRecord,
-    TagRecord,
-    UploadRecord,
+    now_millis, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError, Page, PutManifest,
+    ReferrerRecord, RepoRecord, TagRecord, UploadRecord,
 };
 pub use rocks::RocksStore;

@@ -76,7 +76,11 @@ pub struct ReferrerRecord {
     pub media_type: String,
     pub digest: String,
     pub size: u64,
-    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
@@ -157,7 +161,12 @@ fn dec_manifest(v: &[u8]) -> Result<(ManifestRecord, Vec<u8>)> {
         cf: Cf::Manifests.name(),
         reason: "short value".into(),
     };
-    let len = u32::from_be_bytes(v.get(0..4).ok_or_else(corrupt)?.try_into().expect("4 bytes")) as usize;
+    let len = u32::from_be_bytes(
+        v.get(0..4)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .expect("4 bytes"),
+    ) as usize;
     let h = v.get(4..4 + len).ok_or_else(corrupt)?;
     Ok((dec(Cf::Manifests, h)?, v[4 + len..].to_vec()))
 }
@@ -208,11 +217,16 @@ impl Meta {
         let mut h = DefaultHasher::new();
         what.hash(&mut h);
         let i = (h.finish() as usize) % LOCK_STRIPES;
-        self.inner.locks[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.locks[i]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Run a blocking metadata operation off the async executor.
-    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Meta) -> Result<T> + Send + 'static) -> Result<T> {
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Meta) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || f(&me))
             .await
@@ -284,10 +298,24 @@ impl Meta {
         let d = digest.to_string();
         let mut b = Batch::new();
         if self.blob(digest)?.is_none() {
-            b.put(Cf::Blobs, d.as_bytes(), enc(&BlobRecord { size, created_ms: now }));
+            b.put(
+                Cf::Blobs,
+                d.as_bytes(),
+                enc(&BlobRecord {
+                    size,
+                    created_ms: now,
+                }),
+            );
         }
         if self.link(repo, digest)?.is_none() {
-            b.put(Cf::Links, key2(repo, &d), enc(&LinkRecord { size, linked_ms: now }));
+            b.put(
+                Cf::Links,
+                key2(repo, &d),
+                enc(&LinkRecord {
+                    size,
+                    linked_ms: now,
+                }),
+            );
             self.touch_repo(&mut b, repo, now)?;
         }
         if b.is_empty() {
@@ -312,15 +340,25 @@ impl Meta {
 
     // ---- manifests and tags -------------------------------------------
 
-    pub fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<(ManifestRecord, Vec<u8>)>> {
-        match self.kv().get(Cf::Manifests, &key2(repo, &digest.to_string()))? {
+    pub fn manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<(ManifestRecord, Vec<u8>)>> {
+        match self
+            .kv()
+            .get(Cf::Manifests, &key2(repo, &digest.to_string()))?
+        {
             Some(v) => Ok(Some(dec_manifest(&v)?)),
             None => Ok(None),
         }
     }
 
     pub fn manifest_exists(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        Ok(self.kv().get(Cf::Manifests, &key2(repo, &digest.to_string()))?.is_some())
+        Ok(self
+            .kv()
+            .get(Cf::Manifests, &key2(repo, &digest.to_string()))?
+            .is_some())
     }
 
     pub fn tag(&self, repo: &str, tag: &str) -> Result<Option<TagRecord>> {
@@ -339,7 +377,11 @@ impl Meta {
         if let Some((old, _)) = self.manifest(p.repo, p.digest)? {
             record.pushed_ms = old.pushed_ms;
         }
-        b.put(Cf::Manifests, key2(p.repo, &d), enc_manifest(&record, p.body));
+        b.put(
+            Cf::Manifests,
+            key2(p.repo, &d),
+            enc_manifest(&record, p.body),
+        );
         if let Some(tag) = p.tag {
             let created = match self.tag(p.repo, tag)? {
                 Some(old) => {
@@ -359,7 +401,11 @@ impl Meta {
             b.put(Cf::TagsByDigest, key3(p.repo, &d, tag), Vec::new());
         }
         if let Some((subject, r)) = &p.referrer {
-            b.put(Cf::Referrers, key3(p.repo, &subject.to_string(), &d), enc(r));
+            b.put(
+                Cf::Referrers,
+                key3(p.repo, &subject.to_string(), &d),
+                enc(r),
+            );
         }
         self.touch_repo(&mut b, p.repo, now)?;
         Ok(self.kv().write(b)?)
@@ -393,7 +439,9 @@ impl Meta {
         prefix.push(SEP);
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let rows = self.kv().scan(Cf::TagsByDigest, &prefix, after.as_deref(), 1000)?;
+            let rows = self
+                .kv()
+                .scan(Cf::TagsByDigest, &prefix, after.as_deref(), 1000)?;
             let Some((last, _)) = rows.last() else { break };
             after = Some(last.clone());
             for (k, _) in &rows {
@@ -426,7 +474,12 @@ impl Meta {
     }
 
     /// Referrers of `subject` in `repo`, in digest order, at most `limit`.
-    pub fn referrers(&self, repo: &str, subject: &Digest, limit: usize) -> Result<Vec<ReferrerRecord>> {
+    pub fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        limit: usize,
+    ) -> Result<Vec<ReferrerRecord>> {
         let mut prefix = key2(repo, &subject.to_string());
         prefix.push(SEP);
         self.kv()
@@ -462,10 +515,24 @@ impl Meta {
         let d = digest.to_string();
         let mut b = Batch::new();
         if self.blob(digest)?.is_none() {
-            b.put(Cf::Blobs, d.as_bytes(), enc(&BlobRecord { size, created_ms: now }));
+            b.put(
+                Cf::Blobs,
+                d.as_bytes(),
+                enc(&BlobRecord {
+                    size,
+                    created_ms: now,
+                }),
+            );
         }
         if self.link(repo, digest)?.is_none() {
-            b.put(Cf::Links, key2(repo, &d), enc(&LinkRecord { size, linked_ms: now }));
+            b.put(
+                Cf::Links,
+                key2(repo, &d),
+                enc(&LinkRecord {
+                    size,
+                    linked_ms: now,
+                }),
+            );
             self.touch_repo(&mut b, repo, now)?;
         }
         b.delete(Cf::Uploads, id.as_bytes());
@@ -473,7 +540,11 @@ impl Meta {
     }
 
     /// Upload sessions, in id order, after `after`, at most `n`.
-    pub fn list_uploads(&self, after: Option<&str>, n: usize) -> Result<Vec<(String, UploadRecord)>> {
+    pub fn list_uploads(
+        &self,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<(String, UploadRecord)>> {
         self.kv()
             .scan(Cf::Uploads, b"", after.map(str::as_bytes), n)?
             .into_iter()

@@ -1,6 +1,9 @@
 use crate::cf::Cf;
 use crate::kv::{Batch, KvError, KvStore, Op};
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
+};
 use std::path::Path;
 
 /// The RocksDB engine: one database, one column family per record kind.
@@ -62,9 +65,11 @@ impl KvStore for RocksStore {
             }
             None => prefix.to_vec(),
         };
-        let it = self
-            .db
-            .iterator_cf_opt(self.handle(cf)?, ro, IteratorMode::From(&from, Direction::Forward));
+        let it = self.db.iterator_cf_opt(
+            self.handle(cf)?,
+            ro,
+            IteratorMode::From(&from, Direction::Forward),
+        );
         let mut out = Vec::new();
         for item in it {
             if out.len() >= limit {
@@ -140,11 +145,16 @@ mod contract_tests {
             let mut b = crate::Batch::new();
             b.put(crate::cf::Cf::Repos, b"r".to_vec(), b"x".to_vec());
             crate::KvStore::write(&s, b).unwrap();
-            assert!(RocksStore::open(dir.path()).is_err(), "second opener must be refused");
+            assert!(
+                RocksStore::open(dir.path()).is_err(),
+                "second opener must be refused"
+            );
         }
         let s = RocksStore::open(dir.path()).unwrap();
         assert_eq!(
-            crate::KvStore::get(&s, crate::cf::Cf::Repos, b"r").unwrap().as_deref(),
+            crate::KvStore::get(&s, crate::cf::Cf::Repos, b"r")
+                .unwrap()
+                .as_deref(),
             Some(&b"x"[..])
         );
     }

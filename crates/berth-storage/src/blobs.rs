@@ -2,7 +2,9 @@ use berth_core::{Algorithm, Digest, Hasher};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path as ObjPath;
-use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart,
+};
 use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -24,9 +26,9 @@ pub enum StorageError {
     /// The request body failed (client went away, malformed chunked body).
     #[error("request body: {0}")]
     Body(String),
-    /// The body grew past the limit the caller set.
-    #[error("body larger than allowed")]
-    TooLarge,
+    /// The body was longer or shorter than the length the client declared.
+    #[error("body length {got} does not match the declared length {expected}")]
+    LengthMismatch { expected: u64, got: u64 },
     #[error("storage I/O on {path}: {source}")]
     Io {
         path: String,
@@ -47,7 +49,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
 /// Where a blob lives in the object store.
 pub fn blob_path(d: &Digest) -> ObjPath {
     let hex = d.hex();
-    ObjPath::from(format!("blobs/{}/{}/{}", d.algorithm().as_str(), &hex[..2], hex))
+    ObjPath::from(format!(
+        "blobs/{}/{}/{}",
+        d.algorithm().as_str(),
+        &hex[..2],
+        hex
+    ))
 }
 
 /// In-memory state of an open session: the running sha256 over the staged
@@ -90,7 +97,10 @@ impl BlobStore {
     }
 
     /// Any object store for blobs, with upload staging in a local directory.
-    pub fn with_store(store: Arc<dyn ObjectStore>, staging: &Path) -> Result<BlobStore, StorageError> {
+    pub fn with_store(
+        store: Arc<dyn ObjectStore>,
+        staging: &Path,
+    ) -> Result<BlobStore, StorageError> {
         std::fs::create_dir_all(staging).map_err(io(staging))?;
         Ok(BlobStore {
             store,
@@ -118,7 +128,11 @@ impl BlobStore {
 
     /// Stream a blob, or the byte range `range` (already checked against the
     /// blob's size by the caller).
-    pub async fn get(&self, d: &Digest, range: Option<std::ops::Range<u64>>) -> Result<ByteStream, StorageError> {
+    pub async fn get(
+        &self,
+        d: &Digest,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<ByteStream, StorageError> {
         let opts = GetOptions {
             range: range.clone().map(GetRange::Bounded),
             ..Default::default()
@@ -137,10 +151,12 @@ impl BlobStore {
                 f.seek(SeekFrom::Start(r.start)).await.map_err(io(&path))?;
                 let reader = f.take(r.end - r.start);
                 let s = tokio_util::io::ReaderStream::with_capacity(reader, self.read_chunk);
-                Ok(s.map(move |c| c.map_err(|e| StorageError::Io {
-                    path: path.display().to_string(),
-                    source: e,
-                }))
+                Ok(s.map(move |c| {
+                    c.map_err(|e| StorageError::Io {
+                        path: path.display().to_string(),
+                        source: e,
+                    })
+                })
                 .boxed())
             }
             GetResultPayload::Stream(s) => Ok(s.map(|c| c.map_err(StorageError::from)).boxed()),
@@ -163,8 +179,23 @@ impl BlobStore {
         let f = tokio::fs::File::create(&p).await.map_err(io(&p))?;
         f.sync_all().await.map_err(io(&p))?;
         sync_dir(&self.staging).await?;
-        self.sessions.lock().expect("lock").insert(id.to_string(), Arc::default());
+        self.sessions
+            .lock()
+            .expect("lock")
+            .insert(id.to_string(), Arc::default());
         Ok(())
+    }
+
+    /// Exclusive access to a session if nobody holds it now (for the reaper).
+    pub fn try_lock_session(&self, id: &str) -> Option<SessionGuard> {
+        let m = self
+            .sessions
+            .lock()
+            .expect("lock")
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        m.try_lock_owned().ok()
     }
 
     /// Take exclusive access to a session (serialises PATCH/PUT on it).
@@ -179,16 +210,17 @@ impl BlobStore {
         m.lock_owned().await
     }
 
-    /// Append `body` to a session whose durable length is `offset`, with at
-    /// most `limit` bytes accepted. Returns the new length once the bytes are
-    /// on disk. On error the staged file is cut back to `offset`.
+    /// Append `body` to a session whose durable length is `offset`. When
+    /// `exact_len` is given the body must be exactly that long. Returns the new
+    /// length once the bytes are on disk. On error the staged file is cut back
+    /// to `offset`.
     pub async fn append<S, E>(
         &self,
         id: &str,
         state: &mut SessionState,
         offset: u64,
         body: S,
-        limit: Option<u64>,
+        exact_len: Option<u64>,
     ) -> Result<u64, StorageError>
     where
         S: futures::Stream<Item = Result<Bytes, E>> + Send,
@@ -197,7 +229,9 @@ impl BlobStore {
         let p = self.staged(id);
         let mut f = match tokio::fs::OpenOptions::new().write(true).open(&p).await {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::SessionNotFound),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::SessionNotFound)
+            }
             Err(e) => return Err(io(&p)(e)),
         };
         // Bytes past `offset` were never acknowledged (a crash mid-PATCH):
@@ -219,15 +253,26 @@ impl BlobStore {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
                 written += chunk.len() as u64;
-                if let Some(l) = limit {
+                if let Some(l) = exact_len {
                     if written > l {
-                        return Err(StorageError::TooLarge);
+                        return Err(StorageError::LengthMismatch {
+                            expected: l,
+                            got: written,
+                        });
                     }
                 }
                 if let Some(h) = hasher.as_mut() {
                     h.update(&chunk);
                 }
                 f.write_all(&chunk).await.map_err(io(&p))?;
+            }
+            if let Some(l) = exact_len {
+                if written != l {
+                    return Err(StorageError::LengthMismatch {
+                        expected: l,
+                        got: written,
+                    });
+                }
             }
             f.flush().await.map_err(io(&p))?;
             f.sync_data().await.map_err(io(&p))?;
@@ -278,8 +323,13 @@ impl BlobStore {
                 // Always replace: a rename over an existing (possibly damaged)
                 // file leaves verified bytes either way.
                 let dest = root.join(target.as_ref());
-                let parent = dest.parent().expect("blob paths have parents").to_path_buf();
-                tokio::fs::create_dir_all(&parent).await.map_err(io(&parent))?;
+                let parent = dest
+                    .parent()
+                    .expect("blob paths have parents")
+                    .to_path_buf();
+                tokio::fs::create_dir_all(&parent)
+                    .await
+                    .map_err(io(&parent))?;
                 tokio::fs::rename(&p, &dest).await.map_err(io(&dest))?;
                 sync_dir(&parent).await?;
                 sync_dir(&self.staging).await?;
@@ -325,7 +375,9 @@ impl BlobStore {
     /// find files no session record owns).
     pub async fn staged_files(&self) -> Result<Vec<(String, SystemTime)>, StorageError> {
         let mut out = Vec::new();
-        let mut rd = tokio::fs::read_dir(&self.staging).await.map_err(io(&self.staging))?;
+        let mut rd = tokio::fs::read_dir(&self.staging)
+            .await
+            .map_err(io(&self.staging))?;
         while let Some(e) = rd.next_entry().await.map_err(io(&self.staging))? {
             let m = e.metadata().await.map_err(io(&e.path()))?;
             if let (Some(name), Ok(t)) = (e.file_name().to_str(), m.modified()) {
@@ -358,10 +410,14 @@ async fn hash_file(p: &Path, alg: Algorithm) -> Result<Digest, StorageError> {
 
 async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     let d = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || std::fs::File::open(&d).and_then(|f| f.sync_all()).map_err(io(&d)))
-        .await
-        .map_err(|e| StorageError::Io {
-            path: dir.display().to_string(),
-            source: std::io::Error::other(e),
-        })?
+    tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&d)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&d))
+    })
+    .await
+    .map_err(|e| StorageError::Io {
+        path: dir.display().to_string(),
+        source: std::io::Error::other(e),
+    })?
 }

@@ -6,7 +6,10 @@ use berth_core::{Algorithm, Digest};
 use bytes::Bytes;
 use futures::{stream, TryStreamExt};
 
-fn chunks(data: &[u8], size: usize) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+fn chunks(
+    data: &[u8],
+    size: usize,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     stream::iter(
         data.chunks(size)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -24,13 +27,22 @@ pub async fn upload_and_read(s: &BlobStore) {
     let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 256) as u8).collect();
     let d = Digest::sha256_of(&data);
     assert_eq!(s.stat(&d).await.unwrap(), None);
-    assert!(matches!(s.get(&d, None).await.err(), Some(StorageError::NotFound)));
+    assert!(matches!(
+        s.get(&d, None).await.err(),
+        Some(StorageError::NotFound)
+    ));
 
     s.create_upload("u1").await.unwrap();
     let mut g = s.lock_session("u1").await;
-    let off = s.append("u1", &mut g, 0, chunks(&data[..300_000], 4096), None).await.unwrap();
+    let off = s
+        .append("u1", &mut g, 0, chunks(&data[..300_000], 4096), None)
+        .await
+        .unwrap();
     assert_eq!(off, 300_000);
-    let off = s.append("u1", &mut g, off, chunks(&data[300_000..], 65536), None).await.unwrap();
+    let off = s
+        .append("u1", &mut g, off, chunks(&data[300_000..], 65536), None)
+        .await
+        .unwrap();
     assert_eq!(off, data.len() as u64);
     s.commit("u1", &mut g, off, &d).await.unwrap();
     drop(g);
@@ -38,15 +50,24 @@ pub async fn upload_and_read(s: &BlobStore) {
     assert_eq!(s.stat(&d).await.unwrap(), Some(data.len() as u64));
     assert_eq!(read_all(s, &d, None).await, data);
     assert_eq!(read_all(s, &d, Some(10..20)).await, &data[10..20]);
-    assert_eq!(read_all(s, &d, Some(699_999..700_000)).await, &data[699_999..]);
+    assert_eq!(
+        read_all(s, &d, Some(699_999..700_000)).await,
+        &data[699_999..]
+    );
 
     // The same content again commits fine and changes nothing.
     s.create_upload("u2").await.unwrap();
     let mut g = s.lock_session("u2").await;
-    let off = s.append("u2", &mut g, 0, chunks(&data, 100_000), None).await.unwrap();
+    let off = s
+        .append("u2", &mut g, 0, chunks(&data, 100_000), None)
+        .await
+        .unwrap();
     s.commit("u2", &mut g, off, &d).await.unwrap();
     assert_eq!(read_all(s, &d, None).await, data);
-    assert!(s.staged_files().await.unwrap().is_empty(), "staging must be empty");
+    assert!(
+        s.staged_files().await.unwrap().is_empty(),
+        "staging must be empty"
+    );
 
     s.delete(&d).await.unwrap();
     assert_eq!(s.stat(&d).await.unwrap(), None);
@@ -58,9 +79,14 @@ pub async fn digest_mismatch_leaves_nothing(s: &BlobStore) {
     let wrong = Digest::sha256_of(b"something else");
     s.create_upload("m1").await.unwrap();
     let mut g = s.lock_session("m1").await;
-    let off = s.append("m1", &mut g, 0, chunks(b"hello", 2), None).await.unwrap();
+    let off = s
+        .append("m1", &mut g, 0, chunks(b"hello", 2), None)
+        .await
+        .unwrap();
     match s.commit("m1", &mut g, off, &wrong).await {
-        Err(StorageError::DigestMismatch { actual, .. }) => assert_eq!(actual, Digest::sha256_of(b"hello")),
+        Err(StorageError::DigestMismatch { actual, .. }) => {
+            assert_eq!(actual, Digest::sha256_of(b"hello"))
+        }
         other => panic!("expected a mismatch, got {other:?}"),
     }
     assert_eq!(s.stat(&wrong).await.unwrap(), None);
@@ -72,17 +98,35 @@ pub async fn digest_mismatch_leaves_nothing(s: &BlobStore) {
 pub async fn failed_append_rolls_back(s: &BlobStore) {
     s.create_upload("f1").await.unwrap();
     let mut g = s.lock_session("f1").await;
-    let off = s.append("f1", &mut g, 0, chunks(b"abc", 1), None).await.unwrap();
-    let bad = stream::iter(vec![Ok(Bytes::from_static(b"def")), Err(std::io::Error::other("client went away"))]);
+    let off = s
+        .append("f1", &mut g, 0, chunks(b"abc", 1), None)
+        .await
+        .unwrap();
+    let bad = stream::iter(vec![
+        Ok(Bytes::from_static(b"def")),
+        Err(std::io::Error::other("client went away")),
+    ]);
     assert!(matches!(
         s.append("f1", &mut g, off, bad, None).await,
         Err(StorageError::Body(_))
     ));
     assert!(matches!(
-        s.append("f1", &mut g, off, chunks(b"0123456789", 3), Some(5)).await,
-        Err(StorageError::TooLarge)
+        s.append("f1", &mut g, off, chunks(b"0123456789", 3), Some(5))
+            .await,
+        Err(StorageError::LengthMismatch { expected: 5, .. })
     ));
-    let off = s.append("f1", &mut g, off, chunks(b"xyz", 2), None).await.unwrap();
+    assert!(matches!(
+        s.append("f1", &mut g, off, chunks(b"0123", 3), Some(5))
+            .await,
+        Err(StorageError::LengthMismatch {
+            expected: 5,
+            got: 4
+        })
+    ));
+    let off = s
+        .append("f1", &mut g, off, chunks(b"xyz", 2), None)
+        .await
+        .unwrap();
     assert_eq!(off, 6);
     let d = Digest::sha256_of(b"abcxyz");
     s.commit("f1", &mut g, off, &d).await.unwrap();
@@ -102,16 +146,25 @@ pub async fn sha512_and_lost_state(s: &BlobStore) {
     let d = Digest::of(Algorithm::Sha512, &data);
     s.create_upload("s1").await.unwrap();
     let mut g = s.lock_session("s1").await;
-    let off = s.append("s1", &mut g, 0, chunks(&data, 999), None).await.unwrap();
+    let off = s
+        .append("s1", &mut g, 0, chunks(&data, 999), None)
+        .await
+        .unwrap();
     s.commit("s1", &mut g, off, &d).await.unwrap();
     assert_eq!(read_all(s, &d, None).await, data);
 
     s.create_upload("s2").await.unwrap();
     let mut g = s.lock_session("s2").await;
-    let off = s.append("s2", &mut g, 0, chunks(&data[..500], 100), None).await.unwrap();
+    let off = s
+        .append("s2", &mut g, 0, chunks(&data[..500], 100), None)
+        .await
+        .unwrap();
     drop(g);
     let mut fresh = Default::default(); // as after a restart
-    let off = s.append("s2", &mut fresh, off, chunks(&data[500..], 100), None).await.unwrap();
+    let off = s
+        .append("s2", &mut fresh, off, chunks(&data[500..], 100), None)
+        .await
+        .unwrap();
     let d256 = Digest::sha256_of(&data);
     s.commit("s2", &mut fresh, off, &d256).await.unwrap();
     assert_eq!(read_all(s, &d256, None).await.len(), data.len());
@@ -121,7 +174,9 @@ pub async fn sha512_and_lost_state(s: &BlobStore) {
 pub async fn abort_is_idempotent(s: &BlobStore) {
     s.create_upload("a1").await.unwrap();
     let mut g = s.lock_session("a1").await;
-    s.append("a1", &mut g, 0, chunks(b"data", 4), None).await.unwrap();
+    s.append("a1", &mut g, 0, chunks(b"data", 4), None)
+        .await
+        .unwrap();
     drop(g);
     assert_eq!(s.staged_files().await.unwrap().len(), 1);
     s.abort("a1").await.unwrap();

@@ -29,4 +29,4 @@ mod blobs;
 #[doc(hidden)]
 pub mod contract;
 
-pub use blobs::{blob_path, BlobStore, ByteStream, SessionGuard, StorageError};
+pub use blobs::{blob_path, BlobStore, ByteStream, SessionGuard, SessionState, StorageError};

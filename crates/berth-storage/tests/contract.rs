@@ -13,6 +13,7 @@ async fn local_filesystem() {
 #[tokio::test]
 async fn in_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let s = BlobStore::with_store(Arc::new(object_store::memory::InMemory::new()), dir.path()).unwrap();
+    let s =
+        BlobStore::with_store(Arc::new(object_store::memory::InMemory::new()), dir.path()).unwrap();
     contract::run_all(&s).await;
 }

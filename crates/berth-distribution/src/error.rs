@@ -1,0 +1,89 @@
+//! The one place where errors become `/v2/` responses.
+
+use berth_core::ErrorCode;
+use berth_meta::MetaError;
+use berth_storage::StorageError;
+use http::{HeaderName, HeaderValue};
+use serde_json::json;
+
+/// An OCI error ready to serve: code, message, optional detail and extra
+/// headers (e.g. `Range` on a 416 for an upload).
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: Option<String>,
+    pub detail: Option<serde_json::Value>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode) -> ApiError {
+        ApiError {
+            code,
+            message: None,
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn message(mut self, m: impl Into<String>) -> ApiError {
+        self.message = Some(m.into());
+        self
+    }
+
+    pub fn detail(mut self, d: impl Into<serde_json::Value>) -> ApiError {
+        self.detail = Some(d.into());
+        self
+    }
+
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
+    /// The spec's JSON envelope.
+    pub fn body(&self) -> Vec<u8> {
+        let mut e = json!({
+            "code": self.code.as_str(),
+            "message": self.message.as_deref().unwrap_or(self.code.default_message()),
+        });
+        if let Some(d) = &self.detail {
+            e["detail"] = d.clone();
+        }
+        serde_json::to_vec(&json!({ "errors": [e] })).expect("json")
+    }
+
+    pub fn internal(what: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %what, "internal error");
+        ApiError::new(ErrorCode::Internal)
+    }
+}
+
+impl From<MetaError> for ApiError {
+    fn from(e: MetaError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> ApiError {
+        match e {
+            StorageError::NotFound => ApiError::new(ErrorCode::BlobUnknown),
+            StorageError::SessionNotFound => ApiError::new(ErrorCode::BlobUploadUnknown),
+            StorageError::DigestMismatch { expected, actual } => ApiError::new(
+                ErrorCode::DigestInvalid,
+            )
+            .detail(json!({ "expected": expected.to_string(), "actual": actual.to_string() })),
+            StorageError::Body(m) => ApiError::new(ErrorCode::BlobUploadInvalid)
+                .message("request body could not be read")
+                .detail(m),
+            StorageError::LengthMismatch { expected, got } => ApiError::new(ErrorCode::SizeInvalid)
+                .detail(json!({ "declared": expected, "received": got })),
+            other => ApiError::internal(other),
+        }
+    }
+}

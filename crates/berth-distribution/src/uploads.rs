@@ -1,0 +1,399 @@
+//! Blob uploads: `POST`/`PATCH`/`PUT`/`GET`/`DELETE` on
+//! `/v2/<name>/blobs/uploads/…`, cross-repository mounts, and the reaper of
+//! abandoned sessions.
+//!
+//! Session state lives in the metadata store (so sessions survive a
+//! restart); the staged bytes live in the blob store. The offset recorded in
+//! the metadata store is the acknowledged length: bytes past it (a crash
+//! mid-PATCH) are cut off by the next append.
+
+use crate::{status_response, ApiError, Body, Inner, Query, Result};
+use berth_core::{Digest, ErrorCode, RepoName};
+use berth_meta::{now_millis, UploadRecord};
+use berth_storage::SessionState;
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
+use http::{Response, StatusCode};
+
+fn location(name: &RepoName, id: &str) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+/// The `Range` header of an upload: the inclusive range received so far
+/// (`0-0` when nothing has been, as the reference registry answers).
+fn range(offset: u64) -> String {
+    format!("0-{}", offset.saturating_sub(1))
+}
+
+fn session_headers(name: &RepoName, id: &str, offset: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("location", location(name, id)),
+        ("range", range(offset)),
+        ("docker-upload-uuid", id.to_string()),
+    ]
+}
+
+fn created(name: &RepoName, digest: &Digest) -> Response<Body> {
+    status_response(
+        StatusCode::CREATED,
+        &[
+            ("location", format!("/v2/{name}/blobs/{digest}")),
+            ("docker-content-digest", digest.to_string()),
+        ],
+    )
+}
+
+fn unknown_upload(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::BlobUploadUnknown).detail(id.to_string())
+}
+
+/// Session ids are UUIDs we minted; anything else cannot name a session
+/// (and must never reach the filesystem).
+fn check_id(id: &str) -> Result<String> {
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| unknown_upload(id))
+}
+
+fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
+    match h.get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::new(ErrorCode::BadRequest).message("invalid Content-Length")),
+    }
+}
+
+/// `Content-Range: <start>-<end>` (also with a `bytes ` or `bytes=` prefix
+/// and a `/<total>` suffix). Returns the inclusive bounds.
+fn parse_content_range(v: &str) -> Option<(u64, u64)> {
+    let v = v.trim();
+    let v = v
+        .strip_prefix("bytes=")
+        .or_else(|| v.strip_prefix("bytes "))
+        .unwrap_or(v);
+    let v = v.split('/').next()?;
+    let (a, b) = v.trim().split_once('-')?;
+    let num = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            None
+        } else {
+            s.parse().ok()
+        }
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    (b >= a).then_some((a, b))
+}
+
+/// How many bytes the body must carry, checked against the session's
+/// offset: `Content-Range` must start where the session ends (else 416:
+/// out of order, overlapping or repeated), and agree with `Content-Length`.
+fn expected_len(h: &HeaderMap, name: &RepoName, id: &str, offset: u64) -> Result<Option<u64>> {
+    let cl = content_length(h)?;
+    let Some(cr) = h.get(header::CONTENT_RANGE) else {
+        return Ok(cl);
+    };
+    let bad = |msg: String| {
+        let mut e = ApiError::new(ErrorCode::RangeInvalid).message(msg);
+        for (k, v) in session_headers(name, id, offset) {
+            e = e.header(http::HeaderName::from_static(k), crate::hv(&v));
+        }
+        e
+    };
+    let Some((start, end)) = cr.to_str().ok().and_then(parse_content_range) else {
+        return Err(bad("malformed Content-Range".into()));
+    };
+    if start != offset {
+        return Err(bad(format!(
+            "chunk starts at {start} but the upload has {offset} bytes: chunks must be sent in order, without gaps or overlaps"
+        )));
+    }
+    let len = end - start + 1;
+    if let Some(cl) = cl {
+        if cl != len {
+            return Err(ApiError::new(ErrorCode::SizeInvalid)
+                .message("Content-Length does not match Content-Range")
+                .detail(serde_json::json!({ "contentLength": cl, "contentRange": len })));
+        }
+    }
+    Ok(Some(len))
+}
+
+async fn session(s: &Inner, name: &RepoName, id: &str) -> Result<UploadRecord> {
+    match s.meta.upload(id)? {
+        Some(r) if r.repo == name.as_str() => Ok(r),
+        _ => Err(unknown_upload(id)),
+    }
+}
+
+async fn save_offset(s: &Inner, id: &str, mut rec: UploadRecord, offset: u64) -> Result<()> {
+    rec.offset = offset;
+    rec.updated_ms = now_millis();
+    let id = id.to_string();
+    s.meta.run(move |m| m.put_upload(&id, &rec)).await?;
+    Ok(())
+}
+
+fn gauge_add(s: &Inner, n: i64) {
+    if let Some(g) = &s.gauges.open_uploads {
+        g.add(n);
+    }
+}
+
+pub(crate) async fn start_blob_upload<S>(
+    s: &Inner,
+    name: &RepoName,
+    q: &Query,
+    h: &HeaderMap,
+    body: S,
+) -> Result<Response<Body>>
+where
+    S: futures::Stream<Item = std::result::Result<Bytes, String>> + Send,
+{
+    if let Some(mount) = q.get("mount") {
+        let digest = Digest::parse(mount)
+            .map_err(|e| ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()))?;
+        let size = match q.get("from") {
+            // A bad `from` cannot name a source: fall back to an upload.
+            Some(from) => match RepoName::parse(from) {
+                Ok(from) => s.meta.link(from.as_str(), &digest)?.map(|l| l.size),
+                Err(_) => None,
+            },
+            // Automatic content discovery: the blob is already stored.
+            None => s.meta.blob(&digest)?.map(|b| b.size),
+        };
+        if let Some(size) = size {
+            let (repo, d) = (name.as_str().to_string(), digest.clone());
+            s.meta.run(move |m| m.link_blob(&repo, &d, size)).await?;
+            return Ok(created(name, &digest));
+        }
+    } else if let Some(d) = q.get("digest") {
+        // Monolithic upload: the whole blob in this request.
+        let digest = Digest::parse(d)
+            .map_err(|e| ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()))?;
+        let len = content_length(h)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        s.blobs.create_upload(&id).await?;
+        let mut state = SessionState::default();
+        let res = async {
+            let size = s.blobs.append(&id, &mut state, 0, body, len).await?;
+            s.blobs.commit(&id, &mut state, size, &digest).await?;
+            Ok::<u64, ApiError>(size)
+        }
+        .await;
+        let size = match res {
+            Ok(size) => size,
+            Err(e) => {
+                s.blobs.abort(&id).await?;
+                return Err(e);
+            }
+        };
+        let (repo, dg) = (name.as_str().to_string(), digest.clone());
+        s.meta.run(move |m| m.link_blob(&repo, &dg, size)).await?;
+        return Ok(created(name, &digest));
+    }
+
+    let id = uuid::Uuid::new_v4().to_string();
+    s.blobs.create_upload(&id).await?;
+    let now = now_millis();
+    let rec = UploadRecord {
+        repo: name.as_str().to_string(),
+        offset: 0,
+        started_ms: now,
+        updated_ms: now,
+    };
+    let idc = id.clone();
+    if let Err(e) = s.meta.run(move |m| m.put_upload(&idc, &rec)).await {
+        s.blobs.abort(&id).await?;
+        return Err(e.into());
+    }
+    gauge_add(s, 1);
+    Ok(status_response(
+        StatusCode::ACCEPTED,
+        &session_headers(name, &id, 0),
+    ))
+}
+
+pub(crate) async fn get_blob_upload(
+    s: &Inner,
+    name: &RepoName,
+    id: &str,
+) -> Result<Response<Body>> {
+    let id = check_id(id)?;
+    let rec = session(s, name, &id).await?;
+    Ok(status_response(
+        StatusCode::NO_CONTENT,
+        &session_headers(name, &id, rec.offset),
+    ))
+}
+
+pub(crate) async fn patch_blob_data<S>(
+    s: &Inner,
+    name: &RepoName,
+    id: &str,
+    h: &HeaderMap,
+    body: S,
+) -> Result<Response<Body>>
+where
+    S: futures::Stream<Item = std::result::Result<Bytes, String>> + Send,
+{
+    let id = check_id(id)?;
+    let mut guard = s.blobs.lock_session(&id).await;
+    let rec = session(s, name, &id).await?;
+    let len = expected_len(h, name, &id, rec.offset)?;
+    let offset = s
+        .blobs
+        .append(&id, &mut guard, rec.offset, body, len)
+        .await?;
+    save_offset(s, &id, rec, offset).await?;
+    Ok(status_response(
+        StatusCode::ACCEPTED,
+        &session_headers(name, &id, offset),
+    ))
+}
+
+pub(crate) async fn put_blob_upload_complete<S>(
+    s: &Inner,
+    name: &RepoName,
+    id: &str,
+    q: &Query,
+    h: &HeaderMap,
+    body: S,
+) -> Result<Response<Body>>
+where
+    S: futures::Stream<Item = std::result::Result<Bytes, String>> + Send,
+{
+    let id = check_id(id)?;
+    let digest = match q.get("digest") {
+        None | Some("") => {
+            return Err(
+                ApiError::new(ErrorCode::DigestInvalid).message("the digest parameter is required")
+            )
+        }
+        Some(d) => Digest::parse(d)
+            .map_err(|e| ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()))?,
+    };
+    let mut guard = s.blobs.lock_session(&id).await;
+    let rec = session(s, name, &id).await?;
+    let len = expected_len(h, name, &id, rec.offset)?;
+    let mut offset = rec.offset;
+    if len != Some(0) {
+        offset = s
+            .blobs
+            .append(&id, &mut guard, rec.offset, body, len)
+            .await?;
+    }
+    match s.blobs.commit(&id, &mut guard, offset, &digest).await {
+        Ok(()) => {}
+        Err(e @ berth_storage::StorageError::DigestMismatch { .. }) => {
+            // The staged bytes are gone: so is the session.
+            let idc = id.clone();
+            s.meta.run(move |m| m.delete_upload(&idc)).await?;
+            gauge_add(s, -1);
+            return Err(e.into());
+        }
+        Err(e) => {
+            if offset != rec.offset {
+                save_offset(s, &id, rec, offset).await?;
+            }
+            return Err(e.into());
+        }
+    }
+    let (idc, repo, d) = (id.clone(), name.as_str().to_string(), digest.clone());
+    s.meta
+        .run(move |m| m.complete_upload(&idc, &repo, &d, offset))
+        .await?;
+    gauge_add(s, -1);
+    Ok(created(name, &digest))
+}
+
+pub(crate) async fn cancel_blob_upload(
+    s: &Inner,
+    name: &RepoName,
+    id: &str,
+) -> Result<Response<Body>> {
+    let id = check_id(id)?;
+    let _guard = s.blobs.lock_session(&id).await;
+    session(s, name, &id).await?;
+    s.blobs.abort(&id).await?;
+    let idc = id.clone();
+    s.meta.run(move |m| m.delete_upload(&idc)).await?;
+    gauge_add(s, -1);
+    Ok(status_response(StatusCode::NO_CONTENT, &[]))
+}
+
+pub(crate) async fn count(s: &Inner) -> Result<usize> {
+    let mut n = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = s.meta.list_uploads(after.as_deref(), 1000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        n += page.len();
+    }
+    if let Some(g) = &s.gauges.open_uploads {
+        g.set(n as i64);
+    }
+    Ok(n)
+}
+
+pub(crate) async fn reap(s: &Inner) -> Result<usize> {
+    let max_age_ms = s.cfg.upload_max_age.as_millis() as u64;
+    let cutoff = now_millis().saturating_sub(max_age_ms);
+    let mut removed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = s.meta.list_uploads(after.as_deref(), 1000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (id, rec) in page {
+            if rec.updated_ms >= cutoff {
+                continue;
+            }
+            // A session in use right now is not abandoned.
+            let Some(_g) = s.blobs.try_lock_session(&id) else {
+                continue;
+            };
+            s.blobs.abort(&id).await?;
+            let idc = id.clone();
+            s.meta.run(move |m| m.delete_upload(&idc)).await?;
+            gauge_add(s, -1);
+            removed += 1;
+            tracing::info!(session = %id, repo = %rec.repo, "reaped abandoned upload session");
+        }
+    }
+    // Staged files no session owns (a crash between creating the file and
+    // recording the session, or a monolithic upload cut short).
+    let cutoff_t = std::time::SystemTime::now() - s.cfg.upload_max_age;
+    for (name, mtime) in s.blobs.staged_files().await? {
+        if mtime >= cutoff_t || s.meta.upload(&name)?.is_some() {
+            continue;
+        }
+        let Some(_g) = s.blobs.try_lock_session(&name) else {
+            continue;
+        };
+        s.blobs.abort(&name).await?;
+        removed += 1;
+        tracing::info!(file = %name, "removed orphaned staged upload");
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("0-99"), Some((0, 99)));
+        assert_eq!(parse_content_range("bytes 100-199/1000"), Some((100, 199)));
+        assert_eq!(parse_content_range("bytes=5-5"), Some((5, 5)));
+        assert_eq!(parse_content_range("9-3"), None);
+        assert_eq!(parse_content_range("-3"), None);
+        assert_eq!(parse_content_range("a-b"), None);
+        assert_eq!(parse_content_range(""), None);
+    }
+}
