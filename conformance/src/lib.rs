@@ -1,1 +1,361 @@
+//! Helpers for the end-to-end suites: start the real `berth` binary on a free
+//! port with a temporary data directory, talk to it over HTTP, stop or kill
+//! it, and build images for real clients.
+//!
+//! The binary is `$BERTH_BIN`, or `berth` beside the test executables
+//! (`cargo build --release --bin berth` puts it there; `make test` does).
 
+use sha2::{Digest as _, Sha256};
+use std::io::{BufRead, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use reqwest::blocking::Client;
+pub use reqwest::StatusCode;
+
+pub fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// The berth binary under test.
+pub fn berth_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/berth
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("berth"))
+        .expect("target dir");
+    assert!(
+        p.exists(),
+        "berth binary not found at {} — build it first (cargo build --release --bin berth) or set BERTH_BIN",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running berth.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Start with extra `BERTH_*` environment settings.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Server {
+            child: None,
+            port: free_port(),
+            data_dir: tmp.path().join("data"),
+            log: tmp.path().join("berth.log"),
+            _tmp: Some(tmp),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(berth_bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn berth"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let c = Client::new();
+        loop {
+            if let Ok(r) = c.get(self.url("/healthz")).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("berth exited with {st} at start:\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berth did not start:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base(), path)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a graceful exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(st) = c.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "berth did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.spawn();
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none());
+        self.spawn();
+    }
+
+    /// Peak resident memory of the server so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+}
+
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let f = std::fs::File::open(format!("/proc/{pid}/status")).expect("proc status");
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line.expect("line");
+        if let Some(v) = line.strip_prefix(field) {
+            return v
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .expect("number");
+        }
+    }
+    panic!("{field} not in /proc/{pid}/status")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A response's OCI error code (the first one).
+pub fn error_code(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {body:?}"));
+    v["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no errors[0].code in {body}"))
+        .to_string()
+}
+
+/// Push a blob monolithically; returns its digest.
+pub fn push_blob(c: &Client, s: &Server, repo: &str, data: &[u8]) -> String {
+    let d = sha256(data);
+    let r = c
+        .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+        .body(data.to_vec())
+        .send()
+        .expect("push blob");
+    assert_eq!(
+        r.status(),
+        201,
+        "push blob: {}",
+        r.text().unwrap_or_default()
+    );
+    d
+}
+
+/// Push a manifest; returns its digest.
+pub fn push_manifest(
+    c: &Client,
+    s: &Server,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> String {
+    let r = c
+        .put(s.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .expect("push manifest");
+    let st = r.status();
+    let d = r
+        .headers()
+        .get("docker-content-digest")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(st, 201, "push manifest: {}", r.text().unwrap_or_default());
+    let d = d.expect("digest header");
+    assert_eq!(d, sha256(body));
+    d
+}
+
+/// An image pushed through the API: config, one layer, a manifest.
+pub struct PushedImage {
+    pub manifest: Vec<u8>,
+    pub digest: String,
+    pub config: String,
+    pub layer: String,
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+pub fn push_image(c: &Client, s: &Server, repo: &str, tag: &str, seed: &str) -> PushedImage {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
+    let layer = format!("layer bytes of {seed}").repeat(50);
+    let cd = push_blob(c, s, repo, config.as_bytes());
+    let ld = push_blob(c, s, repo, layer.as_bytes());
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": layer.len()}],
+    }))
+    .unwrap();
+    let digest = push_manifest(c, s, repo, tag, OCI_MANIFEST, &manifest);
+    PushedImage {
+        manifest,
+        digest,
+        config: cd,
+        layer: ld,
+    }
+}
+
+/// Read a whole response body, hashing it.
+pub fn sha256_of_reader(mut r: impl Read) -> (String, u64) {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf).expect("read");
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+        h.update(&buf[..k]);
+    }
+    (format!("sha256:{}", hex::encode(h.finalize())), n)
+}
+
+/// Whether `tool` is on PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A client tool that must be present: the suites never pass by skipping.
+pub fn require(tool: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_TOOLS_DIR") {
+        let p = PathBuf::from(dir).join(tool);
+        if p.exists() {
+            return p;
+        }
+    }
+    let home_tools = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/berth-tools/bin")
+        .join(tool);
+    if home_tools.exists() {
+        return home_tools;
+    }
+    assert!(
+        have(tool),
+        "{tool} is required by this suite and is not installed: run scripts/install-test-deps.sh (make test does)"
+    );
+    PathBuf::from(tool)
+}
+
+/// Run a command, panicking with its output when it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
