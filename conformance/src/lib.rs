@@ -359,3 +359,124 @@ pub fn run(cmd: &mut Command) -> String {
     );
     stdout
 }
+
+/// Build OCI image layouts on disk, with no engine: layers made with `tar`
+/// and `gzip`, configs and manifests written by hand.
+pub mod layout {
+    use super::{run, sha256};
+    use serde_json::json;
+    use std::path::Path;
+    use std::process::Command;
+
+    pub struct Image {
+        pub manifest: Vec<u8>,
+        pub manifest_digest: String,
+    }
+
+    fn put_blob(dir: &Path, data: &[u8]) -> String {
+        let d = sha256(data);
+        let p = dir.join("blobs/sha256").join(&d[7..]);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+        d
+    }
+
+    /// A one-layer image for `arch` whose layer holds `/hello/<arch>.txt`.
+    pub fn image(dir: &Path, arch: &str, content: &str) -> Image {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("rootfs");
+        std::fs::create_dir_all(root.join("hello")).unwrap();
+        std::fs::write(root.join(format!("hello/{arch}.txt")), content).unwrap();
+        let tar = work.path().join("layer.tar");
+        run(Command::new("tar")
+            .arg("--sort=name")
+            .arg("--mtime=@0")
+            .arg("--owner=0")
+            .arg("--group=0")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&root)
+            .arg("hello"));
+        let tar_bytes = std::fs::read(&tar).unwrap();
+        let diff_id = sha256(&tar_bytes);
+        run(Command::new("gzip").arg("-n").arg("-f").arg(&tar));
+        let gz = std::fs::read(work.path().join("layer.tar.gz")).unwrap();
+        let layer = put_blob(dir, &gz);
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "history": [{"created_by": "berth conformance"}],
+        }))
+        .unwrap();
+        let cfg = put_blob(dir, &config);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": gz.len()}],
+        }))
+        .unwrap();
+        let manifest_digest = put_blob(dir, &manifest);
+        Image {
+            manifest,
+            manifest_digest,
+        }
+    }
+
+    /// Write `index.json` and `oci-layout` naming `(tag, media type, digest, size)` entries.
+    pub fn write_index(dir: &Path, refs: &[(&str, &str, &str, usize)]) {
+        let manifests: Vec<_> = refs
+            .iter()
+            .map(|(tag, mt, d, size)| {
+                json!({"mediaType": mt, "digest": d, "size": size,
+                       "annotations": {"org.opencontainers.image.ref.name": tag}})
+            })
+            .collect();
+        std::fs::write(
+            dir.join("index.json"),
+            serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": manifests})).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    }
+
+    /// A layout with `single` (amd64 image) and `multi` (amd64 + arm64 index).
+    /// Returns (single manifest digest, multi index digest, index bytes).
+    pub fn single_and_multi(dir: &Path) -> (String, String, Vec<u8>) {
+        let amd = image(dir, "amd64", "hello from amd64\n");
+        let arm = image(dir, "arm64", "hello from arm64\n");
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd.manifest_digest,
+                 "size": amd.manifest.len(), "platform": {"os": "linux", "architecture": "amd64"}},
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm.manifest_digest,
+                 "size": arm.manifest.len(), "platform": {"os": "linux", "architecture": "arm64"}},
+            ]
+        }))
+        .unwrap();
+        let index_digest = put_blob(dir, &index);
+        write_index(
+            dir,
+            &[
+                (
+                    "single",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    &amd.manifest_digest,
+                    amd.manifest.len(),
+                ),
+                (
+                    "multi",
+                    "application/vnd.oci.image.index.v1+json",
+                    &index_digest,
+                    index.len(),
+                ),
+            ],
+        );
+        (amd.manifest_digest, index_digest, index)
+    }
+}

@@ -41,7 +41,12 @@ fn chunked_upload_survives_a_restart() {
     assert_eq!(r.status(), 202);
     let r = c.put(s.url(&format!("{loc}?digest={d}"))).send().unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().unwrap());
-    let got = c.get(s.url(&format!("/v2/dur/app/blobs/{d}"))).send().unwrap().bytes().unwrap();
+    let got = c
+        .get(s.url(&format!("/v2/dur/app/blobs/{d}")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
     assert_eq!(got.as_ref(), &data[..]);
 }
 
@@ -53,15 +58,23 @@ fn acknowledged_writes_survive_kill_9() {
     for round in 0..3 {
         let repo = format!("crash/r{round}");
         let img = push_image(&c, &s, &repo, "latest", &format!("crash {round}"));
-        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(31) >> 3) as u8).collect();
+        let big: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(31) >> 3) as u8)
+            .collect();
         let bd = push_blob(&c, &s, &repo, &big);
         s.kill9();
         s.start_again();
-        let r = c.get(s.url(&format!("/v2/{repo}/manifests/latest"))).send().unwrap();
+        let r = c
+            .get(s.url(&format!("/v2/{repo}/manifests/latest")))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 200, "round {round}");
         assert_eq!(r.bytes().unwrap().as_ref(), &img.manifest[..]);
         for d in [&img.config, &img.layer, &bd] {
-            let r = c.get(s.url(&format!("/v2/{repo}/blobs/{d}"))).send().unwrap();
+            let r = c
+                .get(s.url(&format!("/v2/{repo}/blobs/{d}")))
+                .send()
+                .unwrap();
             assert_eq!(r.status(), 200);
             let (got, _) = sha256_of_reader(r);
             assert_eq!(&got, d);
@@ -90,17 +103,28 @@ fn kill_9_mid_upload_leaves_a_usable_session() {
     s.start_again();
     let r = c.get(s.url(&loc)).send().unwrap();
     assert_eq!(hdr(&r, "range"), "0-999", "only acknowledged bytes count");
-    let r = c.patch(s.url(&loc)).header("content-range", "1000-1999").body(vec![8u8; 1000]).send().unwrap();
+    let r = c
+        .patch(s.url(&loc))
+        .header("content-range", "1000-1999")
+        .body(vec![8u8; 1000])
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 202);
     let mut all = vec![7u8; 1000];
     all.extend(vec![8u8; 1000]);
-    let r = c.put(s.url(&format!("{loc}?digest={}", sha256(&all)))).send().unwrap();
+    let r = c
+        .put(s.url(&format!("{loc}?digest={}", sha256(&all))))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
 }
 
 #[test]
 fn abandoned_sessions_are_reaped() {
-    let s = Server::start_with(&[("BERTH_UPLOADS_MAX_AGE_SECS", "1"), ("BERTH_UPLOADS_REAP_INTERVAL_SECS", "1")]);
+    let s = Server::start_with(&[
+        ("BERTH_UPLOADS_MAX_AGE_SECS", "1"),
+        ("BERTH_UPLOADS_REAP_INTERVAL_SECS", "1"),
+    ]);
     let c = client();
     let r = c.post(s.url("/v2/reap/app/blobs/uploads/")).send().unwrap();
     let loc = hdr(&r, "location");
@@ -108,7 +132,10 @@ fn abandoned_sessions_are_reaped() {
     let staged = s.data_dir.join("store/uploads");
     assert_eq!(std::fs::read_dir(&staged).unwrap().count(), 1);
     let metrics = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
-    assert!(metrics.contains("berth_upload_sessions_open 1"), "{metrics}");
+    assert!(
+        metrics.contains("berth_upload_sessions_open 1"),
+        "{metrics}"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let r = c.get(s.url(&loc)).send().unwrap();
@@ -118,9 +145,16 @@ fn abandoned_sessions_are_reaped() {
         assert!(Instant::now() < deadline, "session was not reaped");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(std::fs::read_dir(&staged).unwrap().count(), 0, "staged bytes must go too");
+    assert_eq!(
+        std::fs::read_dir(&staged).unwrap().count(),
+        0,
+        "staged bytes must go too"
+    );
     let metrics = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
-    assert!(metrics.contains("berth_upload_sessions_open 0"), "{metrics}");
+    assert!(
+        metrics.contains("berth_upload_sessions_open 0"),
+        "{metrics}"
+    );
 }
 
 #[test]

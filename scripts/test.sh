@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every suite: unit, contract, end-to-end and real-client tests. Installs what
+# the build and the tests need first. One build profile (release), in a
+# target directory outside the clone so later runs reuse it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/berth-target}"
+scripts/install-build-deps.sh
+scripts/install-test-deps.sh
+export BERTH_TOOLS="${BERTH_TOOLS:-$HOME/.cache/berth-tools}"
+cargo build --release --bin berth
+export BERTH_BIN="$CARGO_TARGET_DIR/release/berth"
+cargo test --release --workspace "$@"
