@@ -274,7 +274,7 @@ impl Manifest {
         self.config.iter().chain(
             self.layers
                 .iter()
-                .filter(|d| !(mt::is_foreign_layer(&d.media_type) && !d.urls.is_empty())),
+                .filter(|d| !mt::is_foreign_layer(&d.media_type) || d.urls.is_empty()),
         )
     }
 }

@@ -26,7 +26,7 @@ pub fn kv_basics(kv: &dyn KvStore) {
         Some(&b"other cf"[..])
     );
 
-    let keys = |rows: Vec<(Vec<u8>, Vec<u8>)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let keys = |rows: crate::kv::Rows| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
     assert_eq!(
         keys(kv.scan(Cf::Tags, b"a\0", None, 10).unwrap()),
         vec![b"a\0b".to_vec(), b"a\0c".to_vec(), b"a\0z".to_vec()]

@@ -6,6 +6,9 @@ pub enum KvError {
     Engine(String),
 }
 
+/// Key-value rows as returned by [`KvStore::scan`].
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One write of a batch.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -55,7 +58,7 @@ pub trait KvStore: Send + Sync + 'static {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>;
+    ) -> Result<Rows, KvError>;
 
     fn write(&self, batch: Batch) -> Result<(), KvError>;
 }

@@ -22,7 +22,7 @@ mod rocks;
 #[doc(hidden)]
 pub mod contract;
 
-pub use kv::{Batch, KvError, KvStore, Op};
+pub use kv::{Batch, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;
 pub use meta::{
     now_millis, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError, Page, PutManifest,

@@ -1,13 +1,15 @@
 use crate::cf::Cf;
-use crate::kv::{Batch, KvError, KvStore, Op};
+use crate::kv::{Batch, KvError, KvStore, Op, Rows};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::RwLock;
 
+type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// An in-memory engine: the same contract as RocksDB, nothing durable.
 #[derive(Default)]
 pub struct MemStore {
-    cfs: RwLock<HashMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    cfs: RwLock<HashMap<Cf, Tree>>,
 }
 
 impl MemStore {
@@ -28,7 +30,7 @@ impl KvStore for MemStore {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    ) -> Result<Rows, KvError> {
         let g = self.cfs.read().expect("lock");
         let Some(m) = g.get(&cf) else {
             return Ok(Vec::new());

@@ -1,5 +1,5 @@
 use crate::cf::Cf;
-use crate::kv::{Batch, KvError, KvStore, Op};
+use crate::kv::{Batch, KvError, KvStore, Op, Rows};
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
     WriteOptions, DB,
@@ -51,7 +51,7 @@ impl KvStore for RocksStore {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    ) -> Result<Rows, KvError> {
         let mut ro = ReadOptions::default();
         // Bound the iterator to the prefix so RocksDB stops at its end.
         if let Some(upper) = prefix_upper_bound(prefix) {

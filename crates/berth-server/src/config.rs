@@ -174,6 +174,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn layering() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
