@@ -80,14 +80,23 @@ fn two_gib_push_and_pull_keep_memory_flat() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
-    assert_eq!(r.headers()["range"].to_str().unwrap(), format!("0-{}", len - 1));
+    assert_eq!(
+        r.headers()["range"].to_str().unwrap(),
+        format!("0-{}", len - 1)
+    );
     let r = c.put(s.url(&format!("{loc}?digest={d}"))).send().unwrap();
     assert_eq!(r.status(), 201);
     let after_push = s.peak_rss_kib();
 
-    let r = c.get(s.url(&format!("/v2/big/blob/blobs/{d}"))).send().unwrap();
+    let r = c
+        .get(s.url(&format!("/v2/big/blob/blobs/{d}")))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-length"].to_str().unwrap(), len.to_string());
+    assert_eq!(
+        r.headers()["content-length"].to_str().unwrap(),
+        len.to_string()
+    );
     let mut h = Sha256::new();
     let mut got = 0u64;
     let mut r = r;
@@ -106,6 +115,14 @@ fn two_gib_push_and_pull_keep_memory_flat() {
 
     println!("server peak RSS: baseline {base} KiB, after 2 GiB push {after_push} KiB, after 2 GiB pull {after_pull} KiB");
     // A whole blob in memory would add 2 GiB; flat means a few buffers.
-    assert!(after_push - base < 64 * 1024, "push grew peak RSS by {} KiB", after_push - base);
-    assert!(after_pull - base < 64 * 1024, "pull grew peak RSS by {} KiB", after_pull - base);
+    assert!(
+        after_push - base < 64 * 1024,
+        "push grew peak RSS by {} KiB",
+        after_push - base
+    );
+    assert!(
+        after_pull - base < 64 * 1024,
+        "pull grew peak RSS by {} KiB",
+        after_pull - base
+    );
 }
