@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Run the same workloads against Berth and the reference registry (Debian's
+# docker-registry, CNCF distribution 2.8) on loopback in one run, plus the
+# physical ceilings: single-core sha256 and nginx serving the same blobs over
+# the same client code. Prints Berth/reference ratios and the targets.
+#
+# usage: benches/compare.sh [--quick] [extra berth-bench args]
+# Results: $OUT (default ./bench-results/<timestamp>/results.jsonl)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/berth-target}"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+scripts/install-build-deps.sh
+need=()
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  # Debian starts both as services; the benchmark starts its own.
+  ($SUDO service docker-registry stop || true; $SUDO service nginx stop || true; pkill -x docker-registry || true; pkill -x nginx || true) >/dev/null 2>&1
+fi
+cargo build --release --bin berth --bin berth-bench
+BIN="$CARGO_TARGET_DIR/release"
+
+WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
+OUTDIR="${OUTDIR:-$PWD/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$OUTDIR"
+OUT="$OUTDIR/results.jsonl"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
+
+# Berth
+BP=$(free_port)
+BERTH_LOG_LEVEL=warn "$BIN/berth" serve --listen "127.0.0.1:$BP" --data-dir "$WORK/berth" >"$OUTDIR/berth.log" 2>&1 &
+pids+=($!); BPID=$!
+wait_up "http://127.0.0.1:$BP/v2/"
+
+# Reference registry, comparable settings: filesystem storage, deletes on,
+# warn-level logs, no access log.
+RP=$(free_port)
+cat >"$WORK/registry.yml" <<YML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $WORK/reference
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$RP
+YML
+docker-registry serve "$WORK/registry.yml" >"$OUTDIR/reference.log" 2>&1 &
+pids+=($!); RPID=$!
+wait_up "http://127.0.0.1:$RP/v2/"
+
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
+echo "== berth (pid $BPID) vs reference (pid $RPID)"
+"$BIN/berth-bench" --url "http://127.0.0.1:$BP" --label berth --out "$OUT" --server-pid "$BPID" \
+  --blob-list-out "$WORK/berth-blobs.json" "$@"
+"$BIN/berth-bench" --url "http://127.0.0.1:$RP" --label reference --out "$OUT" --server-pid "$RPID" \
+  --suites push,pull,manifest,list,catalog,mixed "$@"
+
+# nginx serving Berth's own blob files at the same URL paths: the pull ceiling.
+NP=$(free_port)
+python3 - "$WORK" <<'PY'
+import json, os, sys
+work = sys.argv[1]
+for b in json.load(open(f"{work}/berth-blobs.json")):
+    hexd = b["digest"].split(":")[1]
+    src = f"{work}/berth/store/blobs/sha256/{hexd[:2]}/{hexd}"
+    dst = f"{work}/www/v2/{b['repo']}/blobs/{b['digest']}"
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    if not os.path.exists(dst):
+        os.link(src, dst)
+PY
+cat >"$WORK/nginx.conf" <<NGX
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  default_type application/octet-stream;
+  client_body_temp_path $WORK/nginx-tmp;
+  proxy_temp_path $WORK/nginx-tmp;
+  fastcgi_temp_path $WORK/nginx-tmp;
+  uwsgi_temp_path $WORK/nginx-tmp;
+  scgi_temp_path $WORK/nginx-tmp;
+  server { listen 127.0.0.1:$NP; root $WORK/www; }
+}
+NGX
+mkdir -p "$WORK/nginx-tmp"; chmod 755 "$WORK"
+nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+wait_up "http://127.0.0.1:$NP/" || true
+"$BIN/berth-bench" --url "http://127.0.0.1:$NP" --label nginx --out "$OUT" --suites pull \
+  --blob-list-in "$WORK/berth-blobs.json" "$@"
+
+python3 benches/report.py "$OUT" | tee "$OUTDIR/report.txt"
