@@ -8,6 +8,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/berth-target}"
 scripts/install-build-deps.sh
 scripts/install-test-deps.sh
 export BERTH_TOOLS="${BERTH_TOOLS:-$HOME/.cache/berth-tools}"
-cargo build --release --bin berth
+cargo build --release --bin berth --bin berth-bench
 export BERTH_BIN="$CARGO_TARGET_DIR/release/berth"
 cargo test --release --workspace "$@"
