@@ -255,6 +255,35 @@ impl Meta {
         Ok(())
     }
 
+    /// Add to `b`: the blob record (if the instance lacks it) and the
+    /// repository's link (if missing). The caller holds the repository lock.
+    fn add_link(&self, b: &mut Batch, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let now = now_millis();
+        let d = digest.to_string();
+        if self.blob(digest)?.is_none() {
+            b.put(
+                Cf::Blobs,
+                d.as_bytes(),
+                enc(&BlobRecord {
+                    size,
+                    created_ms: now,
+                }),
+            );
+        }
+        if self.link(repo, digest)?.is_none() {
+            b.put(
+                Cf::Links,
+                key2(repo, &d),
+                enc(&LinkRecord {
+                    size,
+                    linked_ms: now,
+                }),
+            );
+            self.touch_repo(b, repo, now)?;
+        }
+        Ok(())
+    }
+
     // ---- repositories -------------------------------------------------
 
     pub fn repo(&self, repo: &str) -> Result<Option<RepoRecord>> {
@@ -294,30 +323,8 @@ impl Meta {
     /// may serve it, in one atomic batch.
     pub fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
         let _g = self.lock(repo);
-        let now = now_millis();
-        let d = digest.to_string();
         let mut b = Batch::new();
-        if self.blob(digest)?.is_none() {
-            b.put(
-                Cf::Blobs,
-                d.as_bytes(),
-                enc(&BlobRecord {
-                    size,
-                    created_ms: now,
-                }),
-            );
-        }
-        if self.link(repo, digest)?.is_none() {
-            b.put(
-                Cf::Links,
-                key2(repo, &d),
-                enc(&LinkRecord {
-                    size,
-                    linked_ms: now,
-                }),
-            );
-            self.touch_repo(&mut b, repo, now)?;
-        }
+        self.add_link(&mut b, repo, digest, size)?;
         if b.is_empty() {
             return Ok(());
         }
@@ -511,30 +518,8 @@ impl Meta {
     /// session record, atomically.
     pub fn complete_upload(&self, id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()> {
         let _g = self.lock(repo);
-        let now = now_millis();
-        let d = digest.to_string();
         let mut b = Batch::new();
-        if self.blob(digest)?.is_none() {
-            b.put(
-                Cf::Blobs,
-                d.as_bytes(),
-                enc(&BlobRecord {
-                    size,
-                    created_ms: now,
-                }),
-            );
-        }
-        if self.link(repo, digest)?.is_none() {
-            b.put(
-                Cf::Links,
-                key2(repo, &d),
-                enc(&LinkRecord {
-                    size,
-                    linked_ms: now,
-                }),
-            );
-            self.touch_repo(&mut b, repo, now)?;
-        }
+        self.add_link(&mut b, repo, digest, size)?;
         b.delete(Cf::Uploads, id.as_bytes());
         Ok(self.kv().write(b)?)
     }

@@ -188,26 +188,21 @@ impl BlobStore {
 
     /// Exclusive access to a session if nobody holds it now (for the reaper).
     pub fn try_lock_session(&self, id: &str) -> Option<SessionGuard> {
-        let m = self
-            .sessions
+        self.session_mutex(id).try_lock_owned().ok()
+    }
+
+    fn session_mutex(&self, id: &str) -> Arc<tokio::sync::Mutex<SessionState>> {
+        self.sessions
             .lock()
             .expect("lock")
             .entry(id.to_string())
             .or_default()
-            .clone();
-        m.try_lock_owned().ok()
+            .clone()
     }
 
     /// Take exclusive access to a session (serialises PATCH/PUT on it).
     pub async fn lock_session(&self, id: &str) -> SessionGuard {
-        let m = self
-            .sessions
-            .lock()
-            .expect("lock")
-            .entry(id.to_string())
-            .or_default()
-            .clone();
-        m.lock_owned().await
+        self.session_mutex(id).lock_owned().await
     }
 
     /// Append `body` to a session whose durable length is `offset`. When
