@@ -23,10 +23,18 @@ pub enum Cf {
     Referrers,
     /// `session id` → [`crate::UploadRecord`]
     Uploads,
+    /// `registry name` → [`crate::RegistryRecord`] (tenants)
+    Registries,
+    /// `registry \0 user name` → [`crate::UserRecord`]
+    Users,
+    /// `token id` → [`crate::TokenRecord`]
+    Tokens,
+    /// `name` → value: instance-wide settings (the admin token's hash)
+    Settings,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 8] = [
+    pub const ALL: [Cf; 12] = [
         Cf::Repos,
         Cf::Manifests,
         Cf::Tags,
@@ -35,6 +43,10 @@ impl Cf {
         Cf::Blobs,
         Cf::Referrers,
         Cf::Uploads,
+        Cf::Registries,
+        Cf::Users,
+        Cf::Tokens,
+        Cf::Settings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +59,10 @@ impl Cf {
             Cf::Blobs => "blobs",
             Cf::Referrers => "referrers",
             Cf::Uploads => "uploads",
+            Cf::Registries => "registries",
+            Cf::Users => "users",
+            Cf::Tokens => "tokens",
+            Cf::Settings => "settings",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod cf;
 mod kv;
 mod mem;
 mod meta;
+mod principals;
 mod rocks;
 
 #[doc(hidden)]
@@ -28,4 +29,5 @@ pub use meta::{
     now_millis, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError, Page, PutManifest,
     ReferrerRecord, RepoRecord, TagRecord, UploadRecord,
 };
+pub use principals::{RegistryRecord, TokenRecord, UserRecord, Visibility};
 pub use rocks::RocksStore;

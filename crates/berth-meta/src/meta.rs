@@ -106,7 +106,7 @@ pub struct Page<T> {
 
 const SEP: u8 = 0;
 
-fn key2(a: &str, b: &str) -> Vec<u8> {
+pub(crate) fn key2(a: &str, b: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(a.len() + 1 + b.len());
     k.extend_from_slice(a.as_bytes());
     k.push(SEP);
@@ -121,17 +121,17 @@ fn key3(a: &str, b: &str, c: &str) -> Vec<u8> {
     k
 }
 
-fn prefix1(a: &str) -> Vec<u8> {
+pub(crate) fn prefix1(a: &str) -> Vec<u8> {
     let mut k = a.as_bytes().to_vec();
     k.push(SEP);
     k
 }
 
-fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialise")
 }
 
-fn dec<T: DeserializeOwned>(cf: Cf, b: &[u8]) -> Result<T> {
+pub(crate) fn dec<T: DeserializeOwned>(cf: Cf, b: &[u8]) -> Result<T> {
     serde_json::from_slice(b).map_err(|e| MetaError::Corrupt {
         cf: cf.name(),
         reason: e.to_string(),
@@ -209,7 +209,7 @@ impl Meta {
         }
     }
 
-    fn kv(&self) -> &dyn KvStore {
+    pub(crate) fn kv(&self) -> &dyn KvStore {
         &*self.inner.kv
     }
 
@@ -233,7 +233,7 @@ impl Meta {
             .map_err(|e| MetaError::Task(e.to_string()))?
     }
 
-    fn get<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>> {
+    pub(crate) fn get<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>> {
         match self.kv().get(cf, key)? {
             Some(v) => Ok(Some(dec(cf, &v)?)),
             None => Ok(None),

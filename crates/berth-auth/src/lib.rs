@@ -1,0 +1,17 @@
+//! Berth's auth: who is asking ([`Principal`]), what they may do
+//! ([`Action`] on a registry), how secrets are made and checked (random,
+//! shown once, stored as argon2id hashes), and the docker token service's
+//! JWTs ([`jwt::Signer`]).
+//!
+//! Nothing here knows HTTP: the distribution crate maps [`AuthError`] to
+//! 401/403/429 and builds the challenge.
+
+pub mod jwt;
+pub mod principal;
+pub mod scope;
+pub mod secret;
+mod service;
+
+pub use principal::{Action, Principal};
+pub use scope::{Access, Scope};
+pub use service::{Auth, AuthConfig, AuthError, Created};

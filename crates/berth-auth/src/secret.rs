@@ -1,0 +1,81 @@
+//! Secrets: generated here, shown once, stored as argon2id hashes.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rand_core::{OsRng, RngCore};
+
+/// Prefix of every Berth secret, so scanners can find leaked ones.
+pub const PREFIX: &str = "berth_";
+
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `len` random alphanumeric characters (rejection-sampled, unbiased).
+pub fn random_string(len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        OsRng.fill_bytes(&mut buf);
+        for &b in &buf {
+            // 62 * 4 = 248: reject 248..=255 to stay uniform
+            if b < 248 && out.len() < len {
+                out.push(ALPHABET[(b % 62) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+/// An argon2id PHC string for `secret`.
+pub fn hash(secret: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .expect("argon2 hashing")
+        .to_string()
+}
+
+/// Check `secret` against a PHC string. A malformed hash never verifies.
+pub fn verify(secret: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(h) => Argon2::default()
+            .verify_password(secret.as_bytes(), &h)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A new API token: `berth_<id>_<secret>`; the id finds the record without
+/// a scan, the secret is what the hash protects.
+pub fn new_token(id: &str) -> String {
+    format!("{PREFIX}{id}_{}", random_string(40))
+}
+
+/// Split `berth_<id>_<secret>` into (id, whole token).
+pub fn token_id(token: &str) -> Option<&str> {
+    let rest = token.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && secret.len() >= 20).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets() {
+        let a = random_string(40);
+        assert_eq!(a.len(), 40);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(a, random_string(40));
+        let h = hash(&a);
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify(&a, &h));
+        assert!(!verify("wrong", &h));
+        assert!(!verify(&a, "not a hash"));
+        let t = new_token("abc123");
+        assert!(t.starts_with("berth_abc123_"));
+        assert_eq!(token_id(&t), Some("abc123"));
+        assert_eq!(token_id("berth_x_short"), None);
+        assert_eq!(token_id("other"), None);
+    }
+}
