@@ -2,7 +2,9 @@
 `subject` is the first one, pull the first back, and print what was pushed
 as JSON for the Rust suite to check (through the referrers API).
 
-usage: oras_artifacts.py HOST:PORT WORKDIR
+usage: oras_artifacts.py HOST:PORT WORKDIR ADMIN_TOKEN
+
+It logs in with the docker token flow (oras-py's "token" backend).
 """
 import hashlib
 import json
@@ -13,8 +15,9 @@ import oras.client
 import oras.oci
 import requests
 
-host, work = sys.argv[1], sys.argv[2]
-client = oras.client.OrasClient(hostname=host, insecure=True, auth_backend="basic")
+host, work, token = sys.argv[1], sys.argv[2], sys.argv[3]
+client = oras.client.OrasClient(hostname=host, insecure=True, auth_backend="token")
+client.login(username="admin", password=token, hostname=host, tls_verify=False)
 repo = f"{host}/oras/artifact"
 
 payload = os.path.join(work, "payload.txt")
@@ -27,6 +30,7 @@ assert res.status_code in (200, 201), res.text
 head = requests.head(
     f"http://{host}/v2/oras/artifact/manifests/v1",
     headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    auth=("admin", token),
 )
 assert head.status_code == 200, head.status_code
 subject_digest = head.headers["Docker-Content-Digest"]

@@ -13,6 +13,41 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use reqwest::blocking::Client;
+
+/// The admin token every suite's server is started with.
+pub const ADMIN_TOKEN: &str = "berth_admin_conformanceSuiteAdminToken0123456789";
+
+/// `Authorization` header value for the admin.
+pub fn admin_basic() -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_TOKEN}"))
+    )
+}
+
+/// An HTTP client that authenticates as the admin and follows no redirects.
+pub fn admin_client() -> Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        admin_basic().parse().unwrap(),
+    );
+    Client::builder()
+        .default_headers(h)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(None)
+        .build()
+        .unwrap()
+}
+
+/// An HTTP client without credentials.
+pub fn anonymous_client() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
 pub use reqwest::StatusCode;
 
 pub fn sha256(data: &[u8]) -> String {
@@ -93,6 +128,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env_remove("RUST_LOG")
+            .env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);

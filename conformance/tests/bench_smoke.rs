@@ -20,6 +20,7 @@ fn bench_tool_runs_clean_against_berth() {
     let results = out.path().join("r.jsonl");
     run(Command::new(bin)
         .args(["--url", &s.base(), "--label", "smoke", "--quick"])
+        .args(["--creds", &format!("admin:{ADMIN_TOKEN}")])
         .args(["--suites", "push,pull,manifest,list,catalog,mixed"])
         .args(["--tags", "300", "--repos", "30", "--mixed-secs", "1"])
         .arg("--server-pid")

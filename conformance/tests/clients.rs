@@ -13,8 +13,12 @@ fn tools_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/berth-tools"))
 }
 
+fn admin_creds() -> String {
+    format!("admin:{ADMIN_TOKEN}")
+}
+
 fn manifest_digest(s: &Server, repo: &str, reference: &str) -> (String, String) {
-    let r = Client::new()
+    let r = admin_client()
         .get(s.url(&format!("/v2/{repo}/manifests/{reference}")))
         .send()
         .unwrap();
@@ -27,9 +31,40 @@ fn manifest_digest(s: &Server, repo: &str, reference: &str) -> (String, String) 
     (d, ct)
 }
 
-fn skopeo() -> Command {
+/// A `.dockerconfigjson` for the admin, made by `kubectl create secret
+/// docker-registry --dry-run=client` (the exact imagePullSecret format), as
+/// an auth file for skopeo and podman.
+fn authfile(s: &Server) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("berth-authfile-{}.json", s.port));
+    if path.exists() {
+        return path;
+    }
+    let kubectl = tools_dir().join("bin/kubectl");
+    assert!(
+        kubectl.exists(),
+        "kubectl missing: run scripts/install-test-deps.sh"
+    );
+    let out = run(Command::new(kubectl)
+        .args(["create", "secret", "docker-registry", "berth-pull"])
+        .arg(format!("--docker-server={}", s.host()))
+        .args([
+            "--docker-username=admin",
+            &format!("--docker-password={ADMIN_TOKEN}"),
+        ])
+        .args(["--dry-run=client", "-o", "json"]));
+    let secret: Value = serde_json::from_str(&out).unwrap();
+    use base64::Engine;
+    let cfg = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"][".dockerconfigjson"].as_str().unwrap())
+        .unwrap();
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+fn skopeo(s: &Server) -> Command {
     let mut c = Command::new(require("skopeo"));
-    c.arg("--insecure-policy");
+    c.env("REGISTRY_AUTH_FILE", authfile(s))
+        .arg("--insecure-policy");
     c
 }
 
@@ -50,11 +85,17 @@ fn skopeo_single_and_multi_arch_round_trip() {
     let src = tmp.path().join("src");
     let (single, multi, _) = layout::single_and_multi(&src);
 
-    run(skopeo()
-        .args(["copy", "--dest-tls-verify=false", "--preserve-digests"])
+    run(skopeo(&s)
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+            "--dest-creds",
+            &admin_creds(),
+        ])
         .arg(format!("oci:{}:single", src.display()))
-        .arg(format!("docker://{}/sk/app:single", s.host())));
-    run(skopeo()
+        .arg(format!("docker://{}/sko/app:single", s.host())));
+    run(skopeo(&s)
         .args([
             "copy",
             "--all",
@@ -62,20 +103,26 @@ fn skopeo_single_and_multi_arch_round_trip() {
             "--preserve-digests",
         ])
         .arg(format!("oci:{}:multi", src.display()))
-        .arg(format!("docker://{}/sk/app:multi", s.host())));
-    assert_eq!(manifest_digest(&s, "sk/app", "single").0, single);
-    let (d, ct) = manifest_digest(&s, "sk/app", "multi");
+        .arg(format!("docker://{}/sko/app:multi", s.host())));
+    assert_eq!(manifest_digest(&s, "sko/app", "single").0, single);
+    let (d, ct) = manifest_digest(&s, "sko/app", "multi");
     assert_eq!(d, multi);
     assert_eq!(ct, OCI_INDEX);
 
-    let out = run(skopeo()
-        .args(["inspect", "--tls-verify=false", "--raw"])
-        .arg(format!("docker://{}/sk/app:multi", s.host())));
+    let out = run(skopeo(&s)
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            "--creds",
+            &admin_creds(),
+        ])
+        .arg(format!("docker://{}/sko/app:multi", s.host())));
     let idx: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(idx["manifests"].as_array().unwrap().len(), 2);
-    let tags = run(skopeo()
-        .args(["list-tags", "--tls-verify=false"])
-        .arg(format!("docker://{}/sk/app", s.host())));
+    let tags = run(skopeo(&s)
+        .args(["list-tags", "--tls-verify=false", "--creds", &admin_creds()])
+        .arg(format!("docker://{}/sko/app", s.host())));
     let tags: Value = serde_json::from_str(&tags).unwrap();
     let mut t: Vec<&str> = tags["Tags"]
         .as_array()
@@ -88,14 +135,14 @@ fn skopeo_single_and_multi_arch_round_trip() {
 
     // pull everything back and compare blob for blob
     let back = tmp.path().join("back");
-    run(skopeo()
+    run(skopeo(&s)
         .args([
             "copy",
             "--all",
             "--src-tls-verify=false",
             "--preserve-digests",
         ])
-        .arg(format!("docker://{}/sk/app:multi", s.host()))
+        .arg(format!("docker://{}/sko/app:multi", s.host()))
         .arg(format!("oci:{}:multi", back.display())));
     let want = layout_blobs(&src);
     let got = layout_blobs(&back);
@@ -110,19 +157,20 @@ fn skopeo_single_and_multi_arch_round_trip() {
     );
 
     // skopeo delete by digest
-    run(skopeo()
-        .args(["delete", "--tls-verify=false"])
-        .arg(format!("docker://{}/sk/app@{single}", s.host())));
-    let r = Client::new()
-        .get(s.url("/v2/sk/app/manifests/single"))
+    run(skopeo(&s)
+        .args(["delete", "--tls-verify=false", "--creds", &admin_creds()])
+        .arg(format!("docker://{}/sko/app@{single}", s.host())));
+    let r = admin_client()
+        .get(s.url("/v2/sko/app/manifests/single"))
         .send()
         .unwrap();
     assert_eq!(r.status(), 404);
 }
 
-fn podman(store: &Path) -> Command {
+fn podman(store: &Path, s: &Server) -> Command {
     let mut c = Command::new(require("podman"));
-    c.arg("--root")
+    c.env("REGISTRY_AUTH_FILE", authfile(s))
+        .arg("--root")
         .arg(store.join("root"))
         .arg("--runroot")
         .arg(store.join("run"))
@@ -151,12 +199,12 @@ fn podman_push_v2s2_and_pull() {
     layout::single_and_multi(&src);
     let store = tmp.path().join("podman");
     let target = format!("{}/pod/app:v2s2", s.host());
-    run(podman(&store)
+    run(podman(&store, &s)
         .arg("pull")
         .arg(format!("oci:{}:single", src.display())));
-    let images = run(podman(&store).args(["images", "--format", "{{.ID}}"]));
+    let images = run(podman(&store, &s).args(["images", "--format", "{{.ID}}"]));
     let id = images.lines().next().expect("an image").trim().to_string();
-    run(podman(&store).args([
+    run(podman(&store, &s).args([
         "push",
         "--tls-verify=false",
         "--format",
@@ -166,12 +214,18 @@ fn podman_push_v2s2_and_pull() {
     ]));
     let (_, ct) = manifest_digest(&s, "pod/app", "v2s2");
     assert_eq!(ct, "application/vnd.docker.distribution.manifest.v2+json");
-    run(podman(&store).args(["rmi", "-a", "-f"]));
-    run(podman(&store).args(["pull", "--tls-verify=false", &target]));
-    let inspect = run(podman(&store).args(["image", "inspect", &target]));
+    run(podman(&store, &s).args(["rmi", "-a", "-f"]));
+    run(podman(&store, &s).args([
+        "pull",
+        "--tls-verify=false",
+        "--creds",
+        &admin_creds(),
+        &target,
+    ]));
+    let inspect = run(podman(&store, &s).args(["image", "inspect", &target]));
     let v: Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v[0]["Architecture"], "amd64");
-    run(podman(&store).args(["rmi", "-a", "-f"]));
+    run(podman(&store, &s).args(["rmi", "-a", "-f"]));
 }
 
 fn helm(home: &Path) -> Command {
@@ -209,6 +263,16 @@ fn helm_push_and_pull_byte_identical() {
         .arg("-d")
         .arg(&pkg));
     let tgz = pkg.join("berthchart-0.1.0.tgz");
+    run(helm(tmp.path()).args([
+        "registry",
+        "login",
+        &s.host(),
+        "--username",
+        "admin",
+        "--password",
+        ADMIN_TOKEN,
+        "--plain-http",
+    ]));
     run(helm(tmp.path())
         .arg("push")
         .arg(&tgz)
@@ -246,11 +310,15 @@ fn oras_artifact_with_subject_found_through_referrers() {
         "oras-py missing: run scripts/install-test-deps.sh"
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/oras_artifacts.py");
-    let out = run(Command::new(py).arg(script).arg(s.host()).arg(tmp.path()));
+    let out = run(Command::new(py)
+        .arg(script)
+        .arg(s.host())
+        .arg(tmp.path())
+        .arg(ADMIN_TOKEN));
     let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     let subject = v["subject"].as_str().unwrap();
     let sig = v["signature"].as_str().unwrap();
-    let idx: Value = Client::new()
+    let idx: Value = admin_client()
         .get(s.url(&format!("/v2/oras/artifact/referrers/{subject}")))
         .send()
         .unwrap()
@@ -334,7 +402,7 @@ fn ctr_pulls_a_multi_arch_image() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let (_, multi, _) = layout::single_and_multi(&src);
-    run(skopeo()
+    run(skopeo(&s)
         .args([
             "copy",
             "--all",
@@ -347,7 +415,8 @@ fn ctr_pulls_a_multi_arch_image() {
     let image = format!("{}/ctr/app:multi", s.host());
     run(c
         .ctr()
-        .args(["images", "pull", "--plain-http", "--all-platforms", &image]));
+        .args(["images", "pull", "--plain-http", "--all-platforms"])
+        .args(["--user", &admin_creds(), &image]));
     let list = run(c.ctr().args(["images", "ls"]));
     assert!(list.contains(&image) && list.contains(&multi), "{list}");
     // every blob of both platforms arrived
@@ -379,7 +448,7 @@ fn docker_push_and_pull() {
     layout::single_and_multi(&src);
     let archive = tmp.path().join("img.tar");
     let local = format!("berth-e2e/single:{}", s.port);
-    run(skopeo()
+    run(skopeo(&s)
         .arg("copy")
         .arg(format!("oci:{}:single", src.display()))
         .arg(format!("docker-archive:{}:{local}", archive.display())));
@@ -391,6 +460,14 @@ fn docker_push_and_pull() {
         }
     };
     run(dk().args(["tag", &local, &remote]));
+    run(dk().args([
+        "login",
+        &s.host(),
+        "--username",
+        "admin",
+        "--password",
+        ADMIN_TOKEN,
+    ]));
     let pushed = dk().args(["push", &remote]).output().unwrap();
     if !pushed.status.success() {
         cleanup(&[&local, &remote]);

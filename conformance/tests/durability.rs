@@ -4,7 +4,7 @@ use berth_conformance::*;
 use std::time::{Duration, Instant};
 
 fn client() -> Client {
-    Client::new()
+    admin_client()
 }
 
 fn hdr(r: &reqwest::blocking::Response, k: &str) -> String {
@@ -94,7 +94,10 @@ fn kill_9_mid_upload_leaves_a_usable_session() {
     {
         use std::io::Write;
         let mut t = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-        let head = format!("PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+        let head = format!(
+            "PATCH {loc} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 100000\r\n\r\n",
+            admin_basic()
+        );
         t.write_all(head.as_bytes()).unwrap();
         t.write_all(&[9u8; 50_000]).unwrap();
         std::thread::sleep(Duration::from_millis(300));

@@ -8,29 +8,29 @@ use reqwest::Method;
 #[test]
 fn no_request_gets_a_500() {
     let s = Server::start();
-    let c = Client::new();
-    let img = push_image(&c, &s, "g/app", "v1", "garbage");
-    let r = c.post(s.url("/v2/g/app/blobs/uploads/")).send().unwrap();
+    let c = admin_client();
+    let img = push_image(&c, &s, "gar/app", "v1", "garbage");
+    let r = c.post(s.url("/v2/gar/app/blobs/uploads/")).send().unwrap();
     let session = r.headers()["location"].to_str().unwrap().to_string();
 
     let d = img.layer.clone();
     let paths = [
         "/v2/".to_string(),
         "/v2/_catalog".into(),
-        "/v2/g/app/tags/list".into(),
-        "/v2/g/app/manifests/v1".into(),
-        format!("/v2/g/app/manifests/{}", img.digest),
-        format!("/v2/g/app/blobs/{d}"),
-        "/v2/g/app/blobs/uploads/".into(),
+        "/v2/gar/app/tags/list".into(),
+        "/v2/gar/app/manifests/v1".into(),
+        format!("/v2/gar/app/manifests/{}", img.digest),
+        format!("/v2/gar/app/blobs/{d}"),
+        "/v2/gar/app/blobs/uploads/".into(),
         session.clone(),
-        format!("/v2/g/app/referrers/{}", img.digest),
-        "/v2/g/app/manifests/sha256:".into(),
-        "/v2/g/app/manifests/%ff%fe".into(),
-        "/v2/g/app/blobs/sha256%3A".into(),
+        format!("/v2/gar/app/referrers/{}", img.digest),
+        "/v2/gar/app/manifests/sha256:".into(),
+        "/v2/gar/app/manifests/%ff%fe".into(),
+        "/v2/gar/app/blobs/sha256%3A".into(),
         "/v2/%2e%2e/%2e%2e/blobs/uploads/".into(),
-        "/v2/g/app/blobs/uploads/%2e%2e%2fmeta".into(),
+        "/v2/gar/app/blobs/uploads/%2e%2e%2fmeta".into(),
         format!("/v2/{}/manifests/x", "a/".repeat(200) + "a"),
-        "/v2/g/app/tags/list/extra".into(),
+        "/v2/gar/app/tags/list/extra".into(),
         "/v2//".into(),
         "/v2/_catalog/x".into(),
     ];
@@ -108,7 +108,7 @@ fn no_request_gets_a_500() {
     // and the registry is still well (the DELETEs above may have removed the image)
     assert_eq!(c.get(s.url("/v2/")).send().unwrap().status(), 200);
     assert_eq!(c.get(s.url("/readyz")).send().unwrap().status(), 200);
-    push_image(&c, &s, "g/app", "v1", "garbage again");
+    push_image(&c, &s, "gar/app", "v1", "garbage again");
     let log = s.log_text();
     assert!(!log.contains("panicked"), "{log}");
 }

@@ -7,10 +7,7 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 
 fn client() -> Client {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    admin_client()
 }
 
 fn hdr(r: &reqwest::blocking::Response, k: &str) -> String {
@@ -53,10 +50,10 @@ fn blob_pull_and_ranges() {
     let s = Server::start();
     let c = client();
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-    let d = push_blob(&c, &s, "r/blobs", &data);
+    let d = push_blob(&c, &s, "rrr/blobs", &data);
 
     let r = c
-        .get(s.url(&format!("/v2/r/blobs/blobs/{d}")))
+        .get(s.url(&format!("/v2/rrr/blobs/blobs/{d}")))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -66,7 +63,7 @@ fn blob_pull_and_ranges() {
     assert_eq!(r.bytes().unwrap().as_ref(), &data[..]);
 
     let r = c
-        .head(s.url(&format!("/v2/r/blobs/blobs/{d}")))
+        .head(s.url(&format!("/v2/rrr/blobs/blobs/{d}")))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -74,7 +71,7 @@ fn blob_pull_and_ranges() {
     assert_eq!(hdr(&r, "docker-content-digest"), d);
 
     let get_range = |range: &str| {
-        c.get(s.url(&format!("/v2/r/blobs/blobs/{d}")))
+        c.get(s.url(&format!("/v2/rrr/blobs/blobs/{d}")))
             .header("range", range)
             .send()
             .unwrap()
@@ -106,40 +103,40 @@ fn blob_pull_and_ranges() {
     // Unknown blobs, unknown repositories, blobs of other repositories.
     let other = sha256(b"not pushed");
     expect_err(
-        c.get(s.url(&format!("/v2/r/blobs/blobs/{other}")))
+        c.get(s.url(&format!("/v2/rrr/blobs/blobs/{other}")))
             .send()
             .unwrap(),
         404,
         "BLOB_UNKNOWN",
     );
     expect_err(
-        c.get(s.url(&format!("/v2/elsewhere/blobs/{d}")))
+        c.get(s.url(&format!("/v2/rrr/elsewhere/blobs/{d}")))
             .send()
             .unwrap(),
         404,
         "BLOB_UNKNOWN",
     );
     let r = c
-        .head(s.url(&format!("/v2/r/blobs/blobs/{other}")))
+        .head(s.url(&format!("/v2/rrr/blobs/blobs/{other}")))
         .send()
         .unwrap();
     assert_eq!(r.status(), 404);
 
     // Delete unlinks from the repository.
     let r = c
-        .delete(s.url(&format!("/v2/r/blobs/blobs/{d}")))
+        .delete(s.url(&format!("/v2/rrr/blobs/blobs/{d}")))
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
     expect_err(
-        c.get(s.url(&format!("/v2/r/blobs/blobs/{d}")))
+        c.get(s.url(&format!("/v2/rrr/blobs/blobs/{d}")))
             .send()
             .unwrap(),
         404,
         "BLOB_UNKNOWN",
     );
     expect_err(
-        c.delete(s.url(&format!("/v2/r/blobs/blobs/{d}")))
+        c.delete(s.url(&format!("/v2/rrr/blobs/blobs/{d}")))
             .send()
             .unwrap(),
         404,
@@ -183,7 +180,7 @@ fn chunked_upload_in_order_only() {
     let c = client();
     let data: Vec<u8> = (0..3000u32).map(|i| (i % 200) as u8).collect();
     let d = sha256(&data);
-    let loc = start_session(&c, &s, "up/chunked");
+    let loc = start_session(&c, &s, "upl/chunked");
 
     let r = patch(&c, &s, &loc, Some("0-999"), &data[..1000]);
     assert_eq!(r.status(), 202);
@@ -220,7 +217,7 @@ fn chunked_upload_in_order_only() {
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().unwrap());
     let r = c
-        .get(s.url(&format!("/v2/up/chunked/blobs/{d}")))
+        .get(s.url(&format!("/v2/upl/chunked/blobs/{d}")))
         .send()
         .unwrap();
     assert_eq!(r.bytes().unwrap().as_ref(), &data[..]);
@@ -240,14 +237,14 @@ fn upload_errors_leave_nothing() {
     // digest mismatch on a monolithic push
     let wrong = sha256(b"other");
     let r = c
-        .post(s.url(&format!("/v2/up/bad/blobs/uploads/?digest={wrong}")))
+        .post(s.url(&format!("/v2/upl/bad/blobs/uploads/?digest={wrong}")))
         .body("content")
         .send()
         .unwrap();
     expect_err(r, 400, "DIGEST_INVALID");
     for d in [&wrong, &sha256(b"content")] {
         expect_err(
-            c.get(s.url(&format!("/v2/up/bad/blobs/{d}")))
+            c.get(s.url(&format!("/v2/upl/bad/blobs/{d}")))
                 .send()
                 .unwrap(),
             404,
@@ -255,7 +252,7 @@ fn upload_errors_leave_nothing() {
         );
     }
     // digest mismatch on a session close: session gone too
-    let loc = start_session(&c, &s, "up/bad");
+    let loc = start_session(&c, &s, "upl/bad");
     assert_eq!(patch(&c, &s, &loc, None, b"abc").status(), 202);
     expect_err(
         c.put(s.url(&format!("{loc}?digest={wrong}")))
@@ -270,7 +267,7 @@ fn upload_errors_leave_nothing() {
         "BLOB_UPLOAD_UNKNOWN",
     );
     // PUT without digest, with garbage digests
-    let loc = start_session(&c, &s, "up/bad");
+    let loc = start_session(&c, &s, "upl/bad");
     expect_err(c.put(s.url(&loc)).send().unwrap(), 400, "DIGEST_INVALID");
     expect_err(
         c.put(s.url(&format!("{loc}?digest=sha256:xyz")))
@@ -294,7 +291,7 @@ fn upload_errors_leave_nothing() {
         .unwrap();
     assert_eq!(r.status(), 201);
     // cancel
-    let loc = start_session(&c, &s, "up/bad");
+    let loc = start_session(&c, &s, "upl/bad");
     assert_eq!(c.delete(s.url(&loc)).send().unwrap().status(), 204);
     expect_err(
         c.delete(s.url(&loc)).send().unwrap(),
@@ -303,21 +300,21 @@ fn upload_errors_leave_nothing() {
     );
     // unknown and malformed session ids, sessions of another repository
     expect_err(
-        c.get(s.url("/v2/up/bad/blobs/uploads/not-a-uuid"))
+        c.get(s.url("/v2/upl/bad/blobs/uploads/not-a-uuid"))
             .send()
             .unwrap(),
         404,
         "BLOB_UPLOAD_UNKNOWN",
     );
     expect_err(
-        c.get(s.url("/v2/up/bad/blobs/uploads/..%2F..%2Fetc"))
+        c.get(s.url("/v2/upl/bad/blobs/uploads/..%2F..%2Fetc"))
             .send()
             .unwrap(),
         404,
         "BLOB_UPLOAD_UNKNOWN",
     );
-    let loc = start_session(&c, &s, "up/bad");
-    let other = loc.replace("/up/bad/", "/up/other/");
+    let loc = start_session(&c, &s, "upl/bad");
+    let other = loc.replace("/upl/bad/", "/upl/other/");
     expect_err(
         c.get(s.url(&other)).send().unwrap(),
         404,
@@ -338,17 +335,20 @@ fn sha512_and_empty_blobs() {
     let data = b"sha512 blob";
     let d = format!("sha512:{}", hex::encode(sha2::Sha512::digest(data)));
     let r = c
-        .post(s.url(&format!("/v2/alg/blobs/uploads/?digest={d}")))
+        .post(s.url(&format!("/v2/alg/x/blobs/uploads/?digest={d}")))
         .body(data.to_vec())
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(hdr(&r, "docker-content-digest"), d);
-    let r = c.get(s.url(&format!("/v2/alg/blobs/{d}"))).send().unwrap();
+    let r = c
+        .get(s.url(&format!("/v2/alg/x/blobs/{d}")))
+        .send()
+        .unwrap();
     assert_eq!(r.bytes().unwrap().as_ref(), data);
     // empty blob, through a session closed by an empty PUT
     let e = sha256(b"");
-    let loc = start_session(&c, &s, "alg");
+    let loc = start_session(&c, &s, "alg/x");
     assert_eq!(
         c.put(s.url(&format!("{loc}?digest={e}")))
             .send()
@@ -356,11 +356,14 @@ fn sha512_and_empty_blobs() {
             .status(),
         201
     );
-    let r = c.get(s.url(&format!("/v2/alg/blobs/{e}"))).send().unwrap();
+    let r = c
+        .get(s.url(&format!("/v2/alg/x/blobs/{e}")))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(hdr(&r, "content-length"), "0");
     assert_eq!(
-        c.get(s.url(&format!("/v2/alg/blobs/{e}")))
+        c.get(s.url(&format!("/v2/alg/x/blobs/{e}")))
             .header("range", "bytes=0-0")
             .send()
             .unwrap()
@@ -394,7 +397,7 @@ fn cross_repository_mount() {
     );
     // automatic content discovery: no `from`
     let r = c
-        .post(s.url(&format!("/v2/third/blobs/uploads/?mount={d}")))
+        .post(s.url(&format!("/v2/third/x/blobs/uploads/?mount={d}")))
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
@@ -410,7 +413,7 @@ fn cross_repository_mount() {
     assert!(hdr(&r, "location").contains("/v2/dst/repo/blobs/uploads/"));
     let r = c
         .post(s.url(&format!(
-            "/v2/dst/repo/blobs/uploads/?mount={d}&from=no/such"
+            "/v2/dst/repo/blobs/uploads/?mount={d}&from=nos/such"
         )))
         .send()
         .unwrap();
@@ -450,8 +453,8 @@ fn image_manifest(config: (&str, usize), layers: &[(&str, usize)], extra: Value)
 fn manifests_by_tag_and_digest() {
     let s = Server::start();
     let c = client();
-    let img = push_image(&c, &s, "m/app", "v1", "one");
-    let path = |r: &str| s.url(&format!("/v2/m/app/manifests/{r}"));
+    let img = push_image(&c, &s, "man/app", "v1", "one");
+    let path = |r: &str| s.url(&format!("/v2/man/app/manifests/{r}"));
 
     for r in ["v1", &img.digest] {
         let resp = c
@@ -469,13 +472,13 @@ fn manifests_by_tag_and_digest() {
     }
     // a manifest is content: the blob endpoint serves it too
     let resp = c
-        .get(s.url(&format!("/v2/m/app/blobs/{}", img.digest)))
+        .get(s.url(&format!("/v2/man/app/blobs/{}", img.digest)))
         .send()
         .unwrap();
     assert_eq!(resp.bytes().unwrap().as_ref(), &img.manifest[..]);
 
     // push by digest: must match the body
-    let d = push_manifest(&c, &s, "m/app", &img.digest, OCI_MANIFEST, &img.manifest);
+    let d = push_manifest(&c, &s, "man/app", &img.digest, OCI_MANIFEST, &img.manifest);
     assert_eq!(d, img.digest);
     let other = sha256(b"x");
     let r = c
@@ -487,13 +490,13 @@ fn manifests_by_tag_and_digest() {
     expect_err(r, 400, "DIGEST_INVALID");
 
     // a second tag, then delete by tag removes only that tag
-    push_manifest(&c, &s, "m/app", "v2", OCI_MANIFEST, &img.manifest);
+    push_manifest(&c, &s, "man/app", "v2", OCI_MANIFEST, &img.manifest);
     assert_eq!(c.delete(path("v2")).send().unwrap().status(), 202);
     expect_err(c.get(path("v2")).send().unwrap(), 404, "MANIFEST_UNKNOWN");
     assert_eq!(c.get(path("v1")).send().unwrap().status(), 200);
     assert_eq!(c.get(path(&img.digest)).send().unwrap().status(), 200);
     // delete by digest removes the manifest and every tag on it
-    push_manifest(&c, &s, "m/app", "v3", OCI_MANIFEST, &img.manifest);
+    push_manifest(&c, &s, "man/app", "v3", OCI_MANIFEST, &img.manifest);
     assert_eq!(c.delete(path(&img.digest)).send().unwrap().status(), 202);
     for r in ["v1", "v3", &img.digest] {
         expect_err(c.get(path(r)).send().unwrap(), 404, "MANIFEST_UNKNOWN");
@@ -509,7 +512,7 @@ fn manifests_by_tag_and_digest() {
         "MANIFEST_UNKNOWN",
     );
     let tags: Value = c
-        .get(s.url("/v2/m/app/tags/list"))
+        .get(s.url("/v2/man/app/tags/list"))
         .send()
         .unwrap()
         .json()
@@ -517,7 +520,7 @@ fn manifests_by_tag_and_digest() {
     assert_eq!(tags["tags"], json!([]));
     // the blobs stay
     assert_eq!(
-        c.get(s.url(&format!("/v2/m/app/blobs/{}", img.layer)))
+        c.get(s.url(&format!("/v2/man/app/blobs/{}", img.layer)))
             .send()
             .unwrap()
             .status(),
@@ -529,10 +532,10 @@ fn manifests_by_tag_and_digest() {
 fn manifest_validation() {
     let s = Server::start();
     let c = client();
-    let cfg = push_blob(&c, &s, "v/app", b"{}");
-    let layer = push_blob(&c, &s, "v/app", b"layer");
+    let cfg = push_blob(&c, &s, "val/app", b"{}");
+    let layer = push_blob(&c, &s, "val/app", b"layer");
     let put = |reference: &str, ct: &str, body: Vec<u8>| {
-        c.put(s.url(&format!("/v2/v/app/manifests/{reference}")))
+        c.put(s.url(&format!("/v2/val/app/manifests/{reference}")))
             .header("content-type", ct)
             .body(body)
             .send()
@@ -678,7 +681,7 @@ fn manifest_validation() {
     let resp = raw(
         &s,
         format!(
-            "PUT /v2/v/app/manifests/big HTTP/1.1\r\nHost: x\r\nContent-Type: {OCI_MANIFEST}\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            "PUT /v2/val/app/manifests/big HTTP/1.1\r\nHost: x\r\nContent-Type: {OCI_MANIFEST}\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
             4 * 1024 * 1024 + 1
         )
         .as_bytes(),
@@ -686,7 +689,7 @@ fn manifest_validation() {
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
     // ... and while reading it (chunked, no length announced)
     let mut req = format!(
-        "PUT /v2/v/app/manifests/big HTTP/1.1\r\nHost: x\r\nContent-Type: {OCI_MANIFEST}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "PUT /v2/val/app/manifests/big HTTP/1.1\r\nHost: x\r\nContent-Type: {OCI_MANIFEST}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
     .into_bytes();
     for _ in 0..5 {
@@ -703,7 +706,7 @@ fn manifest_validation() {
     );
     // nothing of all that is visible
     let tags: Value = c
-        .get(s.url("/v2/v/app/tags/list"))
+        .get(s.url("/v2/val/app/tags/list"))
         .send()
         .unwrap()
         .json()
@@ -873,7 +876,7 @@ fn referrers() {
     // unknown subject, unknown repository: an empty index
     for path in [
         format!("/v2/{repo}/referrers/{}", sha256(b"x")),
-        format!("/v2/no/such/referrers/{}", img.digest),
+        format!("/v2/ref/other/referrers/{}", img.digest),
     ] {
         let idx: Value = c.get(s.url(&path)).send().unwrap().json().unwrap();
         assert_eq!(idx["manifests"], json!([]));
@@ -912,16 +915,16 @@ fn referrers() {
 fn tags_and_catalog_pagination() {
     let s = Server::start();
     let c = client();
-    let img = push_image(&c, &s, "p/app", "t00", "p");
+    let img = push_image(&c, &s, "pag/app", "t00", "p");
     let mut expected = vec!["t00".to_string()];
     for i in 1..25 {
         let t = format!("t{i:02}");
-        push_manifest(&c, &s, "p/app", &t, OCI_MANIFEST, &img.manifest);
+        push_manifest(&c, &s, "pag/app", &t, OCI_MANIFEST, &img.manifest);
         expected.push(t);
     }
     // walk with n=7 following Link
     let mut got = Vec::new();
-    let mut next = Some("/v2/p/app/tags/list?n=7".to_string());
+    let mut next = Some("/v2/pag/app/tags/list?n=7".to_string());
     let mut pages = 0;
     while let Some(p) = next {
         let r = c.get(s.url(&p)).send().unwrap();
@@ -932,7 +935,7 @@ fn tags_and_catalog_pagination() {
             l[l.find('<').unwrap() + 1..l.find('>').unwrap()].to_string()
         });
         let v: Value = r.json().unwrap();
-        assert_eq!(v["name"], "p/app");
+        assert_eq!(v["name"], "pag/app");
         got.extend(
             v["tags"]
                 .as_array()
@@ -945,25 +948,25 @@ fn tags_and_catalog_pagination() {
     assert_eq!(got, expected);
     assert_eq!(pages, 4);
     let v: Value = c
-        .get(s.url("/v2/p/app/tags/list?n=3&last=t10"))
+        .get(s.url("/v2/pag/app/tags/list?n=3&last=t10"))
         .send()
         .unwrap()
         .json()
         .unwrap();
     assert_eq!(v["tags"], json!(["t11", "t12", "t13"]));
     let v: Value = c
-        .get(s.url("/v2/p/app/tags/list?last=t23"))
+        .get(s.url("/v2/pag/app/tags/list?last=t23"))
         .send()
         .unwrap()
         .json()
         .unwrap();
     assert_eq!(v["tags"], json!(["t24"]));
-    let r = c.get(s.url("/v2/p/app/tags/list?n=0")).send().unwrap();
+    let r = c.get(s.url("/v2/pag/app/tags/list?n=0")).send().unwrap();
     assert!(r.headers().get("link").is_none());
     assert_eq!(r.json::<Value>().unwrap()["tags"], json!([]));
     for bad in ["n=-1", "n=abc", "n=1e3"] {
         expect_err(
-            c.get(s.url(&format!("/v2/p/app/tags/list?{bad}")))
+            c.get(s.url(&format!("/v2/pag/app/tags/list?{bad}")))
                 .send()
                 .unwrap(),
             400,
@@ -971,31 +974,31 @@ fn tags_and_catalog_pagination() {
         );
     }
     expect_err(
-        c.get(s.url("/v2/no/such/tags/list")).send().unwrap(),
+        c.get(s.url("/v2/nos/such/tags/list")).send().unwrap(),
         404,
         "NAME_UNKNOWN",
     );
 
-    for r in ["b", "a/z", "a", "c/d/e"] {
+    for r in ["bbb/x", "aaa/z", "aaa/x", "ccc/d/e"] {
         push_blob(&c, &s, r, b"x");
     }
     let v: Value = c.get(s.url("/v2/_catalog")).send().unwrap().json().unwrap();
     assert_eq!(
         v["repositories"],
-        json!(["a", "a/z", "b", "c/d/e", "p/app"])
+        json!(["aaa/x", "aaa/z", "bbb/x", "ccc/d/e", "pag/app"])
     );
     let r = c.get(s.url("/v2/_catalog?n=2")).send().unwrap();
     assert_eq!(
         hdr(&r, "link"),
-        "</v2/_catalog?n=2&last=a%2Fz>; rel=\"next\""
+        "</v2/_catalog?n=2&last=aaa%2Fz>; rel=\"next\""
     );
     let v: Value = c
-        .get(s.url("/v2/_catalog?n=2&last=a%2Fz"))
+        .get(s.url("/v2/_catalog?n=2&last=aaa%2Fz"))
         .send()
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(v["repositories"], json!(["b", "c/d/e"]));
+    assert_eq!(v["repositories"], json!(["bbb/x", "ccc/d/e"]));
 }
 
 #[test]
@@ -1012,6 +1015,7 @@ fn bad_names_and_paths() {
         "/v2/a..b/manifests/x".to_string(),
         "/v2/a%00b/manifests/x".to_string(),
         "/v2/-a/blobs/uploads/".to_string(),
+        "/v2/single/tags/list".to_string(),
     ] {
         let r = if path.ends_with("uploads/") {
             c.post(s.url(&path)).send().unwrap()
@@ -1045,8 +1049,8 @@ fn bad_names_and_paths() {
         405,
         "UNSUPPORTED",
     );
-    // a name just at the limit is fine
-    let ok = "a".repeat(255);
+    // a name just at the limit is fine (its registry does not exist)
+    let ok = format!("aaa/{}", "a".repeat(251));
     expect_err(
         c.get(s.url(&format!("/v2/{ok}/tags/list"))).send().unwrap(),
         404,
@@ -1056,6 +1060,13 @@ fn bad_names_and_paths() {
 
 /// Raw HTTP, for bodies no well-behaved client sends.
 fn raw(s: &Server, req: &[u8]) -> String {
+    // authenticate as the admin: insert the header after the request line
+    let text = String::from_utf8_lossy(req);
+    let cut = text.find("\r\n").unwrap() + 2;
+    let mut with_auth = req[..cut].to_vec();
+    with_auth.extend_from_slice(format!("Authorization: {}\r\n", admin_basic()).as_bytes());
+    with_auth.extend_from_slice(&req[cut..]);
+    let req = &with_auth[..];
     let mut t = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     t.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();

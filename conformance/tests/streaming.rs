@@ -66,7 +66,7 @@ fn digest_of(len: u64) -> String {
 fn two_gib_push_and_pull_keep_memory_flat() {
     let len: u64 = 2 << 30;
     let s = Server::start();
-    let c = Client::builder().timeout(None).build().unwrap();
+    let c = admin_client();
     // warm up with a small blob so the baseline includes the steady state
     push_blob(&c, &s, "big/warm", b"warm up");
     let base = s.peak_rss_kib();

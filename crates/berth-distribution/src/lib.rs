@@ -7,12 +7,15 @@
 //! crate wraps [`Distribution::handle`] with tracing, metrics and listeners;
 //! authorisation will sit between parsing and handling.
 
+mod access;
 mod blobs;
 mod error;
 mod manifests;
 pub mod router;
+mod token;
 mod uploads;
 
+pub use access::ClientAddr;
 pub use error::ApiError;
 pub use router::Endpoint;
 
@@ -50,6 +53,8 @@ pub struct Config {
     pub max_page_size: usize,
     /// Most referrers returned for one subject.
     pub max_referrers: usize,
+    /// The token endpoint named in `WWW-Authenticate` challenges.
+    pub realm: String,
 }
 
 impl Default for Config {
@@ -60,6 +65,7 @@ impl Default for Config {
             default_page_size: 1000,
             max_page_size: 10_000,
             max_referrers: 10_000,
+            realm: "http://127.0.0.1:5000/token".into(),
         }
     }
 }
@@ -77,6 +83,7 @@ pub struct Distribution {
 }
 
 pub(crate) struct Inner {
+    pub auth: Option<Arc<berth_auth::Auth>>,
     pub meta: Meta,
     pub blobs: Arc<BlobStore>,
     pub cfg: Config,
@@ -86,9 +93,17 @@ pub(crate) struct Inner {
 pub(crate) type Result<T> = std::result::Result<T, ApiError>;
 
 impl Distribution {
-    pub fn new(meta: Meta, blobs: Arc<BlobStore>, cfg: Config, gauges: Gauges) -> Distribution {
+    /// `auth`: `None` (or disabled) serves an open registry.
+    pub fn new(
+        meta: Meta,
+        blobs: Arc<BlobStore>,
+        auth: Option<Arc<berth_auth::Auth>>,
+        cfg: Config,
+        gauges: Gauges,
+    ) -> Distribution {
         Distribution {
             inner: Arc::new(Inner {
+                auth,
                 meta,
                 blobs,
                 cfg,
@@ -101,6 +116,19 @@ impl Distribution {
         &self.inner.meta
     }
 
+    /// Serve the docker token service (`GET`/`POST /token`).
+    pub async fn token<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::fmt::Display + Send,
+    {
+        let head = req.method() == http::Method::HEAD;
+        match token::serve(&self.inner, req).await {
+            Ok(r) => r,
+            Err(e) => error_response(e, head),
+        }
+    }
+
     /// Serve one `/v2/` request. Never fails: errors become OCI error JSON.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
     where
@@ -109,10 +137,23 @@ impl Distribution {
     {
         let head = req.method() == http::Method::HEAD;
         let (parts, body) = req.into_parts();
+        let client = parts
+            .extensions
+            .get::<ClientAddr>()
+            .map(|c| c.0.clone())
+            .unwrap_or_default();
         let (route, res) = match router::parse(&parts.method, parts.uri.path()) {
             Ok(ep) => {
                 let route = ep.route();
-                (route, self.inner.dispatch(ep, &parts, body).await)
+                let res = async {
+                    let caller =
+                        self.inner
+                            .authenticate(&parts.headers, &client, Inner::scope_for(&ep))?;
+                    self.inner.authorize(&ep, &caller)?;
+                    self.inner.dispatch(ep, &parts, body, &caller).await
+                }
+                .await;
+                (route, res)
             }
             Err(e) => ("v2.unrouted", Err(e)),
         };
@@ -144,6 +185,7 @@ impl Inner {
         ep: Endpoint,
         parts: &http::request::Parts,
         body: B,
+        caller: &access::Caller,
     ) -> Result<Response<Body>>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -157,7 +199,7 @@ impl Inner {
                 b"{}".to_vec(),
                 "application/json",
             )),
-            Endpoint::Catalog => manifests::catalog(self, &q).await,
+            Endpoint::Catalog => manifests::catalog(self, &q, caller).await,
             Endpoint::TagsList { name } => manifests::tags_list(self, &name, &q).await,
             Endpoint::GetManifest {
                 name,
@@ -178,7 +220,7 @@ impl Inner {
             }
             Endpoint::DeleteBlob { name, digest } => blobs::delete_blob(self, &name, &digest).await,
             Endpoint::StartUpload { name } => {
-                uploads::start_blob_upload(self, &name, &q, h, body_stream(body)).await
+                uploads::start_blob_upload(self, &name, &q, h, body_stream(body), caller).await
             }
             Endpoint::GetUpload { name, id } => uploads::get_blob_upload(self, &name, &id).await,
             Endpoint::PatchUpload { name, id } => {

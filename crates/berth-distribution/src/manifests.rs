@@ -244,9 +244,34 @@ pub(crate) async fn tags_list(s: &Inner, name: &RepoName, q: &Query) -> Result<R
     Ok(r)
 }
 
-pub(crate) async fn catalog(s: &Inner, q: &Query) -> Result<Response<Body>> {
+pub(crate) async fn catalog(
+    s: &Inner,
+    q: &Query,
+    caller: &crate::access::Caller,
+) -> Result<Response<Body>> {
     let (n, last) = pagination(&s.cfg, q)?;
-    let page = s.meta.list_repos(last.as_deref(), n)?;
+    // Read pages until `n + 1` visible names (or the end): a caller sees
+    // only repositories it may pull.
+    let mut items: Vec<String> = Vec::new();
+    let mut more = false;
+    let mut after = last.clone();
+    loop {
+        let page = s.meta.list_repos(after.as_deref(), n.max(100))?;
+        after = page.items.last().cloned();
+        for r in page.items {
+            if s.catalog_visible(caller, &r) {
+                if items.len() == n {
+                    more = true;
+                    break;
+                }
+                items.push(r);
+            }
+        }
+        if more || !page.more {
+            break;
+        }
+    }
+    let page = berth_meta::Page { items, more };
     let body = serde_json::to_vec(&json!({ "repositories": page.items })).expect("json");
     let mut r = json_response(StatusCode::OK, body, "application/json");
     if page.more {

@@ -149,6 +149,7 @@ pub(crate) async fn start_blob_upload<S>(
     q: &Query,
     h: &HeaderMap,
     body: S,
+    caller: &crate::access::Caller,
 ) -> Result<Response<Body>>
 where
     S: futures::Stream<Item = std::result::Result<Bytes, String>> + Send,
@@ -157,13 +158,19 @@ where
         let digest = Digest::parse(mount)
             .map_err(|e| ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()))?;
         let size = match q.get("from") {
-            // A bad `from` cannot name a source: fall back to an upload.
+            // A bad `from`, or one the caller may not pull from, cannot
+            // name a source: fall back to an upload, as the spec says.
             Some(from) => match RepoName::parse(from) {
-                Ok(from) => s.meta.link(from.as_str(), &digest)?.map(|l| l.size),
-                Err(_) => None,
+                Ok(from) if s.may_pull(caller, &from) => {
+                    s.meta.link(from.as_str(), &digest)?.map(|l| l.size)
+                }
+                _ => None,
             },
-            // Automatic content discovery: the blob is already stored.
-            None => s.meta.blob(&digest)?.map(|b| b.size),
+            // Automatic content discovery: the blob is already stored. Only
+            // for callers who may read every registry (nobody learns of
+            // content they could not pull).
+            None if s.may_read_everything(caller) => s.meta.blob(&digest)?.map(|b| b.size),
+            None => None,
         };
         if let Some(size) = size {
             let (repo, d) = (name.as_str().to_string(), digest.clone());

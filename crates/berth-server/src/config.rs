@@ -19,6 +19,44 @@ pub struct Config {
     pub uploads: Uploads,
     pub listing: Listing,
     pub log: Log,
+    pub auth: Auth,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Auth {
+    /// Require credentials (default). `false` serves an open registry for
+    /// local use. `BERTH_AUTH_ENABLED`.
+    pub enabled: bool,
+    /// The admin token (`berth_admin_…`), instead of one generated on first
+    /// start. `BERTH_AUTH_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    /// A file holding the admin token. `BERTH_AUTH_ADMIN_TOKEN_FILE`.
+    pub admin_token_file: Option<PathBuf>,
+    /// The URL clients reach Berth at; the token realm is `<url>/token`.
+    /// Default: `http://<listen>`. `BERTH_AUTH_EXTERNAL_URL`.
+    pub external_url: Option<String>,
+    /// The token service name (JWT audience). `BERTH_AUTH_SERVICE`.
+    pub service: String,
+    /// Lifetime of issued JWTs. `BERTH_AUTH_TOKEN_TTL_SECS`.
+    pub token_ttl_secs: u64,
+    /// An admin's push into a missing registry creates it.
+    /// `BERTH_AUTH_AUTO_CREATE_REGISTRIES`.
+    pub auto_create_registries: bool,
+}
+
+impl Default for Auth {
+    fn default() -> Auth {
+        Auth {
+            enabled: true,
+            admin_token: None,
+            admin_token_file: None,
+            external_url: None,
+            service: "berth".into(),
+            token_ttl_secs: 300,
+            auto_create_registries: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,6 +105,7 @@ impl Default for Config {
             uploads: Uploads::default(),
             listing: Listing::default(),
             log: Log::default(),
+            auth: Auth::default(),
         }
     }
 }

@@ -85,7 +85,13 @@ fn request_id(req: &Request<hyper::body::Incoming>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
-pub async fn serve(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn serve(
+    state: Arc<State>,
+    mut req: Request<hyper::body::Incoming>,
+    peer: String,
+) -> Response<Body> {
+    req.extensions_mut()
+        .insert(berth_distribution::ClientAddr(peer));
     let start = Instant::now();
     let rid = request_id(&req);
     let method = req.method().clone();
@@ -103,6 +109,7 @@ pub async fn serve(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Re
             (route, r)
         } else {
             match path.as_str() {
+                "/token" => ("token", state.dist.token(req).await),
                 "/healthz" => (
                     "healthz",
                     simple(StatusCode::OK, "text/plain", b"ok\n".to_vec()),

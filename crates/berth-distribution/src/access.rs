@@ -1,0 +1,299 @@
+//! Authentication and authorisation of `/v2/` requests, between parsing and
+//! handling: who is asking, what the endpoint needs, 401 (with the docker
+//! token challenge) or 403 or 429.
+
+use crate::router::Endpoint;
+use crate::{ApiError, Inner, Result};
+use base64::Engine;
+use berth_auth::{Access, Action, AuthError, Principal};
+use berth_core::{ErrorCode, RepoName};
+use berth_meta::Visibility;
+use http::header::{self, HeaderMap};
+
+/// The client's address, set by the server as a request extension (for the
+/// failed-login rate limit).
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+/// Who is asking, and what a bearer JWT granted (None for Basic: the
+/// principal's own permissions apply).
+pub(crate) struct Caller {
+    pub principal: Principal,
+    pub granted: Option<Vec<Access>>,
+}
+
+impl Caller {
+    pub fn open() -> Caller {
+        Caller {
+            principal: Principal::Admin,
+            granted: None,
+        }
+    }
+
+    /// May the caller do `action` in `repo` (whose registry is `public`)?
+    pub fn may(&self, repo: &RepoName, action: Action, public: bool) -> bool {
+        let registry = repo.first_component();
+        if !self.principal.may(registry, action, public) {
+            return false;
+        }
+        match &self.granted {
+            None => true,
+            Some(access) => access.iter().any(|a| {
+                a.kind == "repository"
+                    && a.name == repo.as_str()
+                    && a.actions.iter().any(|x| x == action.as_str() || x == "*")
+            }),
+        }
+    }
+
+    pub fn sees_catalog_of(&self, registry: &str, public: bool) -> bool {
+        self.principal.may(registry, Action::Pull, public)
+    }
+}
+
+fn auth_error(e: AuthError, challenge: Option<String>) -> ApiError {
+    match e {
+        AuthError::TooManyAttempts => {
+            ApiError::new(ErrorCode::TooManyRequests).detail(e.to_string())
+        }
+        AuthError::Unauthenticated(m) => unauthorized(challenge).detail(m),
+        AuthError::Denied(m) => ApiError::new(ErrorCode::Denied).detail(m),
+        other => ApiError::internal(other),
+    }
+}
+
+fn unauthorized(challenge: Option<String>) -> ApiError {
+    let mut e = ApiError::new(ErrorCode::Unauthorized);
+    if let Some(c) = challenge {
+        e = e.header(header::WWW_AUTHENTICATE, crate::hv(&c));
+    }
+    e
+}
+
+impl Inner {
+    fn challenge(&self, scope: Option<String>) -> Option<String> {
+        let auth = self.auth.as_ref()?;
+        let mut c = format!(
+            "Bearer realm=\"{}\",service=\"{}\"",
+            self.cfg.realm,
+            auth.config().service
+        );
+        if let Some(s) = scope {
+            c.push_str(&format!(",scope=\"{s}\""));
+        }
+        Some(c)
+    }
+
+    /// Identify the caller from `Authorization` (Basic, or Bearer with a JWT
+    /// from `/token` or an API token itself).
+    pub(crate) fn authenticate(
+        &self,
+        h: &HeaderMap,
+        client: &str,
+        scope: Option<String>,
+    ) -> Result<Caller> {
+        let Some(auth) = self.auth.as_ref().filter(|a| a.enabled()) else {
+            return Ok(Caller::open());
+        };
+        let Some(v) = h.get(header::AUTHORIZATION) else {
+            return Ok(Caller {
+                principal: Principal::Anonymous,
+                granted: None,
+            });
+        };
+        let v = v.to_str().map_err(|_| {
+            unauthorized(self.challenge(scope.clone())).detail("malformed Authorization")
+        })?;
+        let (kind, cred) = v.split_once(' ').unwrap_or((v, ""));
+        let cred = cred.trim();
+        match kind.to_ascii_lowercase().as_str() {
+            "basic" => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(cred)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        unauthorized(self.challenge(scope.clone()))
+                            .detail("malformed Basic credentials")
+                    })?;
+                let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
+                let principal = auth
+                    .basic(user, pass, client)
+                    .map_err(|e| auth_error(e, self.challenge(scope)))?;
+                Ok(Caller {
+                    principal,
+                    granted: None,
+                })
+            }
+            "bearer" if berth_auth::secret::token_id(cred).is_some() => {
+                let principal = auth
+                    .basic("", cred, client)
+                    .map_err(|e| auth_error(e, self.challenge(scope)))?;
+                Ok(Caller {
+                    principal,
+                    granted: None,
+                })
+            }
+            "bearer" => {
+                let (principal, access) = auth
+                    .bearer(cred)
+                    .map_err(|e| auth_error(e, self.challenge(scope)))?;
+                Ok(Caller {
+                    principal,
+                    granted: Some(access),
+                })
+            }
+            _ => {
+                Err(unauthorized(self.challenge(scope)).detail("unsupported Authorization scheme"))
+            }
+        }
+    }
+
+    /// Check the caller may call `ep`; create the registry on an admin's
+    /// first push when configured. Errors: 401 (anonymous), 403, or
+    /// NAME_INVALID / NAME_UNKNOWN for names outside any registry.
+    pub(crate) fn authorize(&self, ep: &Endpoint, caller: &Caller) -> Result<()> {
+        let Some(auth) = self.auth.as_ref().filter(|a| a.enabled()) else {
+            return Ok(());
+        };
+        let Some(repo) = ep.repository() else {
+            // /v2/ and _catalog: any authenticated caller
+            if caller.principal == Principal::Anonymous {
+                return Err(unauthorized(self.challenge(None)));
+            }
+            return Ok(());
+        };
+        let action = required_action(ep);
+        let scope = Some(format!("repository:{repo}:{}", scope_actions(action)));
+        if !repo.as_str().contains('/') {
+            return Err(ApiError::new(ErrorCode::NameInvalid)
+                .message("repository names start with their registry: <registry>/<repository>")
+                .detail(repo.to_string()));
+        }
+        let registry = repo.first_component();
+        let vis = auth
+            .registry_visibility(registry)
+            .map_err(|e| auth_error(e, None))?;
+        let public = vis == Some(Visibility::Public);
+        if vis.is_none() && !caller.principal.is_admin() {
+            // no such tenant: nothing to see for anyone but the admin
+            if caller.principal == Principal::Anonymous {
+                return Err(unauthorized(self.challenge(scope)));
+            }
+            return Err(
+                ApiError::new(ErrorCode::NameUnknown).detail(format!("no registry {registry}"))
+            );
+        }
+        if !caller.may(repo, action, public) {
+            if caller.principal == Principal::Anonymous {
+                return Err(unauthorized(self.challenge(scope)));
+            }
+            // A JWT for less than its holder may do: say which scope to ask
+            // for. 403 with a challenge is what clients that reuse one token
+            // across scopes (oras-py) answer by fetching a new token.
+            if caller.granted.is_some() && caller.principal.may(registry, action, public) {
+                let mut e = ApiError::new(ErrorCode::Denied).detail("token lacks the scope needed");
+                if let Some(c) = self.challenge(scope) {
+                    e = e.header(
+                        header::WWW_AUTHENTICATE,
+                        crate::hv(&(c + ",error=\"insufficient_scope\"")),
+                    );
+                }
+                return Err(e);
+            }
+            return Err(ApiError::new(ErrorCode::Denied).detail(format!(
+                "{} may not {} {repo}",
+                caller.principal.subject(),
+                action.as_str()
+            )));
+        }
+        if vis.is_none() {
+            if action == Action::Push && auth.config().auto_create_registries {
+                match auth.create_registry(registry, Visibility::Private) {
+                    Ok(_) | Err(AuthError::Conflict(_)) => {
+                        tracing::info!(registry, "registry created on first push");
+                    }
+                    Err(AuthError::Invalid(m)) => {
+                        return Err(ApiError::new(ErrorCode::NameInvalid).detail(m));
+                    }
+                    Err(e) => return Err(ApiError::internal(e)),
+                }
+            } else {
+                return Err(
+                    ApiError::new(ErrorCode::NameUnknown).detail(format!("no registry {registry}"))
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The challenge scope for an endpoint (for 401s raised before
+    /// authorisation).
+    pub(crate) fn scope_for(ep: &Endpoint) -> Option<String> {
+        ep.repository()
+            .map(|r| format!("repository:{r}:{}", scope_actions(required_action(ep))))
+    }
+
+    /// May the caller pull from `repo` (a mount source)?
+    pub(crate) fn may_pull(&self, caller: &Caller, repo: &RepoName) -> bool {
+        let Some(auth) = self.auth.as_ref().filter(|a| a.enabled()) else {
+            return true;
+        };
+        let public = matches!(
+            auth.registry_visibility(repo.first_component()),
+            Ok(Some(Visibility::Public))
+        );
+        caller.may(repo, Action::Pull, public)
+    }
+
+    /// Admins and all-registry tokens (or an open registry).
+    pub(crate) fn may_read_everything(&self, caller: &Caller) -> bool {
+        if !self.auth.as_ref().is_some_and(|a| a.enabled()) {
+            return true;
+        }
+        match &caller.principal {
+            Principal::Admin => true,
+            Principal::Token {
+                registries: None, ..
+            } => caller.granted.is_none(),
+            _ => false,
+        }
+    }
+
+    /// Whether `_catalog` shows `repo` to the caller.
+    pub(crate) fn catalog_visible(&self, caller: &Caller, repo: &str) -> bool {
+        let Some(auth) = self.auth.as_ref().filter(|a| a.enabled()) else {
+            return true;
+        };
+        if caller.principal.is_admin() {
+            return true;
+        }
+        let registry = repo.split('/').next().unwrap_or(repo);
+        let public = matches!(
+            auth.registry_visibility(registry),
+            Ok(Some(Visibility::Public))
+        );
+        caller.sees_catalog_of(registry, public)
+    }
+}
+
+fn required_action(ep: &Endpoint) -> Action {
+    match ep {
+        Endpoint::PutManifest { .. }
+        | Endpoint::StartUpload { .. }
+        | Endpoint::GetUpload { .. }
+        | Endpoint::PatchUpload { .. }
+        | Endpoint::PutUpload { .. }
+        | Endpoint::DeleteUpload { .. } => Action::Push,
+        Endpoint::DeleteManifest { .. } | Endpoint::DeleteBlob { .. } => Action::Delete,
+        _ => Action::Pull,
+    }
+}
+
+fn scope_actions(a: Action) -> &'static str {
+    match a {
+        Action::Pull => "pull",
+        Action::Push => "pull,push",
+        Action::Delete => "delete",
+    }
+}

@@ -1,0 +1,171 @@
+//! The docker token service: `GET /token` (Basic credentials or anonymous,
+//! `scope` parameters) and `POST /token` (the OAuth2 password and
+//! refresh-token grants that docker and containerd use).
+
+use crate::access::ClientAddr;
+use crate::{json_response, ApiError, Body, Inner, Result};
+use base64::Engine;
+use berth_auth::{AuthError, Principal, Scope};
+use berth_core::ErrorCode;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{header, Method, Request, Response, StatusCode};
+use serde_json::json;
+
+fn err(e: AuthError) -> ApiError {
+    match e {
+        AuthError::TooManyAttempts => ApiError::new(ErrorCode::TooManyRequests),
+        AuthError::Unauthenticated(m) => ApiError::new(ErrorCode::Unauthorized).detail(m),
+        AuthError::Denied(m) => ApiError::new(ErrorCode::Denied).detail(m),
+        AuthError::Invalid(m) => ApiError::new(ErrorCode::BadRequest).detail(m),
+        other => ApiError::internal(other),
+    }
+}
+
+fn params(q: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+pub(crate) async fn serve<B>(s: &Inner, req: Request<B>) -> Result<Response<Body>>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let Some(auth) = s.auth.as_ref().filter(|a| a.enabled()) else {
+        return Err(ApiError::new(ErrorCode::NotFound).message("authentication is disabled"));
+    };
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
+    let (parts, body) = req.into_parts();
+    let mut p = params(parts.uri.query().unwrap_or(""));
+    let is_post = parts.method == Method::POST;
+    if is_post {
+        let mut buf = Vec::new();
+        let stream = crate::body_stream(body);
+        futures::pin_mut!(stream);
+        while let Some(c) = stream.next().await {
+            let c = c.map_err(|e| ApiError::new(ErrorCode::BadRequest).detail(e))?;
+            if buf.len() + c.len() > 64 * 1024 {
+                return Err(ApiError::new(ErrorCode::PayloadTooLarge));
+            }
+            buf.extend_from_slice(&c);
+        }
+        p.extend(params(&String::from_utf8_lossy(&buf)));
+    } else if parts.method != Method::GET {
+        return Err(ApiError::new(ErrorCode::Unsupported));
+    }
+    let get = |k: &str| p.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    if let Some(svc) = get("service") {
+        if svc != auth.config().service {
+            return Err(ApiError::new(ErrorCode::BadRequest)
+                .message("unknown service")
+                .detail(svc.to_string()));
+        }
+    }
+    // GET repeats `scope`; POST puts space-separated scopes in one.
+    let scopes: Vec<Scope> = p
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|v| Scope::parse(&v))
+        .collect();
+
+    let (principal, want_refresh) = if is_post {
+        match get("grant_type") {
+            Some("password") => {
+                let user = get("username").unwrap_or("");
+                let pass = get("password").unwrap_or("");
+                (auth.basic(user, pass, &client).map_err(err)?, true)
+            }
+            Some("refresh_token") => {
+                let t = get("refresh_token").unwrap_or("");
+                (auth.refresh(t).map_err(err)?, false)
+            }
+            other => {
+                return Err(ApiError::new(ErrorCode::BadRequest)
+                    .message("unsupported grant_type")
+                    .detail(other.unwrap_or("").to_string()))
+            }
+        }
+    } else {
+        match parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            None => (Principal::Anonymous, false),
+            Some(v) => {
+                let (kind, cred) = v.split_once(' ').unwrap_or((v, ""));
+                if !kind.eq_ignore_ascii_case("basic") {
+                    return Err(ApiError::new(ErrorCode::Unauthorized)
+                        .message("Basic credentials expected"));
+                }
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(cred.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        ApiError::new(ErrorCode::Unauthorized)
+                            .message("malformed Basic credentials")
+                    })?;
+                let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
+                let offline = get("offline_token") == Some("true");
+                (auth.basic(user, pass, &client).map_err(err)?, offline)
+            }
+        }
+    };
+    let access = auth.grant(&principal, &scopes).map_err(err)?;
+    let (token, expires_in, issued_at) = auth.issue(&principal, access, "access").map_err(err)?;
+    let mut out = json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": expires_in,
+        "issued_at": rfc3339(issued_at),
+    });
+    if want_refresh && principal != Principal::Anonymous {
+        let (refresh, _, _) = auth.issue(&principal, Vec::new(), "refresh").map_err(err)?;
+        out["refresh_token"] = json!(refresh);
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&out).expect("json"),
+        "application/json",
+    ))
+}
+
+/// Seconds since the epoch as RFC 3339 UTC.
+fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // civil from days (Howard Hinnant's algorithm)
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+}
