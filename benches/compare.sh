@@ -36,9 +36,10 @@ wait_up() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0;
 
 # Berth
 BP=$(free_port)
-BERTH_LOG_LEVEL=warn "$BIN/berth" serve --listen "127.0.0.1:$BP" --data-dir "$WORK/berth" >"$OUTDIR/berth.log" 2>&1 &
+ADMIN="berth_admin_$(python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_letters+string.digits) for _ in range(40)))')"
+BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn "$BIN/berth" serve --listen "127.0.0.1:$BP" --data-dir "$WORK/berth" >"$OUTDIR/berth.log" 2>&1 &
 pids+=($!); BPID=$!
-wait_up "http://127.0.0.1:$BP/v2/"
+wait_up "http://127.0.0.1:$BP/healthz"
 
 # Reference registry, comparable settings: filesystem storage, deletes on,
 # warn-level logs, no access log.
@@ -63,7 +64,7 @@ wait_up "http://127.0.0.1:$RP/v2/"
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
 echo "== berth (pid $BPID) vs reference (pid $RPID)"
-"$BIN/berth-bench" --url "http://127.0.0.1:$BP" --label berth --out "$OUT" --server-pid "$BPID" \
+"$BIN/berth-bench" --url "http://127.0.0.1:$BP" --label berth --out "$OUT" --server-pid "$BPID" --creds "admin:$ADMIN" \
   --blob-list-out "$WORK/berth-blobs.json" "$@"
 "$BIN/berth-bench" --url "http://127.0.0.1:$RP" --label reference --out "$OUT" --server-pid "$RPID" \
   --suites push,pull,manifest,list,catalog,mixed "$@"
