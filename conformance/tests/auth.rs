@@ -108,33 +108,75 @@ fn setup() -> Fixture {
     }
 }
 
-/// (endpoint name, method, path, needed scope)
+/// (endpoint name, method, path, needed scope): every `/v2/` endpoint.
 fn endpoints(d: &str) -> Vec<(&'static str, &'static str, String, &'static str)> {
+    let absent = sha256(b"absent");
+    let session = "/v2/acme/app/blobs/uploads/00000000-0000-4000-8000-000000000000";
     vec![
         ("base", "GET", "/v2/".into(), ""),
+        ("catalog", "GET", "/v2/_catalog".into(), ""),
         (
-            "pull manifest",
+            "get manifest",
             "GET",
             "/v2/acme/app/manifests/v1".into(),
             "pull",
         ),
         (
-            "pull by digest",
+            "head manifest",
             "HEAD",
             format!("/v2/acme/app/manifests/{d}"),
             "pull",
         ),
+        (
+            "get blob",
+            "GET",
+            format!("/v2/acme/app/blobs/{absent}"),
+            "pull",
+        ),
+        (
+            "head blob",
+            "HEAD",
+            format!("/v2/acme/app/blobs/{absent}"),
+            "pull",
+        ),
         ("tags", "GET", "/v2/acme/app/tags/list".into(), "pull"),
         (
-            "push",
+            "referrers",
+            "GET",
+            format!("/v2/acme/app/referrers/{d}"),
+            "pull",
+        ),
+        (
+            "start upload",
             "POST",
             "/v2/acme/app/blobs/uploads/".into(),
             "pull,push",
         ),
+        ("upload status", "GET", session.into(), "pull,push"),
+        ("patch upload", "PATCH", session.into(), "pull,push"),
         (
-            "delete",
+            "close upload",
+            "PUT",
+            format!("{session}?digest={absent}"),
+            "pull,push",
+        ),
+        ("cancel upload", "DELETE", session.into(), "pull,push"),
+        (
+            "put manifest",
+            "PUT",
+            "/v2/acme/app/manifests/matrix".into(),
+            "pull,push",
+        ),
+        (
+            "delete manifest",
             "DELETE",
-            format!("/v2/acme/app/blobs/{}", sha256(b"absent")),
+            "/v2/acme/app/manifests/no-such-tag".into(),
+            "delete",
+        ),
+        (
+            "delete blob",
+            "DELETE",
+            format!("/v2/acme/app/blobs/{absent}"),
             "delete",
         ),
     ]
@@ -168,7 +210,8 @@ fn verdict(status: u16) -> &'static str {
         // 429: a refused login, rate-limited after repeated failures
         401 | 429 => "401",
         403 => "403",
-        s if s < 400 || s == 404 => "A", // 404: authorised, then not found
+        // authorised, then answered on the content: 404 unknown, 400 invalid
+        s if s < 400 || s == 404 || s == 400 => "A",
         _ => "?",
     }
 }

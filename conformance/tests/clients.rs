@@ -156,6 +156,31 @@ fn skopeo_single_and_multi_arch_round_trip() {
         "index + two images of manifest, config, layer"
     );
 
+    // `skopeo login` writes its own auth file, which then works alone;
+    // a wrong password is refused
+    let own = tmp.path().join("skopeo-login.json");
+    run(Command::new(require("skopeo"))
+        .args(["login", "--tls-verify=false", "--authfile"])
+        .arg(&own)
+        .args(["-u", "admin", "-p", ADMIN_TOKEN, &s.host()]));
+    run(Command::new(require("skopeo"))
+        .args(["inspect", "--tls-verify=false", "--raw", "--authfile"])
+        .arg(&own)
+        .arg(format!("docker://{}/sko/app:multi", s.host())));
+    let bad = Command::new(require("skopeo"))
+        .args(["login", "--tls-verify=false", "--authfile"])
+        .arg(tmp.path().join("bad.json"))
+        .args([
+            "-u",
+            "admin",
+            "-p",
+            "berth_admin_wrongwrongwrongwrongwrongwrong",
+            &s.host(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "a wrong password must not log in");
+
     // skopeo delete by digest
     run(skopeo(&s)
         .args(["delete", "--tls-verify=false", "--creds", &admin_creds()])
@@ -225,6 +250,18 @@ fn podman_push_v2s2_and_pull() {
     let inspect = run(podman(&store, &s).args(["image", "inspect", &target]));
     let v: Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v[0]["Architecture"], "amd64");
+    run(podman(&store, &s).args(["rmi", "-a", "-f"]));
+    // `podman login` into its own auth file, then a pull with that alone
+    let own = tmp.path().join("podman-login.json");
+    run(podman(&store, &s)
+        .args(["login", "--tls-verify=false", "--authfile"])
+        .arg(&own)
+        .args(["-u", "admin", "-p", ADMIN_TOKEN, &s.host()]));
+    run(podman(&store, &s)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .args(["pull", "--tls-verify=false", "--authfile"])
+        .arg(&own)
+        .arg(&target));
     run(podman(&store, &s).args(["rmi", "-a", "-f"]));
 }
 
