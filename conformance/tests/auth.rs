@@ -317,6 +317,19 @@ fn revocation_is_immediate_even_for_issued_jwts() {
     f.s.stop();
     cli(&f.s, &["user", "delete", "--registry", "acme", "doomed"]);
     cli(&f.s, &["token", "revoke", &f.token_ids["revoked"]]);
+    // an expiry in the past (refresh to 0 days) ends the all-registry token
+    cli(
+        &f.s,
+        &[
+            "token",
+            "refresh",
+            &f.token_ids["rw_all"],
+            "--expires-days",
+            "0",
+        ],
+    );
+    let listed = cli(&f.s, &["token", "list"]);
+    assert!(listed.contains("revoked"), "{listed}");
     let out = cli(
         &f.s,
         &["user", "reset-password", "--registry", "acme", "pusher"],
@@ -333,6 +346,8 @@ fn revocation_is_immediate_even_for_issued_jwts() {
     );
     assert_eq!(call(&f.s, "GET", path, Some(&basic(&pu, &pp))), 401);
     assert_eq!(call(&f.s, "GET", path, Some(&basic("token", &tok))), 401);
+    let (_, all) = f.creds["rw_all"].clone();
+    assert_eq!(call(&f.s, "GET", path, Some(&basic("token", &all))), 401);
     let (u, old) = f.creds["pusher"].clone();
     assert_eq!(call(&f.s, "GET", path, Some(&basic(&u, &old))), 401);
     assert_eq!(call(&f.s, "GET", path, Some(&basic(&u, &new_pusher))), 200);

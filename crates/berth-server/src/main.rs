@@ -131,6 +131,12 @@ enum TokenCmd {
     Regenerate {
         id: String,
     },
+    /// A new expiry: in N days, or never (no --expires-days).
+    Refresh {
+        id: String,
+        #[arg(long)]
+        expires_days: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -308,6 +314,16 @@ fn main() -> anyhow::Result<()> {
             TokenCmd::Revoke { id } => {
                 auth.revoke_token(&id)?;
                 println!("revoked token {id}");
+                Ok(())
+            }
+            TokenCmd::Refresh { id, expires_days } => {
+                auth.refresh_token_expiry(&id, expires_days.map(days_from_now))?;
+                println!(
+                    "token {id} now expires: {}",
+                    expires_days
+                        .map(|d| format!("in {d} days"))
+                        .unwrap_or("never".into())
+                );
                 Ok(())
             }
             TokenCmd::Regenerate { id } => {
