@@ -51,6 +51,16 @@ impl Caller {
     }
 }
 
+/// `base64(user:password)` of a Basic `Authorization` header.
+pub(crate) fn decode_basic(cred: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(cred.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
+    Some((user.to_string(), pass.to_string()))
+}
+
 fn auth_error(e: AuthError, challenge: Option<String>) -> ApiError {
     match e {
         AuthError::TooManyAttempts => {
@@ -108,17 +118,12 @@ impl Inner {
         let cred = cred.trim();
         match kind.to_ascii_lowercase().as_str() {
             "basic" => {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(cred)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        unauthorized(self.challenge(scope.clone()))
-                            .detail("malformed Basic credentials")
-                    })?;
-                let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
+                let (user, pass) = decode_basic(cred).ok_or_else(|| {
+                    unauthorized(self.challenge(scope.clone()))
+                        .detail("malformed Basic credentials")
+                })?;
                 let principal = auth
-                    .basic(user, pass, client)
+                    .basic(&user, &pass, client)
                     .map_err(|e| auth_error(e, self.challenge(scope)))?;
                 Ok(Caller {
                     principal,

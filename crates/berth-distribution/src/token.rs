@@ -4,7 +4,6 @@
 
 use crate::access::ClientAddr;
 use crate::{json_response, ApiError, Body, Inner, Result};
-use base64::Engine;
 use berth_auth::{AuthError, Principal, Scope};
 use berth_core::ErrorCode;
 use bytes::Bytes;
@@ -105,17 +104,11 @@ where
                     return Err(ApiError::new(ErrorCode::Unauthorized)
                         .message("Basic credentials expected"));
                 }
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(cred.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        ApiError::new(ErrorCode::Unauthorized)
-                            .message("malformed Basic credentials")
-                    })?;
-                let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
+                let (user, pass) = crate::access::decode_basic(cred).ok_or_else(|| {
+                    ApiError::new(ErrorCode::Unauthorized).message("malformed Basic credentials")
+                })?;
                 let offline = get("offline_token") == Some("true");
-                (auth.basic(user, pass, &client).map_err(err)?, offline)
+                (auth.basic(&user, &pass, &client).map_err(err)?, offline)
             }
         }
     };
