@@ -255,11 +255,17 @@ pub(crate) async fn catalog(
     let mut items: Vec<String> = Vec::new();
     let mut more = false;
     let mut after = last.clone();
+    // one permission lookup per registry, not per repository
+    let mut visible: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     loop {
         let page = s.meta.list_repos(after.as_deref(), n.max(100))?;
         after = page.items.last().cloned();
         for r in page.items {
-            if s.catalog_visible(caller, &r) {
+            let registry = r.split('/').next().unwrap_or(&r).to_string();
+            let ok = *visible
+                .entry(registry)
+                .or_insert_with(|| s.catalog_visible(caller, &r));
+            if ok {
                 if items.len() == n {
                     more = true;
                     break;
