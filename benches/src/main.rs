@@ -316,9 +316,15 @@ fn location(base: &str, r: &reqwest::Response) -> Result<String> {
     })
 }
 
-/// A monolithic push as every registry supports it: `POST` to open a session,
-/// then one `PUT ?digest=` carrying the whole blob.
-async fn push_mono(ctx: &Ctx, repo: &str, seed: u64, size: u64, digest: &str) -> Result<u64> {
+/// `POST` to open a session, then one `PUT ?digest=` carrying the whole
+/// blob: the monolithic push every registry supports.
+async fn post_put(
+    ctx: &Ctx,
+    repo: &str,
+    digest: &str,
+    body: reqwest::Body,
+    size: u64,
+) -> Result<u64> {
     let r = ctx
         .req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
         .send()
@@ -330,11 +336,15 @@ async fn push_mono(ctx: &Ctx, repo: &str, seed: u64, size: u64, digest: &str) ->
         .req(reqwest::Method::PUT, &format!("{loc}{sep}digest={digest}"))
         .header("content-type", "application/octet-stream")
         .header("content-length", size)
-        .body(body_of(seed, size))
+        .body(body)
         .send()
         .await?;
     expect(&r, 201, "monolithic push")?;
     Ok(size)
+}
+
+async fn push_mono(ctx: &Ctx, repo: &str, seed: u64, size: u64, digest: &str) -> Result<u64> {
+    post_put(ctx, repo, digest, body_of(seed, size), size).await
 }
 
 async fn push_chunked(
@@ -525,20 +535,7 @@ async fn base_image(ctx: &Ctx, repo: &str, note: &str) -> Result<Base> {
     let mut ds = Vec::new();
     for b in [&config, &layer] {
         let d = format!("sha256:{}", hex::encode(Sha256::digest(b)));
-        let r = ctx
-            .req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
-            .send()
-            .await?;
-        expect(&r, 202, "start upload")?;
-        let loc = location(&ctx.url, &r)?;
-        let sep = if loc.contains('?') { '&' } else { '?' };
-        let r = ctx
-            .req(reqwest::Method::PUT, &format!("{loc}{sep}digest={d}"))
-            .header("content-type", "application/octet-stream")
-            .body(b.clone())
-            .send()
-            .await?;
-        expect(&r, 201, "base blob")?;
+        post_put(ctx, repo, &d, b.clone().into(), b.len() as u64).await?;
         ds.push(d);
     }
     Ok(Base {

@@ -110,7 +110,8 @@ fn name(segs: &[String]) -> Result<RepoName, ApiError> {
         .map_err(|e| ApiError::new(ErrorCode::NameInvalid).detail(e.to_string()))
 }
 
-fn digest(s: &str) -> Result<Digest, ApiError> {
+/// Parse a digest from a path or query parameter; a bad one is `DIGEST_INVALID`.
+pub(crate) fn digest(s: &str) -> Result<Digest, ApiError> {
     Digest::parse(s).map_err(|e| ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()))
 }
 

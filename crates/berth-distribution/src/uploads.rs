@@ -155,8 +155,7 @@ where
     S: futures::Stream<Item = std::result::Result<Bytes, String>> + Send,
 {
     if let Some(mount) = q.get("mount") {
-        let digest = Digest::parse(mount)
-            .map_err(|e| ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()))?;
+        let digest = crate::router::digest(mount)?;
         let size = match q.get("from") {
             // A bad `from`, or one the caller may not pull from, cannot
             // name a source: fall back to an upload, as the spec says.
@@ -179,8 +178,7 @@ where
         }
     } else if let Some(d) = q.get("digest") {
         // Monolithic upload: the whole blob in this request.
-        let digest = Digest::parse(d)
-            .map_err(|e| ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()))?;
+        let digest = crate::router::digest(d)?;
         let len = content_length(h)?;
         let id = uuid::Uuid::new_v4().to_string();
         s.blobs.create_upload(&id).await?;
@@ -280,8 +278,7 @@ where
                 ApiError::new(ErrorCode::DigestInvalid).message("the digest parameter is required")
             )
         }
-        Some(d) => Digest::parse(d)
-            .map_err(|e| ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()))?,
+        Some(d) => crate::router::digest(d)?,
     };
     let mut guard = s.blobs.lock_session(&id).await;
     let rec = session(s, name, &id).await?;
