@@ -10,7 +10,7 @@
 use crate::{status_response, ApiError, Body, Inner, Query, Result};
 use berth_core::{Digest, ErrorCode, RepoName};
 use berth_meta::{now_millis, UploadRecord};
-use berth_storage::SessionState;
+use berth_storage::{SessionState, Then};
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Response, StatusCode};
@@ -184,7 +184,10 @@ where
         s.blobs.create_upload(&id).await?;
         let mut state = SessionState::default();
         let res = async {
-            let size = s.blobs.append(&id, &mut state, 0, body, len).await?;
+            let size = s
+                .blobs
+                .append(&id, &mut state, 0, body, len, Then::Commit)
+                .await?;
             s.blobs.commit(&id, &mut state, size, &digest).await?;
             Ok::<u64, ApiError>(size)
         }
@@ -251,7 +254,7 @@ where
     let len = expected_len(h, name, &id, rec.offset)?;
     let offset = s
         .blobs
-        .append(&id, &mut guard, rec.offset, body, len)
+        .append(&id, &mut guard, rec.offset, body, len, Then::Stage)
         .await?;
     save_offset(s, &id, rec, offset).await?;
     Ok(status_response(
@@ -287,7 +290,7 @@ where
     if len != Some(0) {
         offset = s
             .blobs
-            .append(&id, &mut guard, rec.offset, body, len)
+            .append(&id, &mut guard, rec.offset, body, len, Then::Commit)
             .await?;
     }
     match s.blobs.commit(&id, &mut guard, offset, &digest).await {

@@ -10,7 +10,7 @@ use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
@@ -39,7 +39,7 @@ pub enum StorageError {
     Store(#[from] object_store::Error),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     move |source| StorageError::Io {
         path: path.display().to_string(),
         source,
@@ -63,6 +63,19 @@ pub fn blob_path(d: &Digest) -> ObjPath {
 #[derive(Default)]
 pub struct SessionState {
     hasher: Option<(u64, Hasher)>,
+    /// The staging file's directory entry is known to be durable.
+    entry_synced: bool,
+}
+
+/// What becomes of appended bytes: they stay staged across requests (a
+/// `PATCH`: the staging file's name must be durable too), or the same request
+/// commits them at once (a monolithic push: the commit's rename and directory
+/// sync make them durable under their final name, so syncing the staging
+/// directory would be wasted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    Stage,
+    Commit,
 }
 
 /// Exclusive access to one upload session; held across a PATCH or PUT.
@@ -77,10 +90,13 @@ pub struct BlobStore {
     staging: PathBuf,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<SessionState>>>>,
     read_chunk: usize,
+    /// Flush staged bytes and directory entries before acknowledging
+    /// (default). Off: acknowledged data survives a crash of Berth but not
+    /// of the machine, as with distribution.
+    sync: bool,
 }
 
 const READ_CHUNK: usize = 256 * 1024;
-
 impl BlobStore {
     /// The embedded default: blobs and staging under one local directory.
     pub fn local(root: &Path) -> Result<BlobStore, StorageError> {
@@ -93,7 +109,14 @@ impl BlobStore {
             staging: root.join("uploads"),
             sessions: Mutex::default(),
             read_chunk: READ_CHUNK,
+            sync: true,
         })
+    }
+
+    /// Whether to flush before acknowledging (see [`BlobStore`]'s `sync`).
+    pub fn synced(mut self, sync: bool) -> BlobStore {
+        self.sync = sync;
+        self
     }
 
     /// Any object store for blobs, with upload staging in a local directory.
@@ -108,6 +131,7 @@ impl BlobStore {
             staging: staging.to_path_buf(),
             sessions: Mutex::default(),
             read_chunk: READ_CHUNK,
+            sync: true,
         })
     }
 
@@ -173,12 +197,12 @@ impl BlobStore {
 
     // ---- upload sessions ----------------------------------------------
 
-    /// Create the staging file of a new session.
+    /// Create the staging file of a new session. Nothing is flushed: an
+    /// empty session has nothing to lose, and the first append recreates a
+    /// staging file a crash took away.
     pub async fn create_upload(&self, id: &str) -> Result<(), StorageError> {
         let p = self.staged(id);
-        let f = tokio::fs::File::create(&p).await.map_err(io(&p))?;
-        f.sync_all().await.map_err(io(&p))?;
-        sync_dir(&self.staging).await?;
+        tokio::fs::File::create(&p).await.map_err(io(&p))?;
         self.sessions
             .lock()
             .expect("lock")
@@ -209,6 +233,9 @@ impl BlobStore {
     /// `exact_len` is given the body must be exactly that long. Returns the new
     /// length once the bytes are on disk. On error the staged file is cut back
     /// to `offset`.
+    ///
+    /// The request task reads and hashes the body while a writer thread
+    /// writes it (see `staging.rs`).
     pub async fn append<S, E>(
         &self,
         id: &str,
@@ -216,74 +243,43 @@ impl BlobStore {
         offset: u64,
         body: S,
         exact_len: Option<u64>,
+        then: Then,
     ) -> Result<u64, StorageError>
     where
         S: futures::Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
         let p = self.staged(id);
-        let mut f = match tokio::fs::OpenOptions::new().write(true).open(&p).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StorageError::SessionNotFound)
-            }
-            Err(e) => return Err(io(&p)(e)),
-        };
-        // Bytes past `offset` were never acknowledged (a crash mid-PATCH):
-        // drop them.
-        let len = f.metadata().await.map_err(io(&p))?.len();
-        if len != offset {
-            f.set_len(offset).await.map_err(io(&p))?;
-        }
-        f.seek(SeekFrom::Start(offset)).await.map_err(io(&p))?;
-
         let mut hasher = match state.hasher.take() {
             Some((at, h)) if at == offset => Some(h),
             None if offset == 0 => Some(Hasher::new(Algorithm::Sha256)),
             _ => None,
         };
-        let mut written = 0u64;
-        let res: Result<(), StorageError> = async {
-            futures::pin_mut!(body);
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
-                written += chunk.len() as u64;
-                if let Some(l) = exact_len {
-                    if written > l {
-                        return Err(StorageError::LengthMismatch {
-                            expected: l,
-                            got: written,
-                        });
-                    }
-                }
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&chunk);
-                }
-                f.write_all(&chunk).await.map_err(io(&p))?;
-            }
-            if let Some(l) = exact_len {
-                if written != l {
-                    return Err(StorageError::LengthMismatch {
-                        expected: l,
-                        got: written,
-                    });
-                }
-            }
-            f.flush().await.map_err(io(&p))?;
-            f.sync_data().await.map_err(io(&p))?;
-            Ok(())
+        let res = crate::staging::Append {
+            path: p.clone(),
+            offset,
+            sync: self.sync,
+            sync_dir: (self.sync && then == Then::Stage && !state.entry_synced)
+                .then(|| self.staging.clone()),
         }
+        .run(body, exact_len, &mut hasher)
         .await;
         match res {
-            Ok(()) => {
-                state.hasher = hasher.map(|h| (offset + written, h));
-                Ok(offset + written)
+            Ok(n) => {
+                state.hasher = hasher.map(|h| (offset + n, h));
+                state.entry_synced |= self.sync && then == Then::Stage;
+                Ok(offset + n)
             }
             Err(e) => {
                 // Leave the session exactly as it was.
-                let _ = f.set_len(offset).await;
-                let _ = f.sync_data().await;
                 state.hasher = None;
+                if !matches!(e, StorageError::SessionNotFound) {
+                    let sync = self.sync;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        crate::staging::cut_back(&p, offset, sync)
+                    })
+                    .await;
+                }
                 Err(e)
             }
         }
@@ -318,16 +314,13 @@ impl BlobStore {
                 // Always replace: a rename over an existing (possibly damaged)
                 // file leaves verified bytes either way.
                 let dest = root.join(target.as_ref());
-                let parent = dest
-                    .parent()
-                    .expect("blob paths have parents")
-                    .to_path_buf();
-                tokio::fs::create_dir_all(&parent)
+                let (src, sync) = (p.clone(), self.sync);
+                tokio::task::spawn_blocking(move || crate::staging::install(&src, &dest, sync))
                     .await
-                    .map_err(io(&parent))?;
-                tokio::fs::rename(&p, &dest).await.map_err(io(&dest))?;
-                sync_dir(&parent).await?;
-                sync_dir(&self.staging).await?;
+                    .map_err(|e| StorageError::Io {
+                        path: p.display().to_string(),
+                        source: std::io::Error::other(e),
+                    })??;
             }
             None => {
                 let upload = self.store.put_multipart(&target).await?;
@@ -401,18 +394,4 @@ async fn hash_file(p: &Path, alg: Algorithm) -> Result<Digest, StorageError> {
         h.update(&buf[..n]);
     }
     Ok(h.finish())
-}
-
-async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    let d = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        std::fs::File::open(&d)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&d))
-    })
-    .await
-    .map_err(|e| StorageError::Io {
-        path: dir.display().to_string(),
-        source: std::io::Error::other(e),
-    })?
 }

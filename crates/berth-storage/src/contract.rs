@@ -1,7 +1,7 @@
 //! The blob store contract, written once and run against every backend.
 //! Each function panics on a violation.
 
-use crate::{BlobStore, StorageError};
+use crate::{BlobStore, StorageError, Then};
 use berth_core::{Algorithm, Digest};
 use bytes::Bytes;
 use futures::{stream, TryStreamExt};
@@ -35,12 +35,26 @@ pub async fn upload_and_read(s: &BlobStore) {
     s.create_upload("u1").await.unwrap();
     let mut g = s.lock_session("u1").await;
     let off = s
-        .append("u1", &mut g, 0, chunks(&data[..300_000], 4096), None)
+        .append(
+            "u1",
+            &mut g,
+            0,
+            chunks(&data[..300_000], 4096),
+            None,
+            Then::Stage,
+        )
         .await
         .unwrap();
     assert_eq!(off, 300_000);
     let off = s
-        .append("u1", &mut g, off, chunks(&data[300_000..], 65536), None)
+        .append(
+            "u1",
+            &mut g,
+            off,
+            chunks(&data[300_000..], 65536),
+            None,
+            Then::Stage,
+        )
         .await
         .unwrap();
     assert_eq!(off, data.len() as u64);
@@ -59,7 +73,7 @@ pub async fn upload_and_read(s: &BlobStore) {
     s.create_upload("u2").await.unwrap();
     let mut g = s.lock_session("u2").await;
     let off = s
-        .append("u2", &mut g, 0, chunks(&data, 100_000), None)
+        .append("u2", &mut g, 0, chunks(&data, 100_000), None, Then::Stage)
         .await
         .unwrap();
     s.commit("u2", &mut g, off, &d).await.unwrap();
@@ -80,7 +94,7 @@ pub async fn digest_mismatch_leaves_nothing(s: &BlobStore) {
     s.create_upload("m1").await.unwrap();
     let mut g = s.lock_session("m1").await;
     let off = s
-        .append("m1", &mut g, 0, chunks(b"hello", 2), None)
+        .append("m1", &mut g, 0, chunks(b"hello", 2), None, Then::Stage)
         .await
         .unwrap();
     match s.commit("m1", &mut g, off, &wrong).await {
@@ -99,7 +113,7 @@ pub async fn failed_append_rolls_back(s: &BlobStore) {
     s.create_upload("f1").await.unwrap();
     let mut g = s.lock_session("f1").await;
     let off = s
-        .append("f1", &mut g, 0, chunks(b"abc", 1), None)
+        .append("f1", &mut g, 0, chunks(b"abc", 1), None, Then::Stage)
         .await
         .unwrap();
     let bad = stream::iter(vec![
@@ -107,16 +121,23 @@ pub async fn failed_append_rolls_back(s: &BlobStore) {
         Err(std::io::Error::other("client went away")),
     ]);
     assert!(matches!(
-        s.append("f1", &mut g, off, bad, None).await,
+        s.append("f1", &mut g, off, bad, None, Then::Stage).await,
         Err(StorageError::Body(_))
     ));
     assert!(matches!(
-        s.append("f1", &mut g, off, chunks(b"0123456789", 3), Some(5))
-            .await,
+        s.append(
+            "f1",
+            &mut g,
+            off,
+            chunks(b"0123456789", 3),
+            Some(5),
+            Then::Stage
+        )
+        .await,
         Err(StorageError::LengthMismatch { expected: 5, .. })
     ));
     assert!(matches!(
-        s.append("f1", &mut g, off, chunks(b"0123", 3), Some(5))
+        s.append("f1", &mut g, off, chunks(b"0123", 3), Some(5), Then::Stage)
             .await,
         Err(StorageError::LengthMismatch {
             expected: 5,
@@ -124,19 +145,30 @@ pub async fn failed_append_rolls_back(s: &BlobStore) {
         })
     ));
     let off = s
-        .append("f1", &mut g, off, chunks(b"xyz", 2), None)
+        .append("f1", &mut g, off, chunks(b"xyz", 2), None, Then::Stage)
         .await
         .unwrap();
     assert_eq!(off, 6);
     let d = Digest::sha256_of(b"abcxyz");
     s.commit("f1", &mut g, off, &d).await.unwrap();
     assert_eq!(read_all(s, &d, None).await, b"abcxyz");
-    // Unknown sessions.
+    // A session past 0 whose staged bytes are gone cannot go on.
     let mut st = Default::default();
     assert!(matches!(
-        s.append("nope", &mut st, 0, chunks(b"a", 1), None).await,
+        s.append("nope", &mut st, 3, chunks(b"a", 1), None, Then::Stage)
+            .await,
         Err(StorageError::SessionNotFound)
     ));
+    // At 0 there was nothing to lose: a missing staging file (a crash
+    // right after the session was opened) is simply recreated.
+    let mut st = Default::default();
+    let off = s
+        .append("lost", &mut st, 0, chunks(b"again", 2), None, Then::Commit)
+        .await
+        .unwrap();
+    let d = Digest::sha256_of(b"again");
+    s.commit("lost", &mut st, off, &d).await.unwrap();
+    assert_eq!(read_all(s, &d, None).await, b"again");
 }
 
 /// sha512 digests, and a session whose hasher state was lost (a restart):
@@ -147,7 +179,7 @@ pub async fn sha512_and_lost_state(s: &BlobStore) {
     s.create_upload("s1").await.unwrap();
     let mut g = s.lock_session("s1").await;
     let off = s
-        .append("s1", &mut g, 0, chunks(&data, 999), None)
+        .append("s1", &mut g, 0, chunks(&data, 999), None, Then::Stage)
         .await
         .unwrap();
     s.commit("s1", &mut g, off, &d).await.unwrap();
@@ -156,13 +188,27 @@ pub async fn sha512_and_lost_state(s: &BlobStore) {
     s.create_upload("s2").await.unwrap();
     let mut g = s.lock_session("s2").await;
     let off = s
-        .append("s2", &mut g, 0, chunks(&data[..500], 100), None)
+        .append(
+            "s2",
+            &mut g,
+            0,
+            chunks(&data[..500], 100),
+            None,
+            Then::Stage,
+        )
         .await
         .unwrap();
     drop(g);
     let mut fresh = Default::default(); // as after a restart
     let off = s
-        .append("s2", &mut fresh, off, chunks(&data[500..], 100), None)
+        .append(
+            "s2",
+            &mut fresh,
+            off,
+            chunks(&data[500..], 100),
+            None,
+            Then::Stage,
+        )
         .await
         .unwrap();
     let d256 = Digest::sha256_of(&data);
@@ -174,7 +220,7 @@ pub async fn sha512_and_lost_state(s: &BlobStore) {
 pub async fn abort_is_idempotent(s: &BlobStore) {
     s.create_upload("a1").await.unwrap();
     let mut g = s.lock_session("a1").await;
-    s.append("a1", &mut g, 0, chunks(b"data", 4), None)
+    s.append("a1", &mut g, 0, chunks(b"data", 4), None, Then::Stage)
         .await
         .unwrap();
     drop(g);
@@ -184,9 +230,55 @@ pub async fn abort_is_idempotent(s: &BlobStore) {
     assert!(s.staged_files().await.unwrap().is_empty());
 }
 
+/// Appends of every awkward size, in every chunking, land byte for byte:
+/// the staging writer's aligned (direct) and unaligned (buffered) paths
+/// meet at arbitrary offsets.
+pub async fn odd_sized_appends(s: &BlobStore) {
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let cuts = [
+        1usize, 4095, 4097, 8192, 262_143, 262_145, 300_001, 1_048_579, 2_000_000,
+    ];
+    s.create_upload("o1").await.unwrap();
+    let mut g = s.lock_session("o1").await;
+    let (mut off, mut at) = (0u64, 0usize);
+    for (i, &cut) in cuts.iter().enumerate() {
+        let end = (at + cut).min(data.len());
+        let chunk = [1, 7, 4096, 65_536, 333][i % 5];
+        off = s
+            .append(
+                "o1",
+                &mut g,
+                off,
+                chunks(&data[at..end], chunk),
+                None,
+                Then::Stage,
+            )
+            .await
+            .unwrap();
+        at = end;
+        assert_eq!(off, at as u64);
+    }
+    off = s
+        .append(
+            "o1",
+            &mut g,
+            off,
+            chunks(&data[at..], 1 << 20),
+            None,
+            Then::Commit,
+        )
+        .await
+        .unwrap();
+    assert_eq!(off, data.len() as u64);
+    let d = Digest::sha256_of(&data);
+    s.commit("o1", &mut g, off, &d).await.unwrap();
+    assert_eq!(read_all(s, &d, None).await, data);
+}
+
 /// Every contract function, in order.
 pub async fn run_all(s: &BlobStore) {
     upload_and_read(s).await;
+    odd_sized_appends(s).await;
     digest_mismatch_leaves_nothing(s).await;
     failed_append_rolls_back(s).await;
     sha512_and_lost_state(s).await;

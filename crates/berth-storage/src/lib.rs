@@ -28,5 +28,6 @@
 mod blobs;
 #[doc(hidden)]
 pub mod contract;
+mod staging;
 
-pub use blobs::{blob_path, BlobStore, ByteStream, SessionGuard, SessionState, StorageError};
+pub use blobs::{blob_path, BlobStore, ByteStream, SessionGuard, SessionState, StorageError, Then};
