@@ -9,6 +9,9 @@ use std::path::Path;
 /// The RocksDB engine: one database, one column family per record kind.
 pub struct RocksStore {
     db: DB,
+    /// Sync the write-ahead log on every write (default). Off: a write
+    /// survives a crash of Berth (it is in the kernel) but not of the machine.
+    sync: bool,
 }
 
 fn engine(e: rocksdb::Error) -> KvError {
@@ -30,7 +33,13 @@ impl RocksStore {
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(engine)?;
-        Ok(RocksStore { db })
+        Ok(RocksStore { db, sync: true })
+    }
+
+    /// Whether each write syncs the write-ahead log (see the `sync` field).
+    pub fn synced(mut self, sync: bool) -> RocksStore {
+        self.sync = sync;
+        self
     }
 
     fn handle(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, KvError> {
@@ -93,7 +102,7 @@ impl KvStore for RocksStore {
             }
         }
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(self.sync);
         self.db.write_opt(wb, &wo).map_err(engine)
     }
 }

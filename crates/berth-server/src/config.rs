@@ -15,6 +15,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory holding the metadata database and the blobs. `BERTH_DATA_DIR`.
     pub data_dir: PathBuf,
+    pub storage: Storage,
     pub limits: Limits,
     pub uploads: Uploads,
     pub listing: Listing,
@@ -61,6 +62,23 @@ impl Default for Auth {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
+pub struct Storage {
+    /// Flush every acknowledged byte to disk before answering (default):
+    /// staged blob data (`fdatasync`), directory entries, and the metadata
+    /// store's write-ahead log. `false` acknowledges once the kernel has the
+    /// data: it survives a crash of Berth (`kill -9`) but not a power loss or
+    /// kernel crash — distribution's guarantee. `BERTH_STORAGE_SYNC`.
+    pub sync: bool,
+}
+
+impl Default for Storage {
+    fn default() -> Storage {
+        Storage { sync: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Limits {
     /// Largest manifest accepted, in bytes. `BERTH_LIMITS_MAX_MANIFEST_SIZE`.
     pub max_manifest_size: u64,
@@ -101,6 +119,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:5000".parse().expect("valid default"),
             data_dir: PathBuf::from("./berth-data"),
+            storage: Storage::default(),
             limits: Limits::default(),
             uploads: Uploads::default(),
             listing: Listing::default(),
@@ -233,6 +252,10 @@ mod tests {
             assert_eq!(c.uploads.max_age_secs, 60);
             assert_eq!(c.listing.max_page_size, 50);
             assert_eq!(c.limits.max_manifest_size, 4 * 1024 * 1024);
+            assert!(c.storage.sync, "durable by default");
+            jail.set_env("BERTH_STORAGE_SYNC", "false");
+            let c = Config::load(None, Config::env(), &Overrides::default()).unwrap();
+            assert!(!c.storage.sync);
             let o = Overrides {
                 listen: Some("127.0.0.1:7000".parse().unwrap()),
                 data_dir: Some("/from/flag".into()),

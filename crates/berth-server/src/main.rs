@@ -395,12 +395,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&cfg.data_dir)?;
     let meta_dir = data_dir.join("meta");
-    let store = RocksStore::open(&meta_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "opening the metadata store at {}: {e} (is another berth using this data directory?)",
-            meta_dir.display()
-        )
-    })?;
+    let store = RocksStore::open(&meta_dir)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "opening the metadata store at {}: {e} (is another berth using this data directory?)",
+                meta_dir.display()
+            )
+        })?
+        .synced(cfg.storage.sync);
     let meta = Meta::new(store);
     let (auth, shown) = open_auth(&cfg, meta.clone())?;
     if let Some(t) = &shown {
@@ -413,7 +415,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             cfg.listen
         );
     }
-    let blobs = Arc::new(BlobStore::local(&data_dir.join("store"))?);
+    if !cfg.storage.sync {
+        tracing::warn!(
+            "storage.sync is off: acknowledged data survives a crash of berth, not of the machine"
+        );
+    }
+    let blobs = Arc::new(BlobStore::local(&data_dir.join("store"))?.synced(cfg.storage.sync));
     let metrics = metrics::Metrics::new();
     let dcfg = berth_distribution::Config {
         max_manifest_size: cfg.limits.max_manifest_size,
