@@ -197,12 +197,9 @@ impl BlobStore {
 
     // ---- upload sessions ----------------------------------------------
 
-    /// Create the staging file of a new session. Nothing is flushed: an
-    /// empty session has nothing to lose, and the first append recreates a
-    /// staging file a crash took away.
+    /// Open a new session. Its staging file is made by the first append
+    /// (or by a commit of nothing): an empty session has nothing to lose.
     pub async fn create_upload(&self, id: &str) -> Result<(), StorageError> {
-        let p = self.staged(id);
-        tokio::fs::File::create(&p).await.map_err(io(&p))?;
         self.sessions
             .lock()
             .expect("lock")
@@ -297,6 +294,16 @@ impl BlobStore {
         expected: &Digest,
     ) -> Result<(), StorageError> {
         let p = self.staged(id);
+        if size == 0 {
+            // An empty blob: no append made the staging file.
+            tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)
+                .await
+                .map_err(io(&p))?;
+        }
         let actual = match state.hasher.take() {
             Some((at, h)) if at == size && expected.algorithm() == Algorithm::Sha256 => h.finish(),
             _ => hash_file(&p, expected.algorithm()).await?,

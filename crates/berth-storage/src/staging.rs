@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 /// `O_DIRECT` alignment of file offsets, lengths and memory.
 const ALIGN: usize = 4096;
-/// Buffers per upload, and their size.
+/// Buffers per upload, and their size (reused across uploads).
 const BUFS: usize = 3;
 const BUF: usize = 256 * 1024;
 
@@ -37,9 +37,25 @@ struct AlignedBuf {
     len: usize,
 }
 
+/// Buffers of finished uploads, kept for the next ones (at most `POOL`).
+static FREE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+const POOL: usize = 16;
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.v);
+        if let Ok(mut free) = FREE.lock() {
+            if free.len() < POOL {
+                free.push(v);
+            }
+        }
+    }
+}
+
 impl AlignedBuf {
     fn new() -> AlignedBuf {
-        let v = vec![0u8; BUF + ALIGN];
+        let pooled = FREE.lock().ok().and_then(|mut f| f.pop());
+        let v = pooled.unwrap_or_else(|| vec![0u8; BUF + ALIGN]);
         // Should the address not be alignable, direct writes fail with
         // EINVAL and the writer falls back to the page cache.
         let start = match v.as_ptr().align_offset(ALIGN) {
