@@ -214,7 +214,7 @@ where
         updated_ms: now,
     };
     let idc = id.clone();
-    if let Err(e) = s.meta.run(move |m| m.put_upload(&idc, &rec)).await {
+    if let Err(e) = s.meta.run(move |m| m.open_upload(&idc, &rec)).await {
         s.blobs.abort(&id).await?;
         return Err(e.into());
     }

@@ -95,6 +95,20 @@ pub fn meta_behaviour(kv: impl KvStore) {
     let d2 = Digest::sha256_of(b"two");
     let subj = Digest::sha256_of(b"subject");
 
+    // Upload sessions: opened (unflushed), advanced, closed.
+    let up = |offset| crate::UploadRecord {
+        repo: "a".into(),
+        offset,
+        started_ms: 1,
+        updated_ms: 2,
+    };
+    m.open_upload("s", &up(0)).unwrap();
+    assert_eq!(m.upload("s").unwrap().unwrap().offset, 0);
+    m.put_upload("s", &up(7)).unwrap();
+    assert_eq!(m.upload("s").unwrap().unwrap().offset, 7);
+    m.delete_upload("s").unwrap();
+    assert!(m.upload("s").unwrap().is_none());
+
     m.link_blob("a", &d1, 3).unwrap();
     assert_eq!(m.link("a", &d1).unwrap().unwrap().size, 3);
     assert!(m.link("a/b", &d1).unwrap().is_none());

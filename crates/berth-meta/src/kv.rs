@@ -20,6 +20,11 @@ pub enum Op {
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub ops: Vec<Op>,
+    /// Skip the flush for this batch: it becomes durable with the next
+    /// flushed write (the log is written in order), or is lost with the
+    /// machine before that. For records whose loss costs nothing
+    /// acknowledged, such as a new, empty upload session.
+    pub no_sync: bool,
 }
 
 impl Batch {
@@ -42,7 +47,9 @@ impl Batch {
 /// - Keys within a column family are ordered bytewise.
 /// - [`KvStore::write`] applies every op of the batch or none, in order, and
 ///   is durable when it returns `Ok` (it survives a crash of the process or
-///   the machine right after).
+///   the machine right after), unless the batch is `no_sync`: then it
+///   survives a crash of the process, and of the machine once a later
+///   flushed write has returned.
 /// - Reads see every write that returned before they started.
 /// - Nothing here serialises read-modify-write sequences: callers that need
 ///   that (the [`crate::Meta`] layer) hold their own locks.

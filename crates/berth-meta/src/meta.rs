@@ -508,6 +508,17 @@ impl Meta {
         Ok(self.kv().write(b)?)
     }
 
+    /// Record a new, empty session without waiting for the disk: losing it
+    /// to a machine crash loses no acknowledged byte (the client's next
+    /// request gets BLOB_UPLOAD_UNKNOWN and starts over), and the first
+    /// flushed write after it makes it durable.
+    pub fn open_upload(&self, id: &str, rec: &UploadRecord) -> Result<()> {
+        let mut b = Batch::new();
+        b.put(Cf::Uploads, id.as_bytes(), enc(rec));
+        b.no_sync = true;
+        Ok(self.kv().write(b)?)
+    }
+
     pub fn delete_upload(&self, id: &str) -> Result<()> {
         let mut b = Batch::new();
         b.delete(Cf::Uploads, id.as_bytes());

@@ -95,6 +95,7 @@ impl KvStore for RocksStore {
 
     fn write(&self, batch: Batch) -> Result<(), KvError> {
         let mut wb = WriteBatch::default();
+        let sync = self.sync && !batch.no_sync;
         for op in batch.ops {
             match op {
                 Op::Put(cf, k, v) => wb.put_cf(self.handle(cf)?, k, v),
@@ -102,7 +103,7 @@ impl KvStore for RocksStore {
             }
         }
         let mut wo = WriteOptions::default();
-        wo.set_sync(self.sync);
+        wo.set_sync(sync);
         self.db.write_opt(wb, &wo).map_err(engine)
     }
 }
