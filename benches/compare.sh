@@ -34,6 +34,9 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 
+# The 4 GiB push and pull (memory ceiling) in full runs only.
+HUGE="--huge"; for a in "$@"; do [ "$a" = --quick ] && HUGE=""; done
+
 # Berth
 BP=$(free_port)
 ADMIN="berth_admin_$(python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_letters+string.digits) for _ in range(40)))')"
@@ -65,9 +68,33 @@ wait_up "http://127.0.0.1:$RP/v2/"
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
 echo "== berth (pid $BPID) vs reference (pid $RPID)"
 "$BIN/berth-bench" --url "http://127.0.0.1:$BP" --label berth --out "$OUT" --server-pid "$BPID" --creds "admin:$ADMIN" \
-  --blob-list-out "$WORK/berth-blobs.json" "$@"
+  --blob-list-out "$WORK/berth-blobs.json" $HUGE "$@"
 "$BIN/berth-bench" --url "http://127.0.0.1:$RP" --label reference --out "$OUT" --server-pid "$RPID" \
   --suites push,pull,manifest,list,catalog,mixed "$@"
+
+# Berth with storage.sync off: acknowledging once the kernel has the bytes,
+# the reference's guarantee. Pushes and the mixed workload only.
+NSP=$(free_port)
+BERTH_STORAGE_SYNC=false BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn "$BIN/berth" serve --listen "127.0.0.1:$NSP" --data-dir "$WORK/berth-nosync" >"$OUTDIR/berth-nosync.log" 2>&1 &
+pids+=($!); NSPID=$!
+wait_up "http://127.0.0.1:$NSP/healthz"
+"$BIN/berth-bench" --url "http://127.0.0.1:$NSP" --label berth-nosync --out "$OUT" --server-pid "$NSPID" --creds "admin:$ADMIN" \
+  --suites push,mixed "$@"
+kill "$NSPID"; wait "$NSPID" 2>/dev/null || true; rm -rf "$WORK/berth-nosync"
+
+# The disk's own ceiling in the same run: 1 GiB written sequentially and
+# flushed, with O_DIRECT (as Berth stages blobs) and through the page cache.
+disk() { # label flags
+  local t0 t1 secs
+  t0=$(date +%s.%N)
+  dd if=/dev/zero of="$WORK/ddtest" bs=256K count=4096 $2 conv=fdatasync 2>/dev/null
+  t1=$(date +%s.%N)
+  secs=$(python3 -c "print($t1 - $t0)")
+  rm -f "$WORK/ddtest"
+  python3 -c "import json,sys; s=float(sys.argv[2]); print(json.dumps({'label':'ceiling','workload':sys.argv[1],'clients':1,'ops':1,'bytes':1<<30,'secs':s,'mb_per_s':(1<<30)/s/1e6,'req_per_s':1/s,'p50_ms':s*1e3,'p99_ms':s*1e3,'errors':0}))" "$1" "$secs" >>"$OUT"
+}
+disk "disk write 1GiB O_DIRECT+fdatasync" "oflag=direct"
+disk "disk write 1GiB buffered+fdatasync" ""
 
 # nginx serving Berth's own blob files at the same URL paths: the pull ceiling.
 NP=$(free_port)

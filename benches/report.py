@@ -1,43 +1,54 @@
-"""Berth/reference ratios and the targets of issue 7 from a results.jsonl."""
+"""Berth/reference ratios, the ceilings and the memory notes of a
+results.jsonl written by benches/compare.sh."""
 import json
 import sys
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-by = {}
-for r in rows:
-    by[(r["label"], r["workload"], r["clients"])] = r
+by = {(r["label"], r["workload"], r["clients"]): r for r in rows}
 
 
-def get(label, workload, clients):
-    return by.get((label, workload, clients))
+def value(r):
+    """MB/s for transfers and the sha256 ceiling, req/s for the rest."""
+    if r is None:
+        return None
+    w = r["workload"]
+    if r["bytes"] and ("push" in w or "pull" in w) or "sha256" in w:
+        return r["mb_per_s"]
+    return r["req_per_s"]
 
 
-def metric(r):
-    # throughput workloads compare MB/s, the rest req/s
-    return r["mb_per_s"] if r["bytes"] and ("push" in r["workload"] or "pull" in r["workload"]) else r["req_per_s"]
+def fmt(v, width):
+    return f"{'-' if v is None else round(v, 1)!s:>{width}}"
 
 
-print(f"{'workload':<36} {'clients':>7} {'berth':>12} {'reference':>12} {'ratio':>7} {'nginx':>10} {'b/nginx':>8}")
-keys = sorted({(w, c) for (l, w, c) in by if l == "berth"})
-for w, c in keys:
-    b = get("berth", w, c)
-    r = get("reference", w, c)
-    n = get("nginx", w, c)
+def ratio(a, b, width):
+    return f"{a / b:{width}.2f}" if a is not None and b else f"{'-':>{width}}"
+
+
+print(
+    f"{'workload':<36} {'clients':>7} {'berth':>10} {'reference':>10} {'b/ref':>6}"
+    f" {'nosync':>10} {'ns/ref':>6} {'nginx':>10} {'b/nginx':>7}"
+)
+for w, c in sorted({(w, c) for (l, w, c) in by if l == "berth"}):
+    b = value(by[("berth", w, c)])
+    r = value(by.get(("reference", w, c)))
+    ns = value(by.get(("berth-nosync", w, c)))
+    n = value(by.get(("nginx", w, c)))
     unit = "MB/s" if ("push" in w or "pull" in w or "sha256" in w) else "req/s"
-    bv = metric(b) if unit == "req/s" or b["bytes"] else b["req_per_s"]
-    if "sha256" in w:
-        bv = b["mb_per_s"]
-    rv = metric(r) if r else None
-    nv = metric(n) if n else None
-    ratio = f"{bv / rv:7.2f}" if rv else "      -"
-    nratio = f"{bv / nv:8.2f}" if nv else "       -"
-    errs = "" if b["errors"] == 0 and (not r or r["errors"] == 0) else f"  errors b={b['errors']} r={r['errors'] if r else '-'}"
-    print(f"{w:<36} {c:>7} {bv:>10.1f}{unit[0]:>2} {rv if rv is None else round(rv, 1)!s:>12} {ratio} {'' if nv is None else round(nv, 1)!s:>10} {nratio}{errs}")
+    errs = {l: by[(l, w, c)]["errors"] for l in ("berth", "reference", "berth-nosync", "nginx") if (l, w, c) in by}
+    bad = "" if not any(errs.values()) else f"  errors {errs}"
+    print(
+        f"{w:<36} {c:>7} {fmt(b, 10)} {fmt(r, 10)} {ratio(b, r, 6)}"
+        f" {fmt(ns, 10)} {ratio(ns, r, 6)} {fmt(n, 10)} {ratio(b, n, 7)}  {unit}{bad}"
+    )
 
 print()
-sha = get("berth", "sha256 ceiling (1 core)", 1)
+sha = by.get(("berth", "sha256 ceiling (1 core)", 1))
 if sha:
-    print(f"sha256 single-core ceiling: {sha['mb_per_s']:.0f} MB/s")
+    print(f"ceiling: sha256 on one core {sha['mb_per_s']:.0f} MB/s")
+for r in rows:
+    if r["label"] == "ceiling":
+        print(f"ceiling: {r['workload']} {r['mb_per_s']:.0f} MB/s")
 for r in rows:
     if r.get("note") and "VmHWM" in r["note"]:
-        print(f"{r['label']:<10} {r['workload']}: {r['note']}")
+        print(f"{r['label']:<13} {r['workload']}: {r['note']}")

@@ -51,6 +51,9 @@ struct Args {
     /// Repositories for the catalog (default 10000; quick 200).
     #[arg(long)]
     repos: Option<usize>,
+    /// Also push (and pull back) one 4 GiB blob, for the memory ceiling.
+    #[arg(long)]
+    huge: bool,
     /// Run only the push workloads whose name contains this (profiling).
     #[arg(long)]
     only: Option<String>,
@@ -471,6 +474,10 @@ async fn suite_push(ctx: Arc<Ctx>, a: &Args, blobs: &mut Vec<BlobRef>) -> Result
             ("push 1GiB x1 chunked", 1024 * MIB, 1, 1, true),
         ]
     };
+    let mut plans = plans;
+    if a.huge {
+        plans.push(("push 4GiB x1 mono", 4096 * MIB, 1, 1, false));
+    }
     for (pi, (name, size, count, clients, chunked)) in plans.into_iter().enumerate() {
         if a.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
@@ -514,13 +521,14 @@ async fn suite_push(ctx: Arc<Ctx>, a: &Args, blobs: &mut Vec<BlobRef>) -> Result
     Ok(())
 }
 
-async fn suite_pull(ctx: Arc<Ctx>, blobs: &[BlobRef]) -> Result<()> {
+async fn suite_pull(ctx: Arc<Ctx>, blobs: &[BlobRef], server_pid: Option<u32>) -> Result<()> {
     const MIB: u64 = 1 << 20;
     for (name, pick, clients) in [
         ("pull 1MiB verify", MIB, 1usize),
         ("pull 1MiB verify", MIB, 8),
         ("pull 64MiB verify", 64 * MIB, 8),
         ("pull 1GiB verify", 1024 * MIB, 1),
+        ("pull 4GiB verify", 4096 * MIB, 1),
     ] {
         let set: Arc<Vec<BlobRef>> =
             Arc::new(blobs.iter().filter(|b| b.size == pick).cloned().collect());
@@ -536,7 +544,11 @@ async fn suite_pull(ctx: Arc<Ctx>, blobs: &[BlobRef]) -> Result<()> {
             async move { pull_verify(&c, &b).await }
         })
         .await;
-        ctx.emit(name, clients, &m, None);
+        let note = (pick > 1024 * MIB)
+            .then(|| server_pid.and_then(peak_rss_kib))
+            .flatten()
+            .map(|k| format!("server VmHWM {} MiB", k / 1024));
+        ctx.emit(name, clients, &m, note);
     }
     Ok(())
 }
@@ -878,7 +890,7 @@ async fn main() -> Result<()> {
                 Ok(())
             }
             "push" => suite_push(ctx.clone(), &a, &mut blobs).await,
-            "pull" => suite_pull(ctx.clone(), &blobs).await,
+            "pull" => suite_pull(ctx.clone(), &blobs, a.server_pid).await,
             "manifest" => suite_manifest(ctx.clone(), &a).await,
             "list" => suite_list(ctx.clone(), &a).await,
             "catalog" => suite_catalog(ctx.clone(), &a).await,
