@@ -544,9 +544,8 @@ async fn suite_pull(ctx: Arc<Ctx>, blobs: &[BlobRef], server_pid: Option<u32>) -
             async move { pull_verify(&c, &b).await }
         })
         .await;
-        let note = (pick > 1024 * MIB)
-            .then(|| server_pid.and_then(peak_rss_kib))
-            .flatten()
+        let note = server_pid
+            .and_then(peak_rss_kib)
             .map(|k| format!("server VmHWM {} MiB", k / 1024));
         ctx.emit(name, clients, &m, note);
     }

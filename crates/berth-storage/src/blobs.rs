@@ -1,3 +1,4 @@
+use crate::pool::Pool;
 use berth_core::{Algorithm, Digest, Hasher};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
@@ -6,11 +7,10 @@ use object_store::{
     GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart,
 };
 use std::collections::HashMap;
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
@@ -168,20 +168,9 @@ impl BlobStore {
         };
         match res.payload {
             // object_store reads local files 8 KiB at a time, one blocking
-            // task per chunk; read bigger chunks through tokio instead.
+            // task per chunk; read bigger chunks, one ahead.
             GetResultPayload::File(file, path) => {
-                let mut f = tokio::fs::File::from_std(file);
-                let r = res.range;
-                f.seek(SeekFrom::Start(r.start)).await.map_err(io(&path))?;
-                let reader = f.take(r.end - r.start);
-                let s = tokio_util::io::ReaderStream::with_capacity(reader, self.read_chunk);
-                Ok(s.map(move |c| {
-                    c.map_err(|e| StorageError::Io {
-                        path: path.display().to_string(),
-                        source: e,
-                    })
-                })
-                .boxed())
+                Ok(file_stream(file, path, res.range, self.read_chunk))
             }
             GetResultPayload::Stream(s) => Ok(s.map(|c| c.map_err(StorageError::from)).boxed()),
         }
@@ -381,6 +370,93 @@ impl BlobStore {
         }
         Ok(out)
     }
+}
+
+/// Buffers of blob reads, kept for the next ones.
+static READS: Pool = Pool::new(READ_CHUNK, 16);
+
+/// A pooled read buffer handed out as `Bytes`: back to the pool when the
+/// response is done with it.
+struct Chunk {
+    v: Vec<u8>,
+    n: usize,
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.v[..self.n]
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        READS.put(std::mem::take(&mut self.v));
+    }
+}
+
+/// Stream `range` of a local file in `chunk`-byte positioned reads on the
+/// blocking pool, the next read running while the current chunk is sent
+/// (no thread is held between chunks, so a slow client costs none).
+fn file_stream(
+    file: std::fs::File,
+    path: PathBuf,
+    range: std::ops::Range<u64>,
+    chunk: usize,
+) -> ByteStream {
+    type Pending = tokio::task::JoinHandle<Result<Bytes, StorageError>>;
+    let file = Arc::new(file);
+    let path = Arc::new(path);
+    let read = move |at: u64| -> Option<Pending> {
+        if at >= range.end {
+            return None;
+        }
+        let len = (range.end - at).min(chunk as u64) as usize;
+        let (file, path) = (file.clone(), path.clone());
+        Some(tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut v = READS.get();
+            if v.len() < len {
+                v.resize(len, 0);
+            }
+            let mut got = 0;
+            while got < len {
+                match file.read_at(&mut v[got..len], at + got as u64) {
+                    Ok(0) => {
+                        return Err(io(&path)(std::io::Error::from(
+                            std::io::ErrorKind::UnexpectedEof,
+                        )))
+                    }
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io(&path)(e)),
+                }
+            }
+            Ok(Bytes::from_owner(Chunk { v, n: len }))
+        }))
+    };
+    let first = read(range.start);
+    futures::stream::unfold(
+        (range.start, first, read),
+        |(at, pending, read)| async move {
+            let res = match pending?.await {
+                Ok(r) => r,
+                Err(e) => Err(StorageError::Io {
+                    path: String::new(),
+                    source: std::io::Error::other(e),
+                }),
+            };
+            match res {
+                Ok(b) => {
+                    let next = at + b.len() as u64;
+                    let ahead = read(next);
+                    Some((Ok(b), (next, ahead, read)))
+                }
+                // Stop after an error.
+                Err(e) => Some((Err(e), (at, None, read))),
+            }
+        },
+    )
+    .boxed()
 }
 
 async fn hash_file(p: &Path, alg: Algorithm) -> Result<Digest, StorageError> {

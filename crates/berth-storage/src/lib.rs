@@ -28,6 +28,7 @@
 mod blobs;
 #[doc(hidden)]
 pub mod contract;
+mod pool;
 mod staging;
 
 pub use blobs::{blob_path, BlobStore, ByteStream, SessionGuard, SessionState, StorageError, Then};

@@ -15,6 +15,7 @@
 //! the final `fdatasync` covers both.
 
 use crate::blobs::{io, StorageError};
+use crate::pool::Pool;
 use berth_core::Hasher;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -37,25 +38,18 @@ struct AlignedBuf {
     len: usize,
 }
 
-/// Buffers of finished uploads, kept for the next ones (at most `POOL`).
-static FREE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-const POOL: usize = 16;
+/// Buffers of finished uploads, kept for the next ones.
+static FREE: Pool = Pool::new(BUF + ALIGN, 16);
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        let v = std::mem::take(&mut self.v);
-        if let Ok(mut free) = FREE.lock() {
-            if free.len() < POOL {
-                free.push(v);
-            }
-        }
+        FREE.put(std::mem::take(&mut self.v));
     }
 }
 
 impl AlignedBuf {
     fn new() -> AlignedBuf {
-        let pooled = FREE.lock().ok().and_then(|mut f| f.pop());
-        let v = pooled.unwrap_or_else(|| vec![0u8; BUF + ALIGN]);
+        let v = FREE.get();
         // Should the address not be alignable, direct writes fail with
         // EINVAL and the writer falls back to the page cache.
         let start = match v.as_ptr().align_offset(ALIGN) {
