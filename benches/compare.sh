@@ -28,7 +28,11 @@ OUTDIR="${OUTDIR:-$PWD/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUTDIR"
 OUT="$OUTDIR/results.jsonl"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK" || true
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

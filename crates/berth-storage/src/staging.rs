@@ -1,10 +1,12 @@
 //! Writing one request's body into a staging file.
 //!
-//! The request task reads the body, hashes it and copies it into a few
-//! fixed, page-aligned buffers; a blocking writer thread writes each buffer
-//! at its offset and hands it back. Reading and hashing overlap with the
-//! disk, memory per upload is fixed (`BUFS` × `BUF`) whatever chunk sizes the
-//! client sends, and body chunks are freed on the thread that allocated them.
+//! The request task reads the body and copies it into a few fixed,
+//! page-aligned buffers; a hashing thread (large bodies; small ones are
+//! hashed by the request task) and then a writer thread take each buffer in
+//! turn, and the writer hands it back. Receiving, hashing and the disk
+//! overlap, memory per upload is fixed (`BUFS` × `BUF`) whatever chunk sizes
+//! the client sends, and body chunks are freed on the thread that allocated
+//! them.
 //!
 //! Aligned parts are written with `O_DIRECT` where the filesystem allows it:
 //! the bytes go from our buffer to the device without passing through the
@@ -29,6 +31,8 @@ const ALIGN: usize = 4096;
 /// Buffers per upload, and their size (reused across uploads).
 const BUFS: usize = 3;
 const BUF: usize = 256 * 1024;
+/// Bodies at least this long (or of unknown length) get a hashing thread.
+const HASH_THREAD_FROM: u64 = 4 << 20;
 
 /// A page-aligned buffer, in safe code: a little more memory than needed,
 /// used from its first aligned byte.
@@ -39,7 +43,7 @@ struct AlignedBuf {
 }
 
 /// Buffers of finished uploads, kept for the next ones.
-static FREE: Pool = Pool::new(BUF + ALIGN, 16);
+static FREE: Pool = Pool::new(BUF + ALIGN, 8);
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
@@ -121,7 +125,22 @@ impl Append {
         let mut at = self.offset;
         let (tx, rx) = mpsc::channel(BUFS);
         let (back_tx, mut back) = mpsc::channel::<AlignedBuf>(BUFS);
-        let writer = tokio::task::spawn_blocking(move || self.write(rx, back_tx));
+        // Large bodies are hashed on a thread of their own, between the
+        // request task and the writer, so that receiving and hashing run on
+        // different cores; small ones are hashed as they arrive (one thread
+        // hop less).
+        let big = exact_len.is_none_or(|l| l >= HASH_THREAD_FROM);
+        let (hashing, to_writer) = if big {
+            let (htx, hrx) = mpsc::channel(BUFS);
+            let h = hasher.take();
+            (
+                Some(tokio::task::spawn_blocking(move || hash_stage(rx, htx, h))),
+                hrx,
+            )
+        } else {
+            (None, rx)
+        };
+        let writer = tokio::task::spawn_blocking(move || self.write(to_writer, back_tx));
 
         let mut written = 0u64;
         let fed: Result<(), StorageError> = async {
@@ -139,7 +158,7 @@ impl Append {
                         });
                     }
                 }
-                if let Some(h) = hasher.as_mut() {
+                if let (false, Some(h)) = (big, hasher.as_mut()) {
                     h.update(&chunk);
                 }
                 let mut rest: &[u8] = &chunk;
@@ -187,6 +206,9 @@ impl Append {
         }
         .await;
         drop(tx);
+        if let Some(job) = hashing {
+            *hasher = job.await.unwrap_or_default();
+        }
         let wrote = writer.await.map_err(|e| StorageError::Io {
             path: path.display().to_string(),
             source: std::io::Error::other(e),
@@ -259,6 +281,24 @@ impl Append {
         }
         Ok(false)
     }
+}
+
+/// The hashing stage of a large append: hash each buffer, pass it on, and
+/// give the hasher back at the end.
+fn hash_stage(
+    mut rx: mpsc::Receiver<Piece>,
+    tx: mpsc::Sender<Piece>,
+    mut hasher: Option<Hasher>,
+) -> Option<Hasher> {
+    while let Some(piece) = rx.blocking_recv() {
+        if let (Piece::Data(b), Some(h)) = (&piece, hasher.as_mut()) {
+            h.update(b.bytes());
+        }
+        if tx.blocking_send(piece).is_err() {
+            break;
+        }
+    }
+    hasher
 }
 
 /// A staging file open twice: through the page cache, and (when the
