@@ -373,7 +373,7 @@ impl BlobStore {
 }
 
 /// Buffers of blob reads, kept for the next ones.
-static READS: Pool = Pool::new(READ_CHUNK, 8);
+static READS: Pool = Pool::new(READ_CHUNK, 32);
 
 /// A pooled read buffer handed out as `Bytes`: back to the pool when the
 /// response is done with it.

@@ -43,7 +43,7 @@ struct AlignedBuf {
 }
 
 /// Buffers of finished uploads, kept for the next ones.
-static FREE: Pool = Pool::new(BUF + ALIGN, 8);
+static FREE: Pool = Pool::new(BUF + ALIGN, 32);
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
