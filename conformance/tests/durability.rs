@@ -83,6 +83,44 @@ fn acknowledged_writes_survive_kill_9() {
 }
 
 #[test]
+fn a_session_opened_just_before_kill_9_goes_on() {
+    // A new session has no staging file and its record is written without
+    // a WAL flush: a crash of the process keeps it (the kernel has the
+    // log), and the first PATCH after the restart makes the file.
+    let mut s = Server::start();
+    let c = client();
+    let data: Vec<u8> = (0..300_001u32).map(|i| (i % 253) as u8).collect();
+    let d = sha256(&data);
+    let r = c
+        .post(s.url("/v2/fresh/app/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let loc = hdr(&r, "location");
+    s.kill9();
+    s.start_again();
+    let r = c.get(s.url(&loc)).send().unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(hdr(&r, "range"), "0-0");
+    let r = c
+        .patch(s.url(&loc))
+        .header("content-range", "0-300000")
+        .body(data.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    let r = c.put(s.url(&format!("{loc}?digest={d}"))).send().unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let got = c
+        .get(s.url(&format!("/v2/fresh/app/blobs/{d}")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(got.as_ref(), &data[..]);
+}
+
+#[test]
 fn kill_9_mid_upload_leaves_a_usable_session() {
     let mut s = Server::start();
     let c = client();
