@@ -1,12 +1,13 @@
 //! Writing one request's body into a staging file.
 //!
-//! The request task reads the body and copies it into a few fixed,
-//! page-aligned buffers; a hashing thread (large bodies; small ones are
-//! hashed by the request task) and then a writer thread take each buffer in
-//! turn, and the writer hands it back. Receiving, hashing and the disk
-//! overlap, memory per upload is fixed (`BUFS` × `BUF`) whatever chunk sizes
-//! the client sends, and body chunks are freed on the thread that allocated
-//! them.
+//! The request task reads the body and copies it into page-aligned 256 KiB
+//! buffers; each full buffer is written at its offset by a short task on the
+//! blocking pool (two in flight) and, for bodies of 4 MiB or more, hashed by
+//! another (in order; smaller bodies are hashed by the request task as they
+//! arrive). Receiving, hashing and the disk overlap on different cores,
+//! memory per upload is a few buffers whatever chunk sizes the client sends,
+//! body chunks are freed on the thread that allocated them, and no thread is
+//! held while a slow client's bytes are on their way.
 //!
 //! Aligned parts are written with `O_DIRECT` where the filesystem allows it:
 //! the bytes go from our buffer to the device without passing through the
@@ -21,15 +22,16 @@ use crate::pool::Pool;
 use berth_core::Hasher;
 use bytes::Bytes;
 use futures::StreamExt;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// `O_DIRECT` alignment of file offsets, lengths and memory.
 const ALIGN: usize = 4096;
-/// Buffers per upload, and their size (reused across uploads).
-const BUFS: usize = 3;
+/// The size of staging buffers (reused across uploads).
 const BUF: usize = 256 * 1024;
 /// Bodies at least this long (or of unknown length) get a hashing thread.
 const HASH_THREAD_FROM: u64 = 4 << 20;
@@ -77,13 +79,6 @@ impl AlignedBuf {
     }
 }
 
-/// What the request task hands its writer thread.
-enum Piece {
-    Data(AlignedBuf),
-    /// The body ended well: flush and report.
-    End,
-}
-
 /// How many bytes a buffer starting at file offset `at` may take: up to the
 /// next aligned offset when `at` is unaligned (so every later buffer starts
 /// aligned in the file and in memory), else a whole buffer.
@@ -106,11 +101,19 @@ pub(crate) struct Append {
     pub sync_dir: Option<PathBuf>,
 }
 
+/// Buffer writes in flight per append.
+const WRITES: usize = 2;
+
 impl Append {
     /// Stream `body` into the file, updating `hasher` with every byte. When
     /// `exact_len` is given the body must be exactly that long. Returns the
     /// number of bytes written, flushed if `sync`. On error the file may hold
-    /// part of the body past `offset`: the caller cuts it back.
+    /// part of the body past `offset` (no write is still running): the
+    /// caller cuts it back.
+    ///
+    /// Each full buffer is written by a short task on the blocking pool at
+    /// its offset (two at a time) and, for large bodies, hashed by another
+    /// (in order); no thread is held while the body is slow to arrive.
     pub async fn run<S, E>(
         self,
         body: S,
@@ -121,37 +124,48 @@ impl Append {
         S: futures::Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        let path = self.path.clone();
-        let mut at = self.offset;
-        let (tx, rx) = mpsc::channel(BUFS);
-        let (back_tx, mut back) = mpsc::channel::<AlignedBuf>(BUFS);
-        // Large bodies are hashed on a thread of their own, between the
-        // request task and the writer, so that receiving and hashing run on
-        // different cores; small ones are hashed as they arrive (one thread
-        // hop less).
-        let big = exact_len.is_none_or(|l| l >= HASH_THREAD_FROM);
-        let (hashing, to_writer) = if big {
-            let (htx, hrx) = mpsc::channel(BUFS);
-            let h = hasher.take();
-            (
-                Some(tokio::task::spawn_blocking(move || hash_stage(rx, htx, h))),
-                hrx,
-            )
-        } else {
-            (None, rx)
+        let Append {
+            path,
+            offset,
+            sync,
+            sync_dir,
+        } = self;
+        let joined = |e: tokio::task::JoinError| StorageError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e),
         };
-        let writer = tokio::task::spawn_blocking(move || self.write(to_writer, back_tx));
-
+        let sink = {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || Sink::open(&p, offset))
+                .await
+                .map_err(joined)??
+        };
+        let sink = Arc::new(sink);
+        // Large bodies are hashed off the request task, so that receiving
+        // and hashing run on different cores; small ones as they arrive.
+        let big = exact_len.is_none_or(|l| l >= HASH_THREAD_FROM);
+        let mut chain = HashChain {
+            idle: if big { hasher.take() } else { None },
+            busy: None,
+        };
+        let mut writes: VecDeque<tokio::task::JoinHandle<std::io::Result<()>>> = VecDeque::new();
         let mut written = 0u64;
         let fed: Result<(), StorageError> = async {
             futures::pin_mut!(body);
-            let mut made = 0;
+            let mut at = offset;
             let mut buf: Option<AlignedBuf> = None;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
+            let mut last = false;
+            loop {
+                let chunk = match body.next().await {
+                    Some(c) => c.map_err(|e| StorageError::Body(e.to_string()))?,
+                    None => {
+                        last = true;
+                        Bytes::new()
+                    }
+                };
                 written += chunk.len() as u64;
                 if let Some(l) = exact_len {
-                    if written > l {
+                    if written > l || (last && written != l) {
                         return Err(StorageError::LengthMismatch {
                             expected: l,
                             got: written,
@@ -162,81 +176,109 @@ impl Append {
                     h.update(&chunk);
                 }
                 let mut rest: &[u8] = &chunk;
-                while !rest.is_empty() {
-                    let b = match buf.as_mut() {
-                        Some(b) => b,
-                        None => buf.insert(if made < BUFS {
-                            made += 1;
-                            AlignedBuf::new()
-                        } else {
-                            match back.recv().await {
-                                Some(b) => b,
-                                // The writer stopped on an error: it
-                                // reports it below.
-                                None => return Ok(()),
-                            }
-                        }),
-                    };
+                while !rest.is_empty() || (last && buf.is_some()) {
+                    let b = buf.get_or_insert_with(AlignedBuf::new);
                     let lim = limit(at);
                     rest = &rest[b.fill(rest, lim)..];
-                    if b.len == lim {
-                        at += lim as u64;
-                        let full = buf.take().expect("just filled");
-                        if tx.send(Piece::Data(full)).await.is_err() {
-                            return Ok(());
-                        }
+                    if b.len < lim && !last {
+                        break;
                     }
+                    let full = Arc::new(buf.take().expect("filled above"));
+                    let pos = at;
+                    at += full.len as u64;
+                    if big {
+                        chain.push(full.clone()).await.map_err(joined)?;
+                    }
+                    while writes.len() >= WRITES {
+                        let w = writes.pop_front().expect("non-empty");
+                        w.await.map_err(joined)?.map_err(io(&path))?;
+                    }
+                    let s = sink.clone();
+                    writes.push_back(tokio::task::spawn_blocking(move || {
+                        s.put_at(full.bytes(), pos)
+                    }));
                 }
-            }
-            if let Some(l) = exact_len {
-                if written != l {
-                    return Err(StorageError::LengthMismatch {
-                        expected: l,
-                        got: written,
-                    });
-                }
-            }
-            if let Some(b) = buf {
-                if tx.send(Piece::Data(b)).await.is_err() {
+                if last {
                     return Ok(());
                 }
             }
-            let _ = tx.send(Piece::End).await;
-            Ok(())
         }
         .await;
-        drop(tx);
-        if let Some(job) = hashing {
-            *hasher = job.await.unwrap_or_default();
+        // Every write has finished before anyone may cut the file back.
+        let mut wrote: Result<(), StorageError> = Ok(());
+        for w in writes {
+            let r = w.await.map_err(joined).and_then(|r| r.map_err(io(&path)));
+            if wrote.is_ok() {
+                wrote = r;
+            }
         }
-        let wrote = writer.await.map_err(|e| StorageError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(e),
-        });
-        match (fed, wrote) {
-            (Err(e), _) | (Ok(()), Err(e)) | (Ok(()), Ok(Err(e))) => Err(e),
-            (Ok(()), Ok(Ok(true))) => Ok(written),
-            (Ok(()), Ok(Ok(false))) => Err(StorageError::Io {
-                path: path.display().to_string(),
-                source: std::io::Error::other("the writer stopped without finishing"),
-            }),
+        let hashed = chain.take().await.map_err(joined);
+        fed?;
+        wrote?;
+        if big {
+            *hasher = hashed?;
+        }
+        if sync {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || {
+                sink.f.sync_data().map_err(io(&p))?;
+                match &sync_dir {
+                    Some(d) => sync_dir_of(d),
+                    None => Ok(()),
+                }
+            })
+            .await
+            .map_err(joined)??;
+        }
+        Ok(written)
+    }
+}
+
+/// The running hash of a large append: one task at a time, in order.
+struct HashChain {
+    idle: Option<Hasher>,
+    busy: Option<tokio::task::JoinHandle<Option<Hasher>>>,
+}
+
+impl HashChain {
+    /// The hasher, once the buffer being hashed is done.
+    async fn take(&mut self) -> Result<Option<Hasher>, tokio::task::JoinError> {
+        match self.busy.take() {
+            Some(j) => j.await,
+            None => Ok(self.idle.take()),
         }
     }
 
-    /// The writer thread: write what arrives until [`Piece::End`] (flush,
-    /// `true`) or until the channel closes without it (the body failed:
-    /// `false`, nothing flushed).
-    fn write(
-        self,
-        mut rx: mpsc::Receiver<Piece>,
-        back: mpsc::Sender<AlignedBuf>,
-    ) -> Result<bool, StorageError> {
-        let p = &self.path;
+    /// Hash `b` after everything before it.
+    async fn push(&mut self, b: Arc<AlignedBuf>) -> Result<(), tokio::task::JoinError> {
+        let mut h = self.take().await?;
+        self.busy = Some(tokio::task::spawn_blocking(move || {
+            if let Some(h) = h.as_mut() {
+                h.update(b.bytes());
+            }
+            h
+        }));
+        Ok(())
+    }
+}
+
+/// A staging file open twice: through the page cache, and (when the
+/// filesystem allows it) with `O_DIRECT`; shared by an append's writes.
+struct Sink {
+    f: File,
+    direct: Option<File>,
+    /// Cleared when the filesystem refuses a direct write.
+    direct_ok: AtomicBool,
+}
+
+impl Sink {
+    /// Open the staging file at its acknowledged length `offset`.
+    fn open(p: &Path, offset: u64) -> Result<Sink, StorageError> {
         // A staging file a crash took away held nothing acknowledged while
         // the session is at 0; later, its loss ends the session.
         let f = match std::fs::OpenOptions::new()
             .write(true)
-            .create(self.offset == 0)
+            .create(offset == 0)
             .truncate(false)
             .open(p)
         {
@@ -247,88 +289,42 @@ impl Append {
             Err(e) => return Err(io(p)(e)),
         };
         let len = f.metadata().map_err(io(p))?.len();
-        if len < self.offset {
+        if len < offset {
             // Acknowledged bytes are missing (only possible after a machine
             // crash with syncing off): the session cannot go on.
             return Err(StorageError::SessionNotFound);
         }
-        if len > self.offset {
-            f.set_len(self.offset).map_err(io(p))?;
+        if len > offset {
+            f.set_len(offset).map_err(io(p))?;
         }
-        let mut sink = Sink {
+        Ok(Sink {
             direct: open_direct(p),
             f,
-            pos: self.offset,
-        };
-        while let Some(piece) = rx.blocking_recv() {
-            match piece {
-                Piece::Data(mut b) => {
-                    sink.put(b.bytes()).map_err(io(p))?;
-                    b.len = 0;
-                    // The request task may be done already: fine.
-                    let _ = back.try_send(b);
-                }
-                Piece::End => {
-                    if self.sync {
-                        sink.f.sync_data().map_err(io(p))?;
-                        if let Some(d) = &self.sync_dir {
-                            sync_dir(d)?;
-                        }
-                    }
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
+            direct_ok: AtomicBool::new(true),
+        })
     }
-}
 
-/// The hashing stage of a large append: hash each buffer, pass it on, and
-/// give the hasher back at the end.
-fn hash_stage(
-    mut rx: mpsc::Receiver<Piece>,
-    tx: mpsc::Sender<Piece>,
-    mut hasher: Option<Hasher>,
-) -> Option<Hasher> {
-    while let Some(piece) = rx.blocking_recv() {
-        if let (Piece::Data(b), Some(h)) = (&piece, hasher.as_mut()) {
-            h.update(b.bytes());
-        }
-        if tx.blocking_send(piece).is_err() {
-            break;
-        }
-    }
-    hasher
-}
-
-/// A staging file open twice: through the page cache, and (when the
-/// filesystem allows it) with `O_DIRECT`.
-struct Sink {
-    f: File,
-    direct: Option<File>,
-    pos: u64,
-}
-
-impl Sink {
-    fn put(&mut self, mut data: &[u8]) -> std::io::Result<()> {
-        if let Some(d) = &self.direct {
+    /// Write `data` at `pos`: its aligned part directly when possible, the
+    /// rest through the page cache.
+    fn put_at(&self, mut data: &[u8], mut pos: u64) -> std::io::Result<()> {
+        if let (Some(d), true) = (&self.direct, self.direct_ok.load(Ordering::Relaxed)) {
             let n = data.len() / ALIGN * ALIGN;
-            if self.pos.is_multiple_of(ALIGN as u64) && n > 0 {
-                match d.write_all_at(&data[..n], self.pos) {
+            if pos.is_multiple_of(ALIGN as u64) && n > 0 {
+                match d.write_all_at(&data[..n], pos) {
                     Ok(()) => {
-                        self.pos += n as u64;
+                        pos += n as u64;
                         data = &data[n..];
                     }
                     // Alignment this filesystem does not take: go on
                     // through the page cache.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.direct = None,
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        self.direct_ok.store(false, Ordering::Relaxed)
+                    }
                     Err(e) => return Err(e),
                 }
             }
         }
-        self.f.write_all_at(data, self.pos)?;
-        self.pos += data.len() as u64;
-        Ok(())
+        self.f.write_all_at(data, pos)
     }
 }
 
@@ -370,17 +366,17 @@ pub(crate) fn install(src: &Path, dest: &Path, sync: bool) -> Result<(), Storage
     }
     std::fs::rename(src, dest).map_err(io(dest))?;
     if sync {
-        sync_dir(parent)?;
+        sync_dir_of(parent)?;
         if fresh {
             if let Some(gp) = parent.parent() {
-                sync_dir(gp)?;
+                sync_dir_of(gp)?;
             }
         }
     }
     Ok(())
 }
 
-fn sync_dir(d: &Path) -> Result<(), StorageError> {
+fn sync_dir_of(d: &Path) -> Result<(), StorageError> {
     File::open(d).and_then(|f| f.sync_all()).map_err(io(d))
 }
 
