@@ -503,9 +503,7 @@ impl Meta {
     }
 
     pub fn put_upload(&self, id: &str, rec: &UploadRecord) -> Result<()> {
-        let mut b = Batch::new();
-        b.put(Cf::Uploads, id.as_bytes(), enc(rec));
-        Ok(self.kv().write(b)?)
+        self.write_upload(id, rec, false)
     }
 
     /// Record a new, empty session without waiting for the disk: losing it
@@ -513,9 +511,13 @@ impl Meta {
     /// request gets BLOB_UPLOAD_UNKNOWN and starts over), and the first
     /// flushed write after it makes it durable.
     pub fn open_upload(&self, id: &str, rec: &UploadRecord) -> Result<()> {
+        self.write_upload(id, rec, true)
+    }
+
+    fn write_upload(&self, id: &str, rec: &UploadRecord, no_sync: bool) -> Result<()> {
         let mut b = Batch::new();
         b.put(Cf::Uploads, id.as_bytes(), enc(rec));
-        b.no_sync = true;
+        b.no_sync = no_sync;
         Ok(self.kv().write(b)?)
     }
 
