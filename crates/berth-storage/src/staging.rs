@@ -33,8 +33,9 @@ use std::sync::Arc;
 const ALIGN: usize = 4096;
 /// The size of staging buffers (reused across uploads).
 const BUF: usize = 256 * 1024;
-/// Bodies at least this long (or of unknown length) get a hashing thread.
-const HASH_THREAD_FROM: u64 = 4 << 20;
+/// Bodies at least this long (or of unknown length) are hashed off the
+/// request task.
+const HASH_APART_FROM: u64 = 4 << 20;
 
 /// A page-aligned buffer, in safe code: a little more memory than needed,
 /// used from its first aligned byte.
@@ -143,7 +144,7 @@ impl Append {
         let sink = Arc::new(sink);
         // Large bodies are hashed off the request task, so that receiving
         // and hashing run on different cores; small ones as they arrive.
-        let big = exact_len.is_none_or(|l| l >= HASH_THREAD_FROM);
+        let big = exact_len.is_none_or(|l| l >= HASH_APART_FROM);
         let mut chain = HashChain {
             idle: if big { hasher.take() } else { None },
             busy: None,
