@@ -46,6 +46,14 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '
     }
 }
 
+/// A blocking task on `path` that panicked or was cancelled.
+pub(crate) fn joined(path: &Path) -> impl Fn(tokio::task::JoinError) -> StorageError + Copy + '_ {
+    move |e| StorageError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    }
+}
+
 /// Where a blob lives in the object store.
 pub fn blob_path(d: &Digest) -> ObjPath {
     let hex = d.hex();
@@ -97,6 +105,7 @@ pub struct BlobStore {
 }
 
 const READ_CHUNK: usize = 256 * 1024;
+
 impl BlobStore {
     /// The embedded default: blobs and staging under one local directory.
     pub fn local(root: &Path) -> Result<BlobStore, StorageError> {
@@ -220,8 +229,8 @@ impl BlobStore {
     /// length once the bytes are on disk. On error the staged file is cut back
     /// to `offset`.
     ///
-    /// The request task reads and hashes the body while a writer thread
-    /// writes it (see `staging.rs`).
+    /// How the bytes travel (buffers, write and hash tasks, `O_DIRECT`):
+    /// `staging.rs`.
     pub async fn append<S, E>(
         &self,
         id: &str,
@@ -313,10 +322,7 @@ impl BlobStore {
                 let (src, sync) = (p.clone(), self.sync);
                 tokio::task::spawn_blocking(move || crate::staging::install(&src, &dest, sync))
                     .await
-                    .map_err(|e| StorageError::Io {
-                        path: p.display().to_string(),
-                        source: std::io::Error::other(e),
-                    })??;
+                    .map_err(joined(&p))??;
             }
             None => {
                 let upload = self.store.put_multipart(&target).await?;
@@ -406,6 +412,7 @@ fn file_stream(
     type Pending = tokio::task::JoinHandle<Result<Bytes, StorageError>>;
     let file = Arc::new(file);
     let path = Arc::new(path);
+    let path_for_errors = path.clone();
     let read = move |at: u64| -> Option<Pending> {
         if at >= range.end {
             return None;
@@ -436,23 +443,17 @@ fn file_stream(
     };
     let first = read(range.start);
     futures::stream::unfold(
-        (range.start, first, read),
-        |(at, pending, read)| async move {
-            let res = match pending?.await {
-                Ok(r) => r,
-                Err(e) => Err(StorageError::Io {
-                    path: String::new(),
-                    source: std::io::Error::other(e),
-                }),
-            };
+        (range.start, first, read, path_for_errors),
+        |(at, pending, read, path)| async move {
+            let res = pending?.await.unwrap_or_else(|e| Err(joined(&path)(e)));
             match res {
                 Ok(b) => {
                     let next = at + b.len() as u64;
                     let ahead = read(next);
-                    Some((Ok(b), (next, ahead, read)))
+                    Some((Ok(b), (next, ahead, read, path)))
                 }
                 // Stop after an error.
-                Err(e) => Some((Err(e), (at, None, read))),
+                Err(e) => Some((Err(e), (at, None, read, path))),
             }
         },
     )

@@ -17,7 +17,7 @@
 //! unaligned head and tail of a request are written through the page cache;
 //! the final `fdatasync` covers both.
 
-use crate::blobs::{io, StorageError};
+use crate::blobs::{io, joined, StorageError};
 use crate::pool::Pool;
 use berth_core::Hasher;
 use bytes::Bytes;
@@ -131,10 +131,7 @@ impl Append {
             sync,
             sync_dir,
         } = self;
-        let joined = |e: tokio::task::JoinError| StorageError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(e),
-        };
+        let joined = joined(&path);
         let sink = {
             let p = path.clone();
             tokio::task::spawn_blocking(move || Sink::open(&p, offset))
