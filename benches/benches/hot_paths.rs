@@ -77,9 +77,12 @@ fn pages(c: &mut Criterion) {
                 digest: &d,
                 record: rec.clone(),
                 body: b"m",
-                tag: Some(&format!("tag{i:07}")),
+                tags: &[format!("tag{i:07}")],
                 referrer: None,
+                refs: vec![],
+                allow_missing: false,
             })
+            .unwrap()
             .unwrap();
         }
         let mid = format!("tag{:07}", n / 2);

@@ -416,6 +416,57 @@ fn tampered_and_foreign_jwts_are_refused() {
         200
     );
     assert_eq!(call(&f.s, "POST", path, Some(&format!("Bearer {t}"))), 403);
+
+    // A token narrower than its holder's rights: 401 naming the scope to
+    // ask for, with error="insufficient_scope" (what clients refetch on),
+    // on every push endpoint, upload status and cancel included.
+    let (u, p) = f.creds["pusher"].clone();
+    let narrow = jwt(&f.s, Some(&basic(&u, &p)), &["repository:acme/app:pull"]).unwrap();
+    let r = anonymous_client()
+        .post(f.s.url(path))
+        .header("authorization", format!("Bearer {narrow}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let ch = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        ch,
+        format!(
+            "Bearer realm=\"{}\",service=\"berth\",scope=\"repository:acme/app:pull,push\",error=\"insufficient_scope\"",
+            f.s.url("/token")
+        )
+    );
+    let wide = jwt(
+        &f.s,
+        Some(&basic(&u, &p)),
+        &["repository:acme/app:pull,push"],
+    )
+    .unwrap();
+    let r = anonymous_client()
+        .post(f.s.url(path))
+        .header("authorization", format!("Bearer {wide}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let session = r.headers()["location"].to_str().unwrap().to_string();
+    for method in ["GET", "DELETE", "PATCH"] {
+        assert_eq!(
+            call(&f.s, method, &session, Some(&format!("Bearer {narrow}"))),
+            401,
+            "{method} of an upload with a pull-only token"
+        );
+    }
+    assert_eq!(
+        call(&f.s, "GET", &session, Some(&format!("Bearer {wide}"))),
+        204
+    );
+    assert_eq!(
+        call(&f.s, "DELETE", &session, Some(&format!("Bearer {wide}"))),
+        204
+    );
 }
 
 #[test]

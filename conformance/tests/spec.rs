@@ -529,6 +529,70 @@ fn manifests_by_tag_and_digest() {
     );
 }
 
+/// Tags as parameters of a push by digest (distribution-spec main): every
+/// tag answers with the digest the manifest was pushed under, sha512 too.
+#[test]
+fn tags_as_parameters_keep_the_pushed_digest() {
+    let s = Server::start();
+    let c = client();
+    let img = push_image(&c, &s, "par/app", "base", "params");
+    use sha2::Digest as _;
+    let d512 = format!(
+        "sha512:{}",
+        hex::encode(sha2::Sha512::digest(&img.manifest))
+    );
+    let path = |r: &str| s.url(&format!("/v2/par/app/manifests/{r}"));
+    let r = c
+        .put(path(&format!("{d512}?tag=t1&tag=t2")))
+        .header("content-type", OCI_MANIFEST)
+        .body(img.manifest.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(hdr(&r, "docker-content-digest"), d512);
+    let applied: Vec<String> = r
+        .headers()
+        .get_all("oci-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(applied, ["t1", "t2"]);
+    for t in ["t1", "t2"] {
+        let g = c
+            .get(path(t))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .unwrap();
+        assert_eq!(g.status(), 200);
+        assert_eq!(hdr(&g, "docker-content-digest"), d512);
+        assert_eq!(g.bytes().unwrap().as_ref(), &img.manifest[..]);
+        let h = c.head(path(t)).send().unwrap();
+        assert_eq!(hdr(&h, "docker-content-digest"), d512);
+    }
+    // the sha256 tag is untouched
+    let g = c.head(path("base")).send().unwrap();
+    assert_eq!(hdr(&g, "docker-content-digest"), img.digest);
+    // a bad tag parameter refuses the whole push
+    let mut other: Value = serde_json::from_slice(&img.manifest).unwrap();
+    other["annotations"] = json!({"x": "y"});
+    let other = serde_json::to_vec(&other).unwrap();
+    let od = sha256(&other);
+    let r = c
+        .put(path(&format!("{od}?tag=ok&tag=-bad")))
+        .header("content-type", OCI_MANIFEST)
+        .body(other)
+        .send()
+        .unwrap();
+    expect_err(r, 400, "TAG_INVALID");
+    expect_err(c.get(path(&od)).send().unwrap(), 404, "MANIFEST_UNKNOWN");
+    expect_err(c.get(path("ok")).send().unwrap(), 404, "MANIFEST_UNKNOWN");
+    // a reference that is no valid tag names no manifest: 404 to read it
+    let bad = path(".INVALID_MANIFEST_NAME");
+    expect_err(c.get(bad.clone()).send().unwrap(), 404, "MANIFEST_UNKNOWN");
+    assert_eq!(c.head(bad.clone()).send().unwrap().status(), 404);
+    expect_err(c.delete(bad).send().unwrap(), 404, "MANIFEST_UNKNOWN");
+}
+
 #[test]
 fn manifest_validation() {
     let s = Server::start();
@@ -667,7 +731,7 @@ fn manifest_validation() {
             image_manifest((&cfg, 2), &[(&layer, 5)], json!({})),
         ),
         400,
-        "MANIFEST_INVALID",
+        "TAG_INVALID",
     );
     expect_err(
         put(
@@ -676,7 +740,7 @@ fn manifest_validation() {
             image_manifest((&cfg, 2), &[(&layer, 5)], json!({})),
         ),
         400,
-        "MANIFEST_INVALID",
+        "TAG_INVALID",
     );
     // too large: 413, before the body is read (announced length) ...
     let resp = raw(

@@ -5,7 +5,10 @@ use crate::jwt::{Claims, Signer};
 use crate::principal::{Action, Principal};
 use crate::scope::{Access, Scope};
 use crate::secret;
-use berth_meta::{now_millis, Meta, RegistryRecord, TokenRecord, UserRecord, Visibility};
+use berth_meta::{
+    now_millis, Meta, RegistryRecord, RegistryStatus, TokenRecord, TokenStatus, UserRecord,
+    UserRefused, Visibility,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
@@ -285,7 +288,7 @@ impl Auth {
         if !self.check_secret(presented, &rec.secret_hash) {
             return Err(bad("wrong token secret"));
         }
-        self.touch_token(id, rec.clone());
+        self.touch_token(id, &rec.secret_hash);
         Ok((
             Principal::Token {
                 id: id.to_string(),
@@ -297,7 +300,7 @@ impl Auth {
     }
 
     fn usable_token(&self, rec: &TokenRecord) -> Result<()> {
-        if rec.status != "active" {
+        if rec.status != TokenStatus::Active {
             return Err(AuthError::Unauthenticated("token revoked".into()));
         }
         if rec.expires_ms.is_some_and(|e| e <= now_millis()) {
@@ -306,8 +309,12 @@ impl Auth {
         Ok(())
     }
 
-    /// Record `lastUsedAt`, at most once a minute per token.
-    fn touch_token(&self, id: &str, mut rec: TokenRecord) {
+    /// Record `lastUsedAt`, at most once a minute per token. `verified` is
+    /// the secret hash the presented secret matched: the record is re-read
+    /// in the transaction and only touched if it is still that, active
+    /// token, so a revoke or regenerate that ran meanwhile (argon2 takes a
+    /// while) is never undone.
+    fn touch_token(&self, id: &str, verified: &str) {
         {
             let mut l = self.last_used.lock().expect("lock");
             if l.get(id)
@@ -317,8 +324,15 @@ impl Auth {
             }
             l.insert(id.to_string(), Instant::now());
         }
-        rec.last_used_ms = Some(now_millis());
-        if let Err(e) = self.meta.put_token(id, &rec) {
+        let now = now_millis();
+        let r = self.meta.update_token(id, |t| {
+            let same = t.status == TokenStatus::Active && t.secret_hash == verified;
+            if same {
+                t.last_used_ms = Some(now);
+            }
+            same
+        });
+        if let Err(e) = r {
             tracing::warn!(error = %e, "could not record token use");
         }
     }
@@ -512,17 +526,17 @@ impl Auth {
                 "registry name {name:?}: 3-63 characters of lowercase letters, digits and '-', not starting or ending with '-'"
             )));
         }
-        if self.meta.registry(name)?.is_some() {
-            return Err(AuthError::Conflict(format!("registry {name} exists")));
-        }
         let rec = RegistryRecord {
             id: uuid::Uuid::new_v4().to_string(),
             created_ms: now_millis(),
             visibility,
             storage_limit: None,
-            status: "active".into(),
+            status: RegistryStatus::Active,
+            allow_sparse: false,
         };
-        self.meta.put_registry(name, &rec)?;
+        if !self.meta.create_registry(name, &rec)? {
+            return Err(AuthError::Conflict(format!("registry {name} exists")));
+        }
         Ok(rec)
     }
 
@@ -533,31 +547,30 @@ impl Auth {
         can_push: bool,
         expires_ms: Option<u64>,
     ) -> Result<Created> {
-        if self.meta.registry(registry)?.is_none() {
-            return Err(AuthError::NotFound(format!("registry {registry}")));
-        }
         if !valid_user_name(name) {
             return Err(AuthError::Invalid(format!(
                 "user name {name:?}: 1-64 characters of lowercase letters, digits, '-', '_' and '.'"
             )));
         }
-        if self.meta.user(registry, name)?.is_some() {
-            return Err(AuthError::Conflict(format!(
-                "user {name} exists in {registry}"
-            )));
-        }
         let password = secret::random_string(40);
-        self.meta.put_user(
-            registry,
-            name,
-            &UserRecord {
-                id: uuid::Uuid::new_v4().to_string(),
-                password_hash: secret::hash(&password),
-                can_push,
-                created_ms: now_millis(),
-                expires_ms,
-            },
-        )?;
+        let rec = UserRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            password_hash: secret::hash(&password),
+            can_push,
+            created_ms: now_millis(),
+            expires_ms,
+        };
+        match self.meta.create_user(registry, name, &rec)? {
+            Ok(()) => {}
+            Err(UserRefused::NoRegistry) => {
+                return Err(AuthError::NotFound(format!("registry {registry}")))
+            }
+            Err(UserRefused::Exists) => {
+                return Err(AuthError::Conflict(format!(
+                    "user {name} exists in {registry}"
+                )))
+            }
+        }
         Ok(Created {
             username: format!("{registry}+{name}"),
             secret: password,
@@ -565,13 +578,14 @@ impl Auth {
     }
 
     pub fn reset_password(&self, registry: &str, name: &str) -> Result<Created> {
-        let mut rec = self
-            .meta
-            .user(registry, name)?
-            .ok_or_else(|| AuthError::NotFound(format!("user {name} in {registry}")))?;
         let password = secret::random_string(40);
-        rec.password_hash = secret::hash(&password);
-        self.meta.put_user(registry, name, &rec)?;
+        let hash = secret::hash(&password);
+        self.meta
+            .update_user(registry, name, |u| {
+                u.password_hash = hash.clone();
+                true
+            })?
+            .ok_or_else(|| AuthError::NotFound(format!("user {name} in {registry}")))?;
         Ok(Created {
             username: format!("{registry}+{name}"),
             secret: password,
@@ -595,21 +609,25 @@ impl Auth {
                 }
             }
         }
-        let id = secret::random_string(12).to_ascii_lowercase();
-        let token = secret::new_token(&id);
-        self.meta.put_token(
-            &id,
-            &TokenRecord {
+        let (id, token) = loop {
+            let id = secret::random_string(12).to_ascii_lowercase();
+            let token = secret::new_token(&id);
+            let rec = TokenRecord {
                 name: name.to_string(),
                 secret_hash: secret::hash(&token),
-                registries,
+                registries: registries.clone(),
                 read_write,
                 created_ms: now_millis(),
                 expires_ms,
                 last_used_ms: None,
-                status: "active".into(),
-            },
-        )?;
+                status: TokenStatus::Active,
+            };
+            // 12 random characters: a taken id is all but impossible, and
+            // never overwritten.
+            if self.meta.create_token(&id, &rec)? {
+                break (id, token);
+            }
+        };
         Ok((
             id,
             Created {
@@ -619,25 +637,26 @@ impl Auth {
         ))
     }
 
-    fn token_rec(&self, id: &str) -> Result<TokenRecord> {
+    /// Change a token's record in one transaction.
+    fn update_token(&self, id: &str, mut f: impl FnMut(&mut TokenRecord)) -> Result<TokenRecord> {
         self.meta
-            .token(id)?
+            .update_token(id, |t| {
+                f(t);
+                true
+            })?
             .ok_or_else(|| AuthError::NotFound(format!("token {id}")))
     }
 
     pub fn revoke_token(&self, id: &str) -> Result<()> {
-        let mut rec = self.token_rec(id)?;
-        rec.status = "revoked".into();
-        self.meta.put_token(id, &rec)?;
+        self.update_token(id, |t| t.status = TokenStatus::Revoked)?;
         Ok(())
     }
 
     /// A new secret for the token; the old one stops working at once.
     pub fn regenerate_token(&self, id: &str) -> Result<Created> {
-        let mut rec = self.token_rec(id)?;
         let token = secret::new_token(id);
-        rec.secret_hash = secret::hash(&token);
-        self.meta.put_token(id, &rec)?;
+        let hash = secret::hash(&token);
+        let rec = self.update_token(id, |t| t.secret_hash = hash.clone())?;
         Ok(Created {
             username: rec.name,
             secret: token,
@@ -646,9 +665,7 @@ impl Auth {
 
     /// A new expiry (None: never).
     pub fn refresh_token_expiry(&self, id: &str, expires_ms: Option<u64>) -> Result<()> {
-        let mut rec = self.token_rec(id)?;
-        rec.expires_ms = expires_ms;
-        self.meta.put_token(id, &rec)?;
+        self.update_token(id, |t| t.expires_ms = expires_ms)?;
         Ok(())
     }
 
@@ -678,9 +695,10 @@ mod tests {
         let (a, admin, _d) = auth();
         assert!(admin.starts_with("berth_admin_"));
         assert_eq!(a.basic("admin", &admin, "1").unwrap(), Principal::Admin);
-        assert!(a
-            .basic("admin", "berth_admin_wrongwrongwrongwrongwrong", "1")
-            .is_err());
+        assert!(matches!(
+            a.basic("admin", "berth_admin_wrongwrongwrongwrongwrong", "1"),
+            Err(AuthError::Unauthenticated(_))
+        ));
         assert!(a.ensure_admin_token().unwrap().is_none(), "not shown twice");
     }
 
@@ -713,10 +731,13 @@ mod tests {
         assert!(a.bearer(&jwt).is_ok());
         let newp = a.reset_password("acme", "ci").unwrap();
         assert!(
-            a.bearer(&jwt).is_err(),
+            matches!(a.bearer(&jwt), Err(AuthError::Unauthenticated(ref m)) if m == "credential no longer valid"),
             "old JWT must die with the old password"
         );
-        assert!(a.basic(&u.username, &u.secret, "1").is_err());
+        assert!(matches!(
+            a.basic(&u.username, &u.secret, "1"),
+            Err(AuthError::Unauthenticated(_))
+        ));
         assert!(a.basic(&u.username, &newp.secret, "1").is_ok());
 
         // tokens: scope and read-only
@@ -739,17 +760,57 @@ mod tests {
         let (jwt, _, _) = a.issue(&p, g, "access").unwrap();
         assert!(a.bearer(&jwt).is_ok());
         a.revoke_token(&id).unwrap();
-        assert!(a.bearer(&jwt).is_err());
-        assert!(a.basic("anything", &t.secret, "1").is_err());
+        assert!(
+            matches!(a.bearer(&jwt), Err(AuthError::Unauthenticated(ref m)) if m == "credential no longer valid")
+        );
+        assert!(matches!(
+            a.check_basic("anything", &t.secret),
+            Err(AuthError::Unauthenticated(ref m)) if m == "token revoked"
+        ));
 
         // regenerate: old secret dead, new one works
         let (id2, t2) = a.create_token("rw", None, true, None).unwrap();
         let t3 = a.regenerate_token(&id2).unwrap();
-        assert!(a.basic("x", &t2.secret, "1").is_err());
+        assert!(matches!(
+            a.check_basic("x", &t2.secret),
+            Err(AuthError::Unauthenticated(ref m)) if m == "wrong token secret"
+        ));
         assert!(a.basic("x", &t3.secret, "1").is_ok());
         // expiry
         a.refresh_token_expiry(&id2, Some(1)).unwrap();
-        assert!(a.basic("x", &t3.secret, "1").is_err());
+        assert!(matches!(
+            a.check_basic("x", &t3.secret),
+            Err(AuthError::Unauthenticated(ref m)) if m == "token expired"
+        ));
+    }
+
+    /// Recording a token's use re-reads the record in its transaction: a
+    /// revoke or regenerate made while argon2 ran is never undone (the old
+    /// code wrote back the record read before the check).
+    #[test]
+    fn recording_use_never_undoes_a_revoke_or_regenerate() {
+        let (a, _, _d) = auth();
+        let (id, _) = a.create_token("ci", None, true, None).unwrap();
+        let seen = a.meta.token(&id).unwrap().unwrap().secret_hash;
+        a.revoke_token(&id).unwrap();
+        a.touch_token(&id, &seen);
+        let t = a.meta.token(&id).unwrap().unwrap();
+        assert_eq!(t.status, TokenStatus::Revoked);
+        assert_eq!(t.last_used_ms, None, "a revoked token is not touched");
+
+        let (id, _) = a.create_token("ci2", None, true, None).unwrap();
+        let seen = a.meta.token(&id).unwrap().unwrap().secret_hash;
+        let fresh = a.regenerate_token(&id).unwrap();
+        a.touch_token(&id, &seen);
+        let t = a.meta.token(&id).unwrap().unwrap();
+        assert_ne!(t.secret_hash, seen, "the old secret stays dead");
+        a.last_used.lock().unwrap().clear(); // past the once-a-minute limit
+        assert!(a.basic("x", &fresh.secret, "1").is_ok());
+        let t = a.meta.token(&id).unwrap().unwrap();
+        assert!(
+            t.last_used_ms.is_some(),
+            "a use of the live secret is recorded"
+        );
     }
 
     #[test]
@@ -757,7 +818,10 @@ mod tests {
         let (a, _, _d) = auth();
         a.create_registry("acme", Visibility::Public).unwrap();
         let u = a.create_user("acme", "old", false, Some(1)).unwrap();
-        assert!(a.basic(&u.username, &u.secret, "1").is_err());
+        assert!(matches!(
+            a.check_basic(&u.username, &u.secret),
+            Err(AuthError::Unauthenticated(ref m)) if m == "user expired"
+        ));
         let u = a.create_user("acme", "ok", false, None).unwrap();
         for _ in 0..10 {
             assert!(matches!(

@@ -1,10 +1,10 @@
 //! The OCI distribution error codes, registered once with their HTTP status
 //! and default message (distribution's `errcode/register.go` idea).
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// Serialised as its wire name ([`ErrorCode::as_str`]), the one spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     BlobUnknown,
     BlobUploadInvalid,
@@ -16,6 +16,7 @@ pub enum ErrorCode {
     NameInvalid,
     NameUnknown,
     SizeInvalid,
+    TagInvalid,
     Unauthorized,
     Denied,
     Unsupported,
@@ -49,6 +50,7 @@ impl ErrorCode {
             ErrorCode::NameInvalid => "NAME_INVALID",
             ErrorCode::NameUnknown => "NAME_UNKNOWN",
             ErrorCode::SizeInvalid => "SIZE_INVALID",
+            ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
@@ -76,6 +78,7 @@ impl ErrorCode {
             ErrorCode::NameInvalid => 400,
             ErrorCode::NameUnknown => 404,
             ErrorCode::SizeInvalid => 400,
+            ErrorCode::TagInvalid => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
@@ -104,6 +107,7 @@ impl ErrorCode {
             ErrorCode::NameInvalid => "invalid repository name",
             ErrorCode::NameUnknown => "repository name not known to registry",
             ErrorCode::SizeInvalid => "provided length did not match content length",
+            ErrorCode::TagInvalid => "manifest tag did not match URI",
             ErrorCode::Unauthorized => "authentication required",
             ErrorCode::Denied => "requested access to the resource is denied",
             ErrorCode::Unsupported => "the operation is unsupported",
@@ -115,6 +119,32 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload too large",
             ErrorCode::Internal => "internal server error",
             ErrorCode::Unavailable => "service unavailable",
+        }
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn serialises_as_its_wire_name() {
+        for c in [
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::Internal,
+            ErrorCode::TooManyRequests,
+            ErrorCode::TagInvalid,
+        ] {
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                serde_json::json!(c.as_str())
+            );
         }
     }
 }

@@ -193,11 +193,12 @@ impl Inner {
             if caller.principal == Principal::Anonymous {
                 return Err(unauthorized(self.challenge(scope)));
             }
-            // A JWT for less than its holder may do: say which scope to ask
-            // for. 403 with a challenge is what clients that reuse one token
-            // across scopes (oras-py) answer by fetching a new token.
+            // A JWT for less than its holder may do: 401 with the scope to
+            // ask for and `error="insufficient_scope"` (distribution and the
+            // docker token spec), so clients fetch a wider token.
             if caller.granted.is_some() && caller.principal.may(registry, action, public) {
-                let mut e = ApiError::new(ErrorCode::Denied).detail("token lacks the scope needed");
+                let mut e =
+                    ApiError::new(ErrorCode::Unauthorized).detail("token lacks the scope needed");
                 if let Some(c) = self.challenge(scope) {
                     e = e.header(
                         header::WWW_AUTHENTICATE,

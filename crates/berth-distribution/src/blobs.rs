@@ -70,24 +70,35 @@ pub(crate) async fn get_blob(
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Response<Body>> {
-    let Some(link) = s.meta.link(name.as_str(), digest)? else {
-        // Manifests are content too: serve them through the blob endpoint
-        // as the reference registry does.
-        if let Some((rec, body)) = s.meta.manifest(name.as_str(), digest)? {
-            let mut r = status_response(
-                StatusCode::OK,
-                &[
-                    ("content-type", rec.media_type.clone()),
-                    ("docker-content-digest", digest.to_string()),
-                    ("content-length", body.len().to_string()),
-                ],
-            );
-            if !head {
-                *r.body_mut() = full(body);
+    let (repo, d) = (name.as_str().to_string(), digest.clone());
+    let found = s
+        .meta
+        .read(move |m| match m.link(&repo, &d)? {
+            Some(l) => Ok(Ok(l)),
+            None => Ok(Err(m.manifest(&repo, &d)?)),
+        })
+        .await?;
+    let link = match found {
+        Ok(link) => link,
+        Err(manifest) => {
+            // Manifests are content too: serve them through the blob endpoint
+            // as the reference registry does.
+            if let Some((rec, body)) = manifest {
+                let mut r = status_response(
+                    StatusCode::OK,
+                    &[
+                        ("content-type", rec.media_type.clone()),
+                        ("docker-content-digest", digest.to_string()),
+                        ("content-length", body.len().to_string()),
+                    ],
+                );
+                if !head {
+                    *r.body_mut() = full(body);
+                }
+                return Ok(r);
             }
-            return Ok(r);
+            return Err(ApiError::new(ErrorCode::BlobUnknown).detail(digest.to_string()));
         }
-        return Err(ApiError::new(ErrorCode::BlobUnknown).detail(digest.to_string()));
     };
     let size = link.size;
     let range = parse_range(

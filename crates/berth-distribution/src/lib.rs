@@ -207,7 +207,7 @@ impl Inner {
                 head,
             } => manifests::get_manifest(self, &name, &reference, head).await,
             Endpoint::PutManifest { name, reference } => {
-                manifests::put_manifest(self, &name, &reference, h, body_stream(body)).await
+                manifests::put_manifest(self, &name, &reference, &q, h, body_stream(body)).await
             }
             Endpoint::DeleteManifest { name, reference } => {
                 manifests::delete_manifest(self, &name, &reference).await
@@ -265,6 +265,15 @@ impl Query {
             .iter()
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated parameter, in order.
+    pub fn get_all(&self, k: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 

@@ -5,7 +5,7 @@ use crate::{
 };
 use berth_core::manifest::bare_content_type;
 use berth_core::{media_types, Digest, ErrorCode, Manifest, ManifestError, Reference, RepoName};
-use berth_meta::{now_millis, ManifestRecord, PutManifest, ReferrerRecord};
+use berth_meta::{now_millis, ManifestRecord, PutManifest, Ref, ReferrerRecord, Refused};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::header::{self, HeaderMap};
@@ -16,31 +16,33 @@ fn manifest_unknown(r: &Reference) -> ApiError {
     ApiError::new(ErrorCode::ManifestUnknown).detail(r.to_string())
 }
 
-/// Resolve a reference to a digest (tags through the tag table).
-fn resolve(s: &Inner, name: &RepoName, r: &Reference) -> Result<Digest> {
-    match r {
-        Reference::Digest(d) => Ok(d.clone()),
-        Reference::Tag(t) => {
-            let rec = s
-                .meta
-                .tag(name.as_str(), t)?
-                .ok_or_else(|| manifest_unknown(r))?;
-            Digest::parse(&rec.digest).map_err(ApiError::internal)
-        }
-    }
-}
-
 pub(crate) async fn get_manifest(
     s: &Inner,
     name: &RepoName,
     r: &Reference,
     head: bool,
 ) -> Result<Response<Body>> {
-    let digest = resolve(s, name, r)?;
-    let (rec, body) = s
+    let (repo, rc) = (name.as_str().to_string(), r.clone());
+    // Resolve a tag through the tag table, then read the manifest.
+    let found = s
         .meta
-        .manifest(name.as_str(), &digest)?
-        .ok_or_else(|| manifest_unknown(r))?;
+        .read(move |m| {
+            let digest = match rc {
+                Reference::Digest(d) => d,
+                Reference::Tag(t) => match m.tag(&repo, &t)? {
+                    Some(rec) => {
+                        Digest::parse(&rec.digest).map_err(|e| berth_meta::MetaError::Corrupt {
+                            cf: "tags",
+                            reason: e.to_string(),
+                        })?
+                    }
+                    None => return Ok(None),
+                },
+            };
+            Ok(m.manifest(&repo, &digest)?.map(|found| (digest, found)))
+        })
+        .await?;
+    let (digest, (rec, body)) = found.ok_or_else(|| manifest_unknown(r))?;
     let mut resp = status_response(
         StatusCode::OK,
         &[
@@ -95,6 +97,7 @@ pub(crate) async fn put_manifest<S>(
     s: &Inner,
     name: &RepoName,
     r: &Reference,
+    q: &Query,
     h: &HeaderMap,
     body: S,
 ) -> Result<Response<Body>>
@@ -122,35 +125,37 @@ where
         Reference::Tag(_) => Digest::sha256_of(&body),
     };
 
-    // Everything the manifest references must already be in the repository.
+    // Tags: the reference itself when it is one, and `tag` parameters
+    // (distribution-spec: several tags in one push by digest).
+    let mut tags: Vec<String> = Vec::new();
+    if let Reference::Tag(t) = r {
+        tags.push(t.clone());
+    }
+    for t in q.get_all("tag") {
+        if !berth_core::name::valid_tag(t) {
+            return Err(ApiError::new(ErrorCode::TagInvalid).detail(t.to_string()));
+        }
+        if !tags.iter().any(|x| x == t) {
+            tags.push(t.to_string());
+        }
+    }
+
     let repo = name.as_str();
-    for d in m.required_blobs() {
-        match s.meta.link(repo, &d.digest)? {
-            Some(l) if l.size == d.size => {}
-            Some(l) => return Err(ApiError::new(ErrorCode::ManifestInvalid)
-                .message("descriptor size does not match the blob")
-                .detail(
-                    json!({ "digest": d.digest.to_string(), "descriptor": d.size, "blob": l.size }),
-                )),
-            None => {
-                // A config or layer that is itself a manifest in this
-                // repository is fine too.
-                if s.meta.manifest_exists(repo, &d.digest)? {
-                    continue;
-                }
-                return Err(
-                    ApiError::new(ErrorCode::ManifestBlobUnknown).detail(d.digest.to_string())
-                );
-            }
-        }
-    }
-    for c in &m.manifests {
-        if !s.meta.manifest_exists(repo, &c.digest)? {
-            return Err(ApiError::new(ErrorCode::ManifestUnknown)
-                .message("index references a manifest unknown to this repository")
-                .detail(c.digest.to_string()));
-        }
-    }
+    let refs: Vec<Ref> = m
+        .required_blobs()
+        .map(|d| Ref::Blob {
+            digest: d.digest.clone(),
+            size: d.size,
+        })
+        .chain(m.manifests.iter().map(|d| Ref::Manifest {
+            digest: d.digest.clone(),
+        }))
+        .collect();
+    let registry = name.first_component().to_string();
+    let allow_missing = s
+        .meta
+        .read(move |meta| Ok(meta.registry(&registry)?.is_some_and(|r| r.allow_sparse)))
+        .await?;
 
     let subject = m.subject.as_ref().map(|d| d.digest.clone());
     let record = ManifestRecord {
@@ -158,8 +163,8 @@ where
         size: body.len() as u64,
         artifact_type: m.artifact_type.clone(),
         subject: subject.as_ref().map(|d| d.to_string()),
-        blobs: m.required_blobs().map(|d| d.digest.to_string()).collect(),
-        children: m.manifests.iter().map(|d| d.digest.to_string()).collect(),
+        blobs: Vec::new(),
+        children: Vec::new(),
         pushed_ms: now_millis(),
     };
     let referrer = subject.clone().map(|sd| {
@@ -174,23 +179,46 @@ where
             },
         )
     });
-    let tag = match r {
-        Reference::Tag(t) => Some(t.clone()),
-        Reference::Digest(_) => None,
-    };
-    let (repo_s, dg) = (repo.to_string(), digest.clone());
-    s.meta
+    let (repo_s, dg, tags_c) = (repo.to_string(), digest.clone(), tags.clone());
+    // The references are checked inside the transaction that stores the
+    // manifest: a blob deleted meanwhile cannot be left dangling.
+    let stored = s
+        .meta
         .run(move |meta| {
             meta.put_manifest(PutManifest {
                 repo: &repo_s,
                 digest: &dg,
                 record,
                 body: &body,
-                tag: tag.as_deref(),
+                tags: &tags_c,
                 referrer,
+                refs,
+                allow_missing,
             })
         })
         .await?;
+    match stored {
+        Ok(()) => {}
+        Err(Refused::SizeMismatch {
+            digest,
+            declared,
+            stored,
+        }) => {
+            return Err(ApiError::new(ErrorCode::ManifestInvalid)
+                .message("descriptor size does not match the blob")
+                .detail(
+                    json!({ "digest": digest.to_string(), "descriptor": declared, "blob": stored }),
+                ))
+        }
+        Err(Refused::Missing(Ref::Blob { digest, .. })) => {
+            return Err(ApiError::new(ErrorCode::ManifestBlobUnknown).detail(digest.to_string()))
+        }
+        Err(Refused::Missing(Ref::Manifest { digest })) => {
+            return Err(ApiError::new(ErrorCode::ManifestUnknown)
+                .message("index references a manifest unknown to this repository")
+                .detail(digest.to_string()))
+        }
+    }
 
     let mut hdrs = vec![
         ("location", format!("/v2/{name}/manifests/{digest}")),
@@ -199,7 +227,13 @@ where
     if let Some(sd) = subject {
         hdrs.push(("oci-subject", sd.to_string()));
     }
-    Ok(status_response(StatusCode::CREATED, &hdrs))
+    let mut resp = status_response(StatusCode::CREATED, &hdrs);
+    if !q.get_all("tag").is_empty() {
+        for t in &tags {
+            resp.headers_mut().append("oci-tag", crate::hv(t));
+        }
+    }
+    Ok(resp)
 }
 
 pub(crate) async fn delete_manifest(
@@ -228,10 +262,15 @@ fn link_next(path: &str, n: usize, last: &str) -> String {
 
 pub(crate) async fn tags_list(s: &Inner, name: &RepoName, q: &Query) -> Result<Response<Body>> {
     let (n, last) = pagination(&s.cfg, q)?;
-    if s.meta.repo(name.as_str())?.is_none() {
-        return Err(ApiError::new(ErrorCode::NameUnknown).detail(name.to_string()));
-    }
-    let page = s.meta.list_tags(name.as_str(), last.as_deref(), n)?;
+    let repo = name.as_str().to_string();
+    let page = s
+        .meta
+        .read(move |m| match m.repo(&repo)? {
+            None => Ok(None),
+            Some(_) => m.list_tags(&repo, last.as_deref(), n).map(Some),
+        })
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NameUnknown).detail(name.to_string()))?;
     let body =
         serde_json::to_vec(&json!({ "name": name.as_str(), "tags": page.items })).expect("json");
     let mut r = json_response(StatusCode::OK, body, "application/json");
@@ -258,7 +297,11 @@ pub(crate) async fn catalog(
     // one permission lookup per registry, not per repository
     let mut visible: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     loop {
-        let page = s.meta.list_repos(after.as_deref(), n.max(100))?;
+        let from = after.clone();
+        let page = s
+            .meta
+            .read(move |m| m.list_repos(from.as_deref(), n.max(100)))
+            .await?;
         after = page.items.last().cloned();
         for r in page.items {
             let registry = r.split('/').next().unwrap_or(&r).to_string();
@@ -296,9 +339,12 @@ pub(crate) async fn referrers(
     q: &Query,
 ) -> Result<Response<Body>> {
     let filter = q.get("artifactType").filter(|a| !a.is_empty());
-    let mut items = s
-        .meta
-        .referrers(name.as_str(), subject, s.cfg.max_referrers)?;
+    let (repo, sd, max) = (
+        name.as_str().to_string(),
+        subject.clone(),
+        s.cfg.max_referrers,
+    );
+    let mut items = s.meta.read(move |m| m.referrers(&repo, &sd, max)).await?;
     if let Some(at) = filter {
         let at = bare_content_type(at);
         items.retain(|r| r.artifact_type.as_deref() == Some(at));

@@ -115,14 +115,19 @@ pub(crate) fn digest(s: &str) -> Result<Digest, ApiError> {
     Digest::parse(s).map_err(|e| ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()))
 }
 
-fn reference(s: &str) -> Result<Reference, ApiError> {
+/// A manifest reference. A string that is no valid tag names no manifest
+/// that could exist: reading or deleting it is `MANIFEST_UNKNOWN` (404, as
+/// the spec's conformance suite and the reference registry expect), pushing
+/// it is `TAG_INVALID` (400).
+fn reference(s: &str, method: &Method) -> Result<Reference, ApiError> {
     Reference::parse(s).map_err(|e| match e {
         berth_core::NameError::BadDigest(_) => {
             ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string())
         }
-        _ => ApiError::new(ErrorCode::ManifestInvalid)
+        _ if *method == Method::PUT => ApiError::new(ErrorCode::TagInvalid)
             .message("invalid tag")
             .detail(e.to_string()),
+        _ => ApiError::new(ErrorCode::ManifestUnknown).detail(e.to_string()),
     })
 }
 
@@ -205,7 +210,7 @@ pub fn parse(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
     }
     if n >= 3 && segs[n - 2] == "manifests" {
         let name = name(&segs[..n - 2])?;
-        let reference = reference(&segs[n - 1])?;
+        let reference = reference(&segs[n - 1], method)?;
         return match *method {
             Method::GET | Method::HEAD => Ok(Endpoint::GetManifest {
                 name,
@@ -304,9 +309,16 @@ mod tests {
             code(parse(&Method::GET, "/v2/a/manifests/sha256:xyz")),
             "DIGEST_INVALID"
         );
+        // no manifest can have an invalid tag: unknown to read, invalid to push
+        for m in [Method::GET, Method::HEAD, Method::DELETE] {
+            assert_eq!(
+                code(parse(&m, "/v2/a/manifests/.INVALID_MANIFEST_NAME")),
+                "MANIFEST_UNKNOWN"
+            );
+        }
         assert_eq!(
-            code(parse(&Method::GET, "/v2/a/manifests/-bad")),
-            "MANIFEST_INVALID"
+            code(parse(&Method::PUT, "/v2/a/manifests/-bad")),
+            "TAG_INVALID"
         );
         assert_eq!(
             code(parse(&Method::POST, "/v2/a/manifests/x")),

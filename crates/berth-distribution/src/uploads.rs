@@ -123,17 +123,42 @@ fn expected_len(h: &HeaderMap, name: &RepoName, id: &str, offset: u64) -> Result
 }
 
 async fn session(s: &Inner, name: &RepoName, id: &str) -> Result<UploadRecord> {
-    match s.meta.upload(id)? {
+    let idc = id.to_string();
+    match s.meta.read(move |m| m.upload(&idc)).await? {
         Some(r) if r.repo == name.as_str() => Ok(r),
         _ => Err(unknown_upload(id)),
+    }
+}
+
+/// Exclusive access to a session that exists, and its record. An unknown
+/// id is refused before the lock table is touched, and an entry made for a
+/// session removed while we waited is dropped again: the table holds live
+/// sessions only, whatever ids clients send.
+async fn locked_session(
+    s: &Inner,
+    name: &RepoName,
+    id: &str,
+) -> Result<(berth_storage::SessionGuard, UploadRecord)> {
+    session(s, name, id).await?;
+    let guard = s.blobs.lock_session(id).await;
+    match session(s, name, id).await {
+        Ok(rec) => Ok((guard, rec)),
+        Err(e) => {
+            drop(guard);
+            s.blobs.forget(id);
+            Err(e)
+        }
     }
 }
 
 async fn save_offset(s: &Inner, id: &str, mut rec: UploadRecord, offset: u64) -> Result<()> {
     rec.offset = offset;
     rec.updated_ms = now_millis();
-    let id = id.to_string();
-    s.meta.run(move |m| m.put_upload(&id, &rec)).await?;
+    let idc = id.to_string();
+    if !s.meta.run(move |m| m.put_upload(&idc, &rec)).await? {
+        // Removed meanwhile (cancelled elsewhere, or reaped): not revived.
+        return Err(unknown_upload(id));
+    }
     Ok(())
 }
 
@@ -156,25 +181,30 @@ where
 {
     if let Some(mount) = q.get("mount") {
         let digest = crate::router::digest(mount)?;
-        let size = match q.get("from") {
+        // Where to mount from: `Some(Some(repo))` a source repository,
+        // `Some(None)` any repository (content discovery), `None` nowhere.
+        let source = match q.get("from") {
             // A bad `from`, or one the caller may not pull from, cannot
             // name a source: fall back to an upload, as the spec says.
             Some(from) => match RepoName::parse(from) {
-                Ok(from) if s.may_pull(caller, &from) => {
-                    s.meta.link(from.as_str(), &digest)?.map(|l| l.size)
-                }
+                Ok(from) if s.may_pull(caller, &from) => Some(Some(from.as_str().to_string())),
                 _ => None,
             },
             // Automatic content discovery: the blob is already stored. Only
             // for callers who may read every registry (nobody learns of
             // content they could not pull).
-            None if s.may_read_everything(caller) => s.meta.blob(&digest)?.map(|b| b.size),
+            None if s.may_read_everything(caller) => Some(None),
             None => None,
         };
-        if let Some(size) = size {
+        if let Some(from) = source {
             let (repo, d) = (name.as_str().to_string(), digest.clone());
-            s.meta.run(move |m| m.link_blob(&repo, &d, size)).await?;
-            return Ok(created(name, &digest));
+            let mounted = s
+                .meta
+                .run(move |m| m.mount_blob(&repo, &d, from.as_deref()))
+                .await?;
+            if mounted.is_some() {
+                return Ok(created(name, &digest));
+            }
         }
     } else if let Some(d) = q.get("digest") {
         // Monolithic upload: the whole blob in this request.
@@ -249,8 +279,7 @@ where
     S: futures::Stream<Item = std::result::Result<Bytes, String>> + Send,
 {
     let id = check_id(id)?;
-    let mut guard = s.blobs.lock_session(&id).await;
-    let rec = session(s, name, &id).await?;
+    let (mut guard, rec) = locked_session(s, name, &id).await?;
     let len = expected_len(h, name, &id, rec.offset)?;
     let offset = s
         .blobs
@@ -283,8 +312,7 @@ where
         }
         Some(d) => crate::router::digest(d)?,
     };
-    let mut guard = s.blobs.lock_session(&id).await;
-    let rec = session(s, name, &id).await?;
+    let (mut guard, rec) = locked_session(s, name, &id).await?;
     let len = expected_len(h, name, &id, rec.offset)?;
     let mut offset = rec.offset;
     if len != Some(0) {
@@ -323,8 +351,7 @@ pub(crate) async fn cancel_blob_upload(
     id: &str,
 ) -> Result<Response<Body>> {
     let id = check_id(id)?;
-    let _guard = s.blobs.lock_session(&id).await;
-    session(s, name, &id).await?;
+    let _guard = locked_session(s, name, &id).await?;
     s.blobs.abort(&id).await?;
     let idc = id.clone();
     s.meta.run(move |m| m.delete_upload(&idc)).await?;
@@ -336,7 +363,11 @@ pub(crate) async fn count(s: &Inner) -> Result<usize> {
     let mut n = 0;
     let mut after: Option<String> = None;
     loop {
-        let page = s.meta.list_uploads(after.as_deref(), 1000)?;
+        let from = after.clone();
+        let page = s
+            .meta
+            .read(move |m| m.list_uploads(from.as_deref(), 1000))
+            .await?;
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         n += page.len();
@@ -353,7 +384,11 @@ pub(crate) async fn reap(s: &Inner) -> Result<usize> {
     let mut removed = 0;
     let mut after: Option<String> = None;
     loop {
-        let page = s.meta.list_uploads(after.as_deref(), 1000)?;
+        let from = after.clone();
+        let page = s
+            .meta
+            .read(move |m| m.list_uploads(from.as_deref(), 1000))
+            .await?;
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         for (id, rec) in page {
@@ -376,7 +411,8 @@ pub(crate) async fn reap(s: &Inner) -> Result<usize> {
     // recording the session, or a monolithic upload cut short).
     let cutoff_t = std::time::SystemTime::now() - s.cfg.upload_max_age;
     for (name, mtime) in s.blobs.staged_files().await? {
-        if mtime >= cutoff_t || s.meta.upload(&name)?.is_some() {
+        let id = name.clone();
+        if mtime >= cutoff_t || s.meta.read(move |m| m.upload(&id)).await?.is_some() {
             continue;
         }
         let Some(_g) = s.blobs.try_lock_session(&name) else {

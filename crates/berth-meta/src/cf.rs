@@ -19,6 +19,12 @@ pub enum Cf {
     Links,
     /// `digest` → [`crate::BlobRecord`] (blobs stored in the instance)
     Blobs,
+    /// `digest \0 repo` → `` (which repositories link a blob: the reverse
+    /// of `links`, for garbage collection and accounting)
+    BlobRepos,
+    /// `repo \0 target digest \0 manifest digest` → `b` (config or layer)
+    /// or `m` (index child): which manifests reference a blob or manifest
+    Refs,
     /// `repo \0 subject \0 digest` → [`crate::ReferrerRecord`]
     Referrers,
     /// `session id` → [`crate::UploadRecord`]
@@ -31,22 +37,29 @@ pub enum Cf {
     Tokens,
     /// `name` → value: instance-wide settings (the admin token's hash)
     Settings,
+    /// `name` → little-endian `i64`, changed only by blind adds
+    /// ([`crate::Op::Add`]): stored blobs and bytes, manifests,
+    /// repositories, registries
+    Counters,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 12] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Repos,
         Cf::Manifests,
         Cf::Tags,
         Cf::TagsByDigest,
         Cf::Links,
         Cf::Blobs,
+        Cf::BlobRepos,
+        Cf::Refs,
         Cf::Referrers,
         Cf::Uploads,
         Cf::Registries,
         Cf::Users,
         Cf::Tokens,
         Cf::Settings,
+        Cf::Counters,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,12 +70,15 @@ impl Cf {
             Cf::TagsByDigest => "tags_by_digest",
             Cf::Links => "links",
             Cf::Blobs => "blobs",
+            Cf::BlobRepos => "blob_repos",
+            Cf::Refs => "refs",
             Cf::Referrers => "referrers",
             Cf::Uploads => "uploads",
             Cf::Registries => "registries",
             Cf::Users => "users",
             Cf::Tokens => "tokens",
             Cf::Settings => "settings",
+            Cf::Counters => "counters",
         }
     }
 }

@@ -2,13 +2,17 @@
 //!
 //! Two layers:
 //! - [`KvStore`]: the engine seam. Ordered key-value column families, point
-//!   reads, bounded ordered scans and atomic, durable write batches.
+//!   reads, bounded ordered scans and atomic, durable write batches applied
+//!   under conditions (a key's expected value or absence), with a distinct
+//!   conflict error.
 //!   [`RocksStore`] is the engine; [`MemStore`] is an in-memory engine used by
 //!   the contract suite (and usable in tests). A distributed engine can take
 //!   RocksDB's place by implementing this trait.
 //! - [`Meta`]: typed records (repositories, manifests, tags, links, blobs,
 //!   referrers, upload sessions) encoded into keys that sort the way listings
 //!   page, so a page of `_catalog` or `tags/list` reads only that page.
+//!   Every change is a transaction ([`Meta::transact`], `tx.rs`): reads,
+//!   checks and writes commit together or retry on conflict. No locks.
 //!
 //! RocksDB says what exists; the blob store only holds bytes. A write here is
 //! the moment something becomes visible.
@@ -19,15 +23,19 @@ mod mem;
 mod meta;
 mod principals;
 mod rocks;
+mod tx;
 
 #[doc(hidden)]
 pub mod contract;
 
-pub use kv::{Batch, KvError, KvStore, Op, Rows};
+pub use kv::{counter_value, Batch, Cond, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;
 pub use meta::{
-    now_millis, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError, Page, PutManifest,
-    ReferrerRecord, RepoRecord, TagRecord, UploadRecord,
+    counter, now_millis, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError, Page,
+    PutManifest, Ref, ReferrerRecord, Refused, RepoRecord, TagRecord, UploadRecord,
 };
-pub use principals::{RegistryRecord, TokenRecord, UserRecord, Visibility};
+pub use principals::{
+    RegistryRecord, RegistryStatus, TokenRecord, TokenStatus, UserRecord, UserRefused, Visibility,
+};
 pub use rocks::RocksStore;
+pub use tx::{Tx, MAX_ATTEMPTS};

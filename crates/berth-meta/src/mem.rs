@@ -1,5 +1,5 @@
 use crate::cf::Cf;
-use crate::kv::{Batch, KvError, KvStore, Op, Rows};
+use crate::kv::{counter_value, Batch, KvError, KvStore, Op, Rows};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::RwLock;
@@ -47,7 +47,14 @@ impl KvStore for MemStore {
     }
 
     fn write(&self, batch: Batch) -> Result<(), KvError> {
+        // One write lock for the checks and the writes: nothing interleaves.
         let mut g = self.cfs.write().expect("lock");
+        for c in &batch.conds {
+            let now = g.get(&c.cf).and_then(|m| m.get(&c.key));
+            if now != c.expect.as_ref() {
+                return Err(KvError::Conflict);
+            }
+        }
         for op in batch.ops {
             match op {
                 Op::Put(cf, k, v) => {
@@ -58,6 +65,11 @@ impl KvStore for MemStore {
                         m.remove(&k);
                     }
                 }
+                Op::Add(cf, k, delta) => {
+                    let m = g.entry(cf).or_default();
+                    let n = counter_value(m.get(&k).map(Vec::as_slice)).wrapping_add(delta);
+                    m.insert(k, n.to_le_bytes().to_vec());
+                }
             }
         }
         Ok(())
@@ -65,13 +77,6 @@ impl KvStore for MemStore {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn kv_contract() {
-        crate::contract::kv_basics(&super::MemStore::new());
-    }
-    #[test]
-    fn meta_contract() {
-        crate::contract::meta_behaviour(super::MemStore::new());
-    }
+mod contract_tests {
+    crate::contract_suite!(|| (super::MemStore::new(), ()));
 }

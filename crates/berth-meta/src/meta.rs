@@ -1,20 +1,38 @@
 use crate::cf::Cf;
-use crate::kv::{Batch, KvError, KvStore};
+use crate::kv::{KvError, KvStore};
+use crate::tx::Tx;
 use berth_core::Digest;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// What a [`Meta`] operation reports besides its own outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
+    /// The engine failed (see [`KvError`]: `is_retryable` tells whether a
+    /// later attempt may succeed).
     #[error(transparent)]
     Kv(#[from] KvError),
+    /// A transaction met a conflicting writer on every one of this many
+    /// attempts. Nothing was written; the caller may try later.
+    #[error("metadata contended: gave up after {0} conflicting attempts")]
+    Contended(u32),
     #[error("corrupt metadata record in {cf}: {reason}")]
     Corrupt { cf: &'static str, reason: String },
     #[error("metadata task failed: {0}")]
     Task(String),
+}
+
+impl MetaError {
+    /// Whether the operation may succeed if tried again later (a client
+    /// should be told to retry, not that the server is broken).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            MetaError::Kv(e) => e.is_retryable(),
+            MetaError::Contended(_) => true,
+            _ => false,
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, MetaError>;
@@ -36,6 +54,11 @@ pub struct RepoRecord {
 pub struct BlobRecord {
     pub size: u64,
     pub created_ms: u64,
+    /// Bumped by every new link to the blob, in the link's transaction:
+    /// garbage collection deletes a blob only if its generation is still
+    /// the one it saw when it found the blob unlinked.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -114,7 +137,7 @@ pub(crate) fn key2(a: &str, b: &str) -> Vec<u8> {
     k
 }
 
-fn key3(a: &str, b: &str, c: &str) -> Vec<u8> {
+pub(crate) fn key3(a: &str, b: &str, c: &str) -> Vec<u8> {
     let mut k = key2(a, b);
     k.push(SEP);
     k.extend_from_slice(c.as_bytes());
@@ -138,7 +161,7 @@ pub(crate) fn dec<T: DeserializeOwned>(cf: Cf, b: &[u8]) -> Result<T> {
     })
 }
 
-fn last_component(cf: Cf, k: &[u8]) -> Result<String> {
+pub(crate) fn last_component(cf: Cf, k: &[u8]) -> Result<String> {
     let tail = k.rsplit(|b| *b == SEP).next().unwrap_or(k);
     String::from_utf8(tail.to_vec()).map_err(|e| MetaError::Corrupt {
         cf: cf.name(),
@@ -171,55 +194,104 @@ fn dec_manifest(v: &[u8]) -> Result<(ManifestRecord, Vec<u8>)> {
     Ok((dec(Cf::Manifests, h)?, v[4 + len..].to_vec()))
 }
 
-const LOCK_STRIPES: usize = 64;
-
-struct Inner {
-    kv: Box<dyn KvStore>,
-    /// Serialise read-modify-write sequences per repository (and per upload
-    /// session), striped by hash.
-    locks: Vec<Mutex<()>>,
-}
-
 /// Typed metadata over a [`KvStore`]. Cheap to clone.
 ///
-/// Every method that changes state is one atomic batch, durable on return.
-/// Reads are point lookups or bounded scans.
+/// Every method that changes state is one transaction ([`Meta::transact`]):
+/// what it checks and what it writes commit together, durable on return,
+/// and a concurrent writer makes it retry rather than lose an update —
+/// across threads and across processes sharing one engine. Nothing here
+/// takes a lock. Reads are point lookups or bounded scans.
 #[derive(Clone)]
 pub struct Meta {
-    inner: Arc<Inner>,
+    inner: Arc<dyn KvStore>,
+}
+
+/// What a manifest references, as checked when it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ref {
+    /// A config or layer: a blob linked in the repository (or, rarely, a
+    /// manifest of the repository), whose size must match the descriptor.
+    Blob { digest: Digest, size: u64 },
+    /// A child manifest of an index.
+    Manifest { digest: Digest },
+}
+
+impl Ref {
+    pub fn digest(&self) -> &Digest {
+        match self {
+            Ref::Blob { digest, .. } | Ref::Manifest { digest } => digest,
+        }
+    }
 }
 
 /// A manifest write: everything that becomes visible together.
 pub struct PutManifest<'a> {
     pub repo: &'a str,
     pub digest: &'a Digest,
+    /// `blobs` and `children` are filled in from `refs`.
     pub record: ManifestRecord,
     pub body: &'a [u8],
-    pub tag: Option<&'a str>,
+    /// Tags to point at the manifest (moved if they pointed elsewhere).
+    pub tags: &'a [String],
     pub referrer: Option<(Digest, ReferrerRecord)>,
+    pub refs: Vec<Ref>,
+    /// Store it even if some references are not in the repository (a
+    /// sparse manifest, for partial mirrors).
+    pub allow_missing: bool,
 }
+
+/// Why a manifest was not stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refused {
+    /// A reference is not in the repository.
+    Missing(Ref),
+    /// A blob descriptor's size differs from the stored blob's.
+    SizeMismatch {
+        digest: Digest,
+        declared: u64,
+        stored: u64,
+    },
+}
+
+/// Instance-wide counters in [`Cf::Counters`], kept exact by blind adds in
+/// the transactions that create or remove what they count.
+pub mod counter {
+    pub const BLOBS: &str = "blobs";
+    pub const BLOB_BYTES: &str = "blob_bytes";
+    pub const REPOSITORIES: &str = "repositories";
+    pub const REGISTRIES: &str = "registries";
+    pub const ALL: [&str; 4] = [BLOBS, BLOB_BYTES, REPOSITORIES, REGISTRIES];
+}
+
+/// The value kept in [`Cf::Refs`] for a reference.
+const REF_BLOB: &[u8] = b"b";
+const REF_MANIFEST: &[u8] = b"m";
 
 impl Meta {
     pub fn new(kv: impl KvStore) -> Meta {
         Meta {
-            inner: Arc::new(Inner {
-                kv: Box::new(kv),
-                locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            }),
+            inner: Arc::new(kv),
         }
     }
 
     pub(crate) fn kv(&self) -> &dyn KvStore {
-        &*self.inner.kv
+        &*self.inner
     }
 
-    fn lock(&self, what: &str) -> MutexGuard<'_, ()> {
-        let mut h = DefaultHasher::new();
-        what.hash(&mut h);
-        let i = (h.finish() as usize) % LOCK_STRIPES;
-        self.inner.locks[i]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    /// Engine figures for `/metrics` (see [`KvStore::stats`]).
+    pub fn engine_stats(&self) -> Vec<(String, f64)> {
+        self.kv().stats()
+    }
+
+    /// The instance-wide counters ([`counter`]), by name.
+    pub fn counters(&self) -> Result<Vec<(&'static str, i64)>> {
+        counter::ALL
+            .iter()
+            .map(|c| {
+                let v = self.kv().get(Cf::Counters, c.as_bytes())?;
+                Ok((*c, crate::kv::counter_value(v.as_deref())))
+            })
+            .collect()
     }
 
     /// Run a blocking metadata operation off the async executor.
@@ -233,57 +305,107 @@ impl Meta {
             .map_err(|e| MetaError::Task(e.to_string()))?
     }
 
+    /// Run a read from async code: inline when the engine's reads are
+    /// cheap ([`KvStore::inline_reads`], RocksDB), on the blocking pool
+    /// otherwise (a networked engine). Writes always go through
+    /// [`Meta::run`].
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Meta) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if self.kv().inline_reads() {
+            f(self)
+        } else {
+            self.run(f).await
+        }
+    }
+
     pub(crate) fn get<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>> {
         match self.kv().get(cf, key)? {
             Some(v) => Ok(Some(dec(cf, &v)?)),
             None => Ok(None),
         }
     }
+}
 
-    fn touch_repo(&self, b: &mut Batch, repo: &str, now: u64) -> Result<()> {
-        let rec = match self.get::<RepoRecord>(Cf::Repos, repo.as_bytes())? {
-            Some(mut r) => {
-                r.updated_ms = now;
-                r
+/// Write the repository record: its `updated` time, and its creation if it
+/// is new. The record is the repository's guard key (see `tx.rs`): every
+/// change in a repository writes it, blindly when it exists, so concurrent
+/// pushes into one repository do not conflict over it, while a transaction
+/// that reads it with `get` (deleting the repository, a sweep of its
+/// unreferenced blobs) conflicts with every change made meanwhile.
+fn touch_repo(tx: &mut Tx<'_>, repo: &str, now: u64) -> Result<()> {
+    let created_ms = match tx.peek_as::<RepoRecord>(Cf::Repos, repo.as_bytes())? {
+        Some(r) => r.created_ms,
+        // Creating it: the absence is a condition, so two creators agree.
+        None => match tx.get_as::<RepoRecord>(Cf::Repos, repo.as_bytes())? {
+            Some(r) => r.created_ms,
+            None => {
+                tx.add(Cf::Counters, counter::REPOSITORIES, 1);
+                now
             }
-            None => RepoRecord {
+        },
+    };
+    tx.put_as(
+        Cf::Repos,
+        repo.as_bytes(),
+        &RepoRecord {
+            created_ms,
+            updated_ms: now,
+        },
+    );
+    Ok(())
+}
+
+/// Link `digest` into `repo` if it is not linked yet. A new link bumps the
+/// blob's generation (creating the blob record when `create` gives its size
+/// and the instance has none) and indexes the repository under the blob.
+/// Returns the blob's size, or `None` when the blob is unknown and not to
+/// be created.
+fn add_link(
+    tx: &mut Tx<'_>,
+    repo: &str,
+    digest: &Digest,
+    create: Option<u64>,
+) -> Result<Option<u64>> {
+    let d = digest.to_string();
+    let lk = key2(repo, &d);
+    if let Some(l) = tx.get_as::<LinkRecord>(Cf::Links, &lk)? {
+        return Ok(Some(l.size));
+    }
+    let now = now_millis();
+    let blob = match (tx.get_as::<BlobRecord>(Cf::Blobs, d.as_bytes())?, create) {
+        (Some(mut b), _) => {
+            b.generation += 1;
+            b
+        }
+        (None, Some(size)) => {
+            tx.add(Cf::Counters, counter::BLOBS, 1);
+            tx.add(Cf::Counters, counter::BLOB_BYTES, size as i64);
+            BlobRecord {
+                size,
                 created_ms: now,
-                updated_ms: now,
-            },
-        };
-        b.put(Cf::Repos, repo.as_bytes(), enc(&rec));
-        Ok(())
-    }
-
-    /// Add to `b`: the blob record (if the instance lacks it) and the
-    /// repository's link (if missing). The caller holds the repository lock.
-    fn add_link(&self, b: &mut Batch, repo: &str, digest: &Digest, size: u64) -> Result<()> {
-        let now = now_millis();
-        let d = digest.to_string();
-        if self.blob(digest)?.is_none() {
-            b.put(
-                Cf::Blobs,
-                d.as_bytes(),
-                enc(&BlobRecord {
-                    size,
-                    created_ms: now,
-                }),
-            );
+                generation: 1,
+            }
         }
-        if self.link(repo, digest)?.is_none() {
-            b.put(
-                Cf::Links,
-                key2(repo, &d),
-                enc(&LinkRecord {
-                    size,
-                    linked_ms: now,
-                }),
-            );
-            self.touch_repo(b, repo, now)?;
-        }
-        Ok(())
-    }
+        (None, None) => return Ok(None),
+    };
+    let size = blob.size;
+    tx.put_as(Cf::Blobs, d.as_bytes(), &blob);
+    tx.put_as(
+        Cf::Links,
+        lk,
+        &LinkRecord {
+            size,
+            linked_ms: now,
+        },
+    );
+    tx.put(Cf::BlobRepos, key2(&d, repo), Vec::new());
+    touch_repo(tx, repo, now)?;
+    Ok(Some(size))
+}
 
+impl Meta {
     // ---- repositories -------------------------------------------------
 
     pub fn repo(&self, repo: &str) -> Result<Option<RepoRecord>> {
@@ -299,12 +421,7 @@ impl Meta {
         let items = rows
             .into_iter()
             .take(n)
-            .map(|(k, _)| {
-                String::from_utf8(k).map_err(|e| MetaError::Corrupt {
-                    cf: Cf::Repos.name(),
-                    reason: e.to_string(),
-                })
-            })
+            .map(|(k, _)| utf8(Cf::Repos, k))
             .collect::<Result<_>>()?;
         Ok(Page { items, more })
     }
@@ -320,29 +437,88 @@ impl Meta {
     }
 
     /// Record that the instance stores `digest` (if not yet) and that `repo`
-    /// may serve it, in one atomic batch.
+    /// may serve it, in one transaction. For bytes just committed.
     pub fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
-        let _g = self.lock(repo);
-        let mut b = Batch::new();
-        self.add_link(&mut b, repo, digest, size)?;
-        if b.is_empty() {
-            return Ok(());
-        }
-        Ok(self.kv().write(b)?)
+        self.transact(|tx| add_link(tx, repo, digest, Some(size)).map(|_| ()))
+    }
+
+    /// A cross-repository mount: link `digest` into `repo` if `from` links
+    /// it (or, with `from = None`, if the instance stores it), checked and
+    /// linked in one transaction. Returns the blob's size, or `None` when
+    /// there is nothing to mount (the client uploads instead).
+    pub fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: Option<&str>,
+    ) -> Result<Option<u64>> {
+        self.transact(|tx| {
+            if let Some(from) = from {
+                let k = key2(from, &digest.to_string());
+                if tx.get(Cf::Links, &k)?.is_none() {
+                    return Ok(None);
+                }
+            }
+            add_link(tx, repo, digest, None)
+        })
     }
 
     /// Remove a repository's link to a blob. The bytes stay until garbage
     /// collection. Returns whether a link existed.
     pub fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        let _g = self.lock(repo);
-        let k = key2(repo, &digest.to_string());
-        if self.kv().get(Cf::Links, &k)?.is_none() {
-            return Ok(false);
-        }
-        let mut b = Batch::new();
-        b.delete(Cf::Links, k);
-        self.kv().write(b)?;
-        Ok(true)
+        let d = digest.to_string();
+        self.transact(|tx| {
+            let k = key2(repo, &d);
+            if tx.get(Cf::Links, &k)?.is_none() {
+                return Ok(false);
+            }
+            tx.delete(Cf::Links, k);
+            tx.delete(Cf::BlobRepos, key2(&d, repo));
+            touch_repo(tx, repo, now_millis())?;
+            Ok(true)
+        })
+    }
+
+    /// Repositories that link `digest`, in name order, after `after`, at
+    /// most `n` (the blob → repositories index).
+    pub fn blob_repos(
+        &self,
+        digest: &Digest,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<String>> {
+        let d = digest.to_string();
+        let prefix = prefix1(&d);
+        let after = after.map(|a| key2(&d, a));
+        self.kv()
+            .scan(Cf::BlobRepos, &prefix, after.as_deref(), n)?
+            .into_iter()
+            .map(|(k, _)| utf8(Cf::BlobRepos, k[prefix.len()..].to_vec()))
+            .collect()
+    }
+
+    /// Delete the record of a blob no repository links, provided nothing
+    /// linked it since its generation was `generation` (garbage
+    /// collection's re-check and delete, one transaction). Returns whether
+    /// the record was deleted; the bytes are the caller's to remove after.
+    pub fn sweep_blob(&self, digest: &Digest, generation: u64) -> Result<bool> {
+        let d = digest.to_string();
+        self.transact(|tx| {
+            let Some(b) = tx.get_as::<BlobRecord>(Cf::Blobs, d.as_bytes())? else {
+                return Ok(false);
+            };
+            // The blob record guards the links to it: a link made after the
+            // get above changes it and this commit conflicts.
+            if b.generation != generation
+                || !tx.scan(Cf::BlobRepos, &prefix1(&d), None, 1)?.is_empty()
+            {
+                return Ok(false);
+            }
+            tx.delete(Cf::Blobs, d.as_bytes());
+            tx.add(Cf::Counters, counter::BLOBS, -1);
+            tx.add(Cf::Counters, counter::BLOB_BYTES, -(b.size as i64));
+            Ok(true)
+        })
     }
 
     // ---- manifests and tags -------------------------------------------
@@ -372,96 +548,142 @@ impl Meta {
         self.get(Cf::Tags, &key2(repo, tag))
     }
 
-    /// Store a manifest, point `tag` at it (moving the tag if it pointed
-    /// elsewhere) and index it as a referrer of its subject: one batch.
-    pub fn put_manifest(&self, p: PutManifest<'_>) -> Result<()> {
-        let _g = self.lock(p.repo);
-        let now = now_millis();
+    /// Check a manifest's references, store it, point its tags at it
+    /// (moving them if they pointed elsewhere), index it as a referrer of
+    /// its subject and under everything it references: one transaction.
+    /// A reference deleted concurrently makes it retry (and then refuse).
+    pub fn put_manifest(&self, p: PutManifest<'_>) -> Result<std::result::Result<(), Refused>> {
         let d = p.digest.to_string();
-        let mut b = Batch::new();
-        // Keep the first push time when the same manifest is pushed again.
         let mut record = p.record;
-        if let Some((old, _)) = self.manifest(p.repo, p.digest)? {
-            record.pushed_ms = old.pushed_ms;
+        record.blobs.clear();
+        record.children.clear();
+        for r in &p.refs {
+            match r {
+                Ref::Blob { digest, .. } => record.blobs.push(digest.to_string()),
+                Ref::Manifest { digest } => record.children.push(digest.to_string()),
+            }
         }
-        b.put(
-            Cf::Manifests,
-            key2(p.repo, &d),
-            enc_manifest(&record, p.body),
-        );
-        if let Some(tag) = p.tag {
-            let created = match self.tag(p.repo, tag)? {
-                Some(old) => {
-                    if old.digest != d {
-                        b.delete(Cf::TagsByDigest, key3(p.repo, &old.digest, tag));
-                    }
-                    old.created_ms
+        self.transact(|tx| {
+            if !p.allow_missing {
+                if let Err(why) = check_refs(tx, p.repo, &p.refs)? {
+                    return Ok(Err(why));
                 }
-                None => now,
-            };
-            let rec = TagRecord {
-                digest: d.clone(),
-                created_ms: created,
-                updated_ms: now,
-            };
-            b.put(Cf::Tags, key2(p.repo, tag), enc(&rec));
-            b.put(Cf::TagsByDigest, key3(p.repo, &d, tag), Vec::new());
-        }
-        if let Some((subject, r)) = &p.referrer {
-            b.put(
-                Cf::Referrers,
-                key3(p.repo, &subject.to_string(), &d),
-                enc(r),
-            );
-        }
-        self.touch_repo(&mut b, p.repo, now)?;
-        Ok(self.kv().write(b)?)
+            }
+            let now = now_millis();
+            let mk = key2(p.repo, &d);
+            // Keep the first push time when the same manifest comes again.
+            let mut record = record.clone();
+            if let Some(v) = tx.peek(Cf::Manifests, &mk)? {
+                record.pushed_ms = dec_manifest(&v)?.0.pushed_ms;
+            }
+            tx.put(Cf::Manifests, mk, enc_manifest(&record, p.body));
+            for tag in p.tags {
+                let tk = key2(p.repo, tag);
+                let created_ms = match tx.get_as::<TagRecord>(Cf::Tags, &tk)? {
+                    Some(old) => {
+                        if old.digest != d {
+                            tx.delete(Cf::TagsByDigest, key3(p.repo, &old.digest, tag));
+                        }
+                        old.created_ms
+                    }
+                    None => now,
+                };
+                tx.put_as(
+                    Cf::Tags,
+                    tk,
+                    &TagRecord {
+                        digest: d.clone(),
+                        created_ms,
+                        updated_ms: now,
+                    },
+                );
+                tx.put(Cf::TagsByDigest, key3(p.repo, &d, tag), Vec::new());
+            }
+            if let Some((subject, r)) = &p.referrer {
+                tx.put_as(Cf::Referrers, key3(p.repo, &subject.to_string(), &d), r);
+            }
+            for r in &p.refs {
+                let kind = match r {
+                    Ref::Blob { .. } => REF_BLOB,
+                    Ref::Manifest { .. } => REF_MANIFEST,
+                };
+                tx.put(Cf::Refs, key3(p.repo, &r.digest().to_string(), &d), kind);
+            }
+            touch_repo(tx, p.repo, now)?;
+            Ok(Ok(()))
+        })
+    }
+
+    /// Manifests of `repo` that reference `target` (as a blob or a child),
+    /// in digest order, at most `n` (the reverse of a manifest's `blobs`
+    /// and `children`, without a scan of every manifest).
+    pub fn referenced_by(&self, repo: &str, target: &Digest, n: usize) -> Result<Vec<String>> {
+        let mut prefix = key2(repo, &target.to_string());
+        prefix.push(SEP);
+        self.kv()
+            .scan(Cf::Refs, &prefix, None, n)?
+            .iter()
+            .map(|(k, _)| last_component(Cf::Refs, k))
+            .collect()
     }
 
     /// Remove a tag only. Returns whether it existed.
     pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
-        let _g = self.lock(repo);
-        let Some(old) = self.tag(repo, tag)? else {
-            return Ok(false);
-        };
-        let mut b = Batch::new();
-        b.delete(Cf::Tags, key2(repo, tag));
-        b.delete(Cf::TagsByDigest, key3(repo, &old.digest, tag));
-        self.kv().write(b)?;
-        Ok(true)
+        self.transact(|tx| {
+            let tk = key2(repo, tag);
+            let Some(old) = tx.get_as::<TagRecord>(Cf::Tags, &tk)? else {
+                return Ok(false);
+            };
+            tx.delete(Cf::Tags, tk);
+            tx.delete(Cf::TagsByDigest, key3(repo, &old.digest, tag));
+            touch_repo(tx, repo, now_millis())?;
+            Ok(true)
+        })
     }
 
-    /// Remove a manifest, every tag pointing at it and its referrer entry.
-    /// Returns whether it existed.
+    /// Remove a manifest, every tag pointing at it, its referrer entry and
+    /// its reference index rows. Returns whether it existed.
     pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        let _g = self.lock(repo);
-        let Some((rec, _)) = self.manifest(repo, digest)? else {
-            return Ok(false);
-        };
         let d = digest.to_string();
-        let mut b = Batch::new();
-        b.delete(Cf::Manifests, key2(repo, &d));
-        let prefix = key2(repo, &d);
-        let mut prefix = prefix;
-        prefix.push(SEP);
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let rows = self
-                .kv()
-                .scan(Cf::TagsByDigest, &prefix, after.as_deref(), 1000)?;
-            let Some((last, _)) = rows.last() else { break };
-            after = Some(last.clone());
-            for (k, _) in &rows {
-                let tag = last_component(Cf::TagsByDigest, k)?;
-                b.delete(Cf::Tags, key2(repo, &tag));
-                b.delete(Cf::TagsByDigest, k.clone());
+        self.transact(|tx| {
+            let mk = key2(repo, &d);
+            // The manifest record guards the tags pointing at it: every tag
+            // put onto it writes the record too.
+            let Some(v) = tx.get(Cf::Manifests, &mk)? else {
+                return Ok(false);
+            };
+            let (rec, _) = dec_manifest(&v)?;
+            tx.delete(Cf::Manifests, mk);
+            let mut prefix = key2(repo, &d);
+            prefix.push(SEP);
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let rows = tx.scan(Cf::TagsByDigest, &prefix, after.as_deref(), 1000)?;
+                let Some((last, _)) = rows.last() else { break };
+                after = Some(last.clone());
+                for (k, _) in &rows {
+                    let tag = last_component(Cf::TagsByDigest, k)?;
+                    let tk = key2(repo, &tag);
+                    // A tag moved away meanwhile is not ours to delete: the
+                    // read makes a concurrent move conflict with us.
+                    if tx
+                        .get_as::<TagRecord>(Cf::Tags, &tk)?
+                        .is_some_and(|t| t.digest == d)
+                    {
+                        tx.delete(Cf::Tags, tk);
+                    }
+                    tx.delete(Cf::TagsByDigest, k.clone());
+                }
             }
-        }
-        if let Some(subject) = &rec.subject {
-            b.delete(Cf::Referrers, key3(repo, subject, &d));
-        }
-        self.kv().write(b)?;
-        Ok(true)
+            if let Some(subject) = &rec.subject {
+                tx.delete(Cf::Referrers, key3(repo, subject, &d));
+            }
+            for target in rec.blobs.iter().chain(&rec.children) {
+                tx.delete(Cf::Refs, key3(repo, target, &d));
+            }
+            touch_repo(tx, repo, now_millis())?;
+            Ok(true)
+        })
     }
 
     /// Tags of a repository in lexical order, after `last`, at most `n`.
@@ -502,39 +724,46 @@ impl Meta {
         self.get(Cf::Uploads, id.as_bytes())
     }
 
-    pub fn put_upload(&self, id: &str, rec: &UploadRecord) -> Result<()> {
-        self.write_upload(id, rec, false)
-    }
-
     /// Record a new, empty session without waiting for the disk: losing it
     /// to a machine crash loses no acknowledged byte (the client's next
     /// request gets BLOB_UPLOAD_UNKNOWN and starts over), and the first
     /// flushed write after it makes it durable.
     pub fn open_upload(&self, id: &str, rec: &UploadRecord) -> Result<()> {
-        self.write_upload(id, rec, true)
+        self.transact(|tx| {
+            tx.put_as(Cf::Uploads, id.as_bytes(), rec);
+            tx.no_sync();
+            Ok(())
+        })
     }
 
-    fn write_upload(&self, id: &str, rec: &UploadRecord, no_sync: bool) -> Result<()> {
-        let mut b = Batch::new();
-        b.put(Cf::Uploads, id.as_bytes(), enc(rec));
-        b.no_sync = no_sync;
-        Ok(self.kv().write(b)?)
+    /// Advance a session that still exists to `rec` (a session removed
+    /// meanwhile, by the reaper or a cancel, is not brought back). Returns
+    /// whether it existed.
+    pub fn put_upload(&self, id: &str, rec: &UploadRecord) -> Result<bool> {
+        self.transact(|tx| {
+            if tx.get(Cf::Uploads, id.as_bytes())?.is_none() {
+                return Ok(false);
+            }
+            tx.put_as(Cf::Uploads, id.as_bytes(), rec);
+            Ok(true)
+        })
     }
 
     pub fn delete_upload(&self, id: &str) -> Result<()> {
-        let mut b = Batch::new();
-        b.delete(Cf::Uploads, id.as_bytes());
-        Ok(self.kv().write(b)?)
+        self.transact(|tx| {
+            tx.delete(Cf::Uploads, id.as_bytes());
+            Ok(())
+        })
     }
 
     /// Close an upload: link the blob into the repository and drop the
     /// session record, atomically.
     pub fn complete_upload(&self, id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()> {
-        let _g = self.lock(repo);
-        let mut b = Batch::new();
-        self.add_link(&mut b, repo, digest, size)?;
-        b.delete(Cf::Uploads, id.as_bytes());
-        Ok(self.kv().write(b)?)
+        self.transact(|tx| {
+            add_link(tx, repo, digest, Some(size))?;
+            tx.delete(Cf::Uploads, id.as_bytes());
+            Ok(())
+        })
     }
 
     /// Upload sessions, in id order, after `after`, at most `n`.
@@ -546,13 +775,48 @@ impl Meta {
         self.kv()
             .scan(Cf::Uploads, b"", after.map(str::as_bytes), n)?
             .into_iter()
-            .map(|(k, v)| {
-                let id = String::from_utf8(k).map_err(|e| MetaError::Corrupt {
-                    cf: Cf::Uploads.name(),
-                    reason: e.to_string(),
-                })?;
-                Ok((id, dec(Cf::Uploads, &v)?))
-            })
+            .map(|(k, v)| Ok((utf8(Cf::Uploads, k)?, dec(Cf::Uploads, &v)?)))
             .collect()
     }
+}
+
+/// Every reference of a manifest is in the repository (read with `get`:
+/// deleting one concurrently conflicts with the put).
+fn check_refs(
+    tx: &mut Tx<'_>,
+    repo: &str,
+    refs: &[Ref],
+) -> Result<std::result::Result<(), Refused>> {
+    for r in refs {
+        let k = key2(repo, &r.digest().to_string());
+        match r {
+            Ref::Blob { digest, size } => match tx.get_as::<LinkRecord>(Cf::Links, &k)? {
+                Some(l) if l.size == *size => {}
+                Some(l) => {
+                    return Ok(Err(Refused::SizeMismatch {
+                        digest: digest.clone(),
+                        declared: *size,
+                        stored: l.size,
+                    }))
+                }
+                // A config or layer that is itself a manifest of this
+                // repository is fine too.
+                None if tx.get(Cf::Manifests, &k)?.is_some() => {}
+                None => return Ok(Err(Refused::Missing(r.clone()))),
+            },
+            Ref::Manifest { .. } => {
+                if tx.get(Cf::Manifests, &k)?.is_none() {
+                    return Ok(Err(Refused::Missing(r.clone())));
+                }
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn utf8(cf: Cf, k: Vec<u8>) -> Result<String> {
+    String::from_utf8(k).map_err(|e| MetaError::Corrupt {
+        cf: cf.name(),
+        reason: e.to_string(),
+    })
 }

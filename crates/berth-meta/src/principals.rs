@@ -3,9 +3,8 @@
 //! hashing is `berth-auth`'s business).
 
 use crate::cf::Cf;
-use crate::kv::Batch;
-use crate::meta::{dec, enc, key2, prefix1, Meta, MetaError};
-use serde::{Deserialize, Serialize};
+use crate::meta::{counter, dec, key2, prefix1, Meta, MetaError};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 type Result<T> = std::result::Result<T, MetaError>;
 
@@ -25,7 +24,34 @@ pub struct RegistryRecord {
     #[serde(default)]
     pub storage_limit: Option<u64>,
     #[serde(default)]
-    pub status: String,
+    pub status: RegistryStatus,
+    /// Accept manifests whose blobs or child manifests are not in the
+    /// repository (partial mirrors). Off by default.
+    #[serde(default)]
+    pub allow_sparse: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryStatus {
+    #[default]
+    Active,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenStatus {
+    Active,
+    Revoked,
+}
+
+impl TokenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Active => "active",
+            TokenStatus::Revoked => "revoked",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,36 +78,92 @@ pub struct TokenRecord {
     pub expires_ms: Option<u64>,
     #[serde(default)]
     pub last_used_ms: Option<u64>,
-    /// `active` or `revoked`.
-    pub status: String,
+    pub status: TokenStatus,
+}
+
+/// Why a user was not created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRefused {
+    NoRegistry,
+    Exists,
 }
 
 impl Meta {
+    /// Read-modify-write of one record in a transaction: `f` changes it and
+    /// says whether to write it. Returns the record as it is afterwards, or
+    /// `None` when there is none.
+    fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        mut f: impl FnMut(&mut T) -> bool,
+    ) -> Result<Option<T>> {
+        self.transact(|tx| {
+            let Some(mut rec) = tx.get_as::<T>(cf, key)? else {
+                return Ok(None);
+            };
+            if f(&mut rec) {
+                tx.put_as(cf, key, &rec);
+            }
+            Ok(Some(rec))
+        })
+    }
+
+    /// Write a record only where none is: returns false if one exists.
+    fn create<T: Serialize>(&self, cf: Cf, key: &[u8], rec: &T) -> Result<bool> {
+        self.transact(|tx| {
+            if tx.get(cf, key)?.is_some() {
+                return Ok(false);
+            }
+            tx.put_as(cf, key, rec);
+            Ok(true)
+        })
+    }
+
     // ---- registries ---------------------------------------------------
 
     pub fn registry(&self, name: &str) -> Result<Option<RegistryRecord>> {
         self.get(Cf::Registries, name.as_bytes())
     }
 
-    pub fn put_registry(&self, name: &str, rec: &RegistryRecord) -> Result<()> {
-        let mut b = Batch::new();
-        b.put(Cf::Registries, name.as_bytes(), enc(rec));
-        Ok(self.kv().write(b)?)
+    /// Create a registry; false if one of that name exists (checked and
+    /// written in one transaction: of concurrent creators, one wins).
+    pub fn create_registry(&self, name: &str, rec: &RegistryRecord) -> Result<bool> {
+        self.transact(|tx| {
+            if tx.get(Cf::Registries, name.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            tx.put_as(Cf::Registries, name.as_bytes(), rec);
+            tx.add(Cf::Counters, counter::REGISTRIES, 1);
+            Ok(true)
+        })
+    }
+
+    /// Change a registry's record; `None` if there is no such registry.
+    pub fn update_registry(
+        &self,
+        name: &str,
+        f: impl FnMut(&mut RegistryRecord) -> bool,
+    ) -> Result<Option<RegistryRecord>> {
+        self.update(Cf::Registries, name.as_bytes(), f)
     }
 
     /// Delete a registry record and its users. Repositories stay (their
     /// cleanup is the management API's and garbage collection's job).
     pub fn delete_registry(&self, name: &str) -> Result<bool> {
-        if self.registry(name)?.is_none() {
-            return Ok(false);
-        }
-        let mut b = Batch::new();
-        b.delete(Cf::Registries, name.as_bytes());
-        for (user, _) in self.list_users(name)? {
-            b.delete(Cf::Users, key2(name, &user));
-        }
-        self.kv().write(b)?;
-        Ok(true)
+        self.transact(|tx| {
+            // The registry record guards its users: creating one reads it.
+            if tx.get(Cf::Registries, name.as_bytes())?.is_none() {
+                return Ok(false);
+            }
+            tx.delete(Cf::Registries, name.as_bytes());
+            tx.add(Cf::Counters, counter::REGISTRIES, -1);
+            let prefix = prefix1(name);
+            for (k, _) in tx.scan(Cf::Users, &prefix, None, usize::MAX)? {
+                tx.delete(Cf::Users, k);
+            }
+            Ok(true)
+        })
     }
 
     pub fn list_registries(
@@ -107,20 +189,45 @@ impl Meta {
         self.get(Cf::Users, &key2(registry, name))
     }
 
-    pub fn put_user(&self, registry: &str, name: &str, rec: &UserRecord) -> Result<()> {
-        let mut b = Batch::new();
-        b.put(Cf::Users, key2(registry, name), enc(rec));
-        Ok(self.kv().write(b)?)
+    /// Create a user in an existing registry, unless it exists.
+    pub fn create_user(
+        &self,
+        registry: &str,
+        name: &str,
+        rec: &UserRecord,
+    ) -> Result<std::result::Result<(), UserRefused>> {
+        self.transact(|tx| {
+            if tx.get(Cf::Registries, registry.as_bytes())?.is_none() {
+                return Ok(Err(UserRefused::NoRegistry));
+            }
+            let k = key2(registry, name);
+            if tx.get(Cf::Users, &k)?.is_some() {
+                return Ok(Err(UserRefused::Exists));
+            }
+            tx.put_as(Cf::Users, k, rec);
+            Ok(Ok(()))
+        })
+    }
+
+    /// Change a user's record; `None` if there is no such user.
+    pub fn update_user(
+        &self,
+        registry: &str,
+        name: &str,
+        f: impl FnMut(&mut UserRecord) -> bool,
+    ) -> Result<Option<UserRecord>> {
+        self.update(Cf::Users, &key2(registry, name), f)
     }
 
     pub fn delete_user(&self, registry: &str, name: &str) -> Result<bool> {
-        if self.user(registry, name)?.is_none() {
-            return Ok(false);
-        }
-        let mut b = Batch::new();
-        b.delete(Cf::Users, key2(registry, name));
-        self.kv().write(b)?;
-        Ok(true)
+        self.transact(|tx| {
+            let k = key2(registry, name);
+            if tx.get(Cf::Users, &k)?.is_none() {
+                return Ok(false);
+            }
+            tx.delete(Cf::Users, k);
+            Ok(true)
+        })
     }
 
     /// Users of a registry (registries hold few; read them all).
@@ -144,10 +251,18 @@ impl Meta {
         self.get(Cf::Tokens, id.as_bytes())
     }
 
-    pub fn put_token(&self, id: &str, rec: &TokenRecord) -> Result<()> {
-        let mut b = Batch::new();
-        b.put(Cf::Tokens, id.as_bytes(), enc(rec));
-        Ok(self.kv().write(b)?)
+    /// Create a token record; false if the id is taken.
+    pub fn create_token(&self, id: &str, rec: &TokenRecord) -> Result<bool> {
+        self.create(Cf::Tokens, id.as_bytes(), rec)
+    }
+
+    /// Change a token's record; `None` if there is no such token.
+    pub fn update_token(
+        &self,
+        id: &str,
+        f: impl FnMut(&mut TokenRecord) -> bool,
+    ) -> Result<Option<TokenRecord>> {
+        self.update(Cf::Tokens, id.as_bytes(), f)
     }
 
     pub fn list_tokens(&self) -> Result<Vec<(String, TokenRecord)>> {
@@ -173,8 +288,9 @@ impl Meta {
     }
 
     pub fn put_setting(&self, name: &str, value: &str) -> Result<()> {
-        let mut b = Batch::new();
-        b.put(Cf::Settings, name.as_bytes(), value.as_bytes());
-        Ok(self.kv().write(b)?)
+        self.transact(|tx| {
+            tx.put(Cf::Settings, name.as_bytes(), value.as_bytes());
+            Ok(())
+        })
     }
 }

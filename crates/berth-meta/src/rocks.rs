@@ -1,21 +1,33 @@
 use crate::cf::Cf;
-use crate::kv::{Batch, KvError, KvStore, Op, Rows};
+use crate::kv::{counter_value, Batch, KvError, KvStore, Op, Rows};
 use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
-    WriteOptions, DB,
+    ColumnFamilyDescriptor, Direction, ErrorKind, IteratorMode, OptimisticTransactionDB,
+    OptimisticTransactionOptions, Options, ReadOptions, WriteBatchWithTransaction, WriteOptions,
 };
 use std::path::Path;
 
 /// The RocksDB engine: one database, one column family per record kind.
+///
+/// Opened as an `OptimisticTransactionDB`: a batch with conditions runs as
+/// a RocksDB optimistic transaction (each condition key read with
+/// `get_for_update`, so RocksDB itself detects a write to it between the
+/// check and the commit); a batch without conditions is a plain atomic
+/// write batch.
 pub struct RocksStore {
-    db: DB,
+    db: OptimisticTransactionDB,
     /// Sync the write-ahead log on every write (default). Off: a write
     /// survives a crash of Berth (it is in the kernel) but not of the machine.
     sync: bool,
 }
 
 fn engine(e: rocksdb::Error) -> KvError {
-    KvError::Engine(e.into_string())
+    match e.kind() {
+        // Optimistic transactions report a conflicting write as Busy, and
+        // TryAgain when the memtable history is too short to tell.
+        ErrorKind::Busy | ErrorKind::TryAgain => KvError::Conflict,
+        ErrorKind::TimedOut | ErrorKind::Incomplete => KvError::Unavailable(e.into_string()),
+        _ => KvError::Engine(e.into_string()),
+    }
 }
 
 impl RocksStore {
@@ -30,9 +42,12 @@ impl RocksStore {
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if *cf == Cf::Counters {
+                o.set_merge_operator_associative("berth_add_i64", add_i64);
+            }
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
-        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(engine)?;
+        let db = OptimisticTransactionDB::open_cf_descriptors(&opts, path, cfs).map_err(engine)?;
         Ok(RocksStore { db, sync: true })
     }
 
@@ -94,18 +109,92 @@ impl KvStore for RocksStore {
     }
 
     fn write(&self, batch: Batch) -> Result<(), KvError> {
-        let mut wb = WriteBatch::default();
-        let sync = self.sync && !batch.no_sync;
-        for op in batch.ops {
-            match op {
-                Op::Put(cf, k, v) => wb.put_cf(self.handle(cf)?, k, v),
-                Op::Delete(cf, k) => wb.delete_cf(self.handle(cf)?, k),
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync && !batch.no_sync);
+        if batch.conds.is_empty() {
+            let mut wb = WriteBatchWithTransaction::<true>::default();
+            for op in batch.ops {
+                match op {
+                    Op::Put(cf, k, v) => wb.put_cf(self.handle(cf)?, k, v),
+                    Op::Delete(cf, k) => wb.delete_cf(self.handle(cf)?, k),
+                    Op::Add(cf, k, d) => wb.merge_cf(self.handle(cf)?, k, d.to_le_bytes()),
+                }
+            }
+            return self.db.write_opt(wb, &wo).map_err(engine);
+        }
+        let tx = self
+            .db
+            .transaction_opt(&wo, &OptimisticTransactionOptions::default());
+        for c in &batch.conds {
+            let now = tx
+                .get_pinned_for_update_cf(self.handle(c.cf)?, &c.key, true)
+                .map_err(engine)?;
+            if now.as_deref() != c.expect.as_deref() {
+                // Dropping an uncommitted transaction discards it.
+                return Err(KvError::Conflict);
             }
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(sync);
-        self.db.write_opt(wb, &wo).map_err(engine)
+        for op in batch.ops {
+            match op {
+                Op::Put(cf, k, v) => tx.put_cf(self.handle(cf)?, k, v).map_err(engine)?,
+                Op::Delete(cf, k) => tx.delete_cf(self.handle(cf)?, k).map_err(engine)?,
+                Op::Add(cf, k, d) => tx
+                    .merge_cf(self.handle(cf)?, k, d.to_le_bytes())
+                    .map_err(engine)?,
+            }
+        }
+        tx.commit().map_err(engine)
     }
+
+    fn stats(&self) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        for cf in Cf::ALL {
+            let Ok(h) = self.handle(cf) else { continue };
+            if let Ok(Some(n)) = self
+                .db
+                .property_int_value_cf(h, "rocksdb.estimate-num-keys")
+            {
+                out.push((format!("keys:{}", cf.name()), n as f64));
+            }
+        }
+        for (name, prop) in [
+            ("live_data_bytes", "rocksdb.estimate-live-data-size"),
+            ("sst_bytes", "rocksdb.total-sst-files-size"),
+            ("memtable_bytes", "rocksdb.cur-size-all-mem-tables"),
+            (
+                "pending_compaction_bytes",
+                "rocksdb.estimate-pending-compaction-bytes",
+            ),
+            ("running_compactions", "rocksdb.num-running-compactions"),
+        ] {
+            let mut total = 0u64;
+            for cf in Cf::ALL {
+                if let Ok(h) = self.handle(cf) {
+                    total += self
+                        .db
+                        .property_int_value_cf(h, prop)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0);
+                }
+            }
+            out.push((name.to_string(), total as f64));
+        }
+        out
+    }
+}
+
+/// The counters' merge operator: the sum of little-endian `i64`s.
+fn add_i64(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &rocksdb::MergeOperands,
+) -> Option<Vec<u8>> {
+    let mut n = counter_value(existing);
+    for op in operands {
+        n = n.wrapping_add(counter_value(Some(op)));
+    }
+    Some(n.to_le_bytes().to_vec())
 }
 
 /// The smallest key greater than every key starting with `prefix`.
@@ -135,17 +224,10 @@ mod tests {
 mod contract_tests {
     use super::RocksStore;
 
-    #[test]
-    fn kv_contract() {
+    crate::contract_suite!(|| {
         let dir = tempfile::tempdir().unwrap();
-        crate::contract::kv_basics(&RocksStore::open(dir.path()).unwrap());
-    }
-
-    #[test]
-    fn meta_contract() {
-        let dir = tempfile::tempdir().unwrap();
-        crate::contract::meta_behaviour(RocksStore::open(dir.path()).unwrap());
-    }
+        (RocksStore::open(dir.path()).unwrap(), dir)
+    });
 
     #[test]
     fn survives_reopen_and_refuses_second_opener() {

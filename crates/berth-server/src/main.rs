@@ -306,7 +306,9 @@ fn main() -> anyhow::Result<()> {
                     };
                     println!(
                         "{id}\t{}\t{scope}\t{mode}\t{}\tlastUsed={:?}",
-                        t.name, t.status, t.last_used_ms
+                        t.name,
+                        t.status.as_str(),
+                        t.last_used_ms
                     );
                 }
                 Ok(())

@@ -357,8 +357,16 @@ impl BlobStore {
         Ok(())
     }
 
-    fn forget(&self, id: &str) {
+    /// Drop a session's entry from the lock table (done by commit and
+    /// abort; callers that find a session gone after locking it call it).
+    pub fn forget(&self, id: &str) {
         self.sessions.lock().expect("lock").remove(id);
+    }
+
+    /// Entries in the session lock table (for `/metrics`: it must track the
+    /// open sessions, not the ids clients send).
+    pub fn session_entries(&self) -> usize {
+        self.sessions.lock().expect("lock").len()
     }
 
     /// Staging files and their last modification time (for the reaper to
