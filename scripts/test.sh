@@ -8,6 +8,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/berth-target}"
 scripts/install-build-deps.sh
 scripts/install-test-deps.sh
 export BERTH_TOOLS="${BERTH_TOOLS:-$HOME/.cache/berth-tools}"
-cargo build --release --bin berth --bin berth-bench
+# One build of every target: the same feature resolution as the `cargo test`
+# below, so RocksDB (the long part of a fresh build) is compiled once.
+cargo build --release --workspace --all-targets
 export BERTH_BIN="$CARGO_TARGET_DIR/release/berth"
 cargo test --release --workspace "$@"

@@ -3,7 +3,7 @@
 //! it, and build images for real clients.
 //!
 //! The binary is `$BERTH_BIN`, or `berth` beside the test executables
-//! (`cargo build --release --bin berth` puts it there; `make test` does).
+//! (`cargo build --release --bin berth` puts it there; `scripts/test.sh` does).
 
 use sha2::{Digest as _, Sha256};
 use std::io::{BufRead, Read};
@@ -376,7 +376,7 @@ pub fn require(tool: &str) -> PathBuf {
     }
     assert!(
         have(tool),
-        "{tool} is required by this suite and is not installed: run scripts/install-test-deps.sh (make test does)"
+        "{tool} is required by this suite and is not installed: run scripts/install-test-deps.sh (scripts/test.sh does)"
     );
     PathBuf::from(tool)
 }
