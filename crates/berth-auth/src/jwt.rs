@@ -8,6 +8,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
+/// What a JWT of ours is for.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    /// Grants `access` on `/v2/`.
+    Access,
+    /// Exchanged at `/token` for new access tokens (the OAuth2 flow).
+    Refresh,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Claims {
     pub iss: String,
@@ -24,9 +34,8 @@ pub struct Claims {
     pub cred: String,
     #[serde(default)]
     pub gen: String,
-    /// `access` or `refresh`.
-    #[serde(default)]
-    pub typ: String,
+    /// What the token is for (a token without it does not decode).
+    pub typ: TokenType,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +165,7 @@ mod tests {
             }],
             cred: "admin".into(),
             gen: String::new(),
-            typ: "access".into(),
+            typ: TokenType::Access,
         }
     }
 

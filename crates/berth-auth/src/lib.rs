@@ -6,12 +6,19 @@
 //! Nothing here knows HTTP: the distribution crate maps [`AuthError`] to
 //! 401/403/429 and builds the challenge.
 
+mod auth;
+mod config;
+mod error;
 pub mod jwt;
+mod limiter;
 pub mod principal;
 pub mod scope;
 pub mod secret;
-mod service;
+mod verified;
 
+pub use auth::{Auth, ADMIN_SETTING};
+pub use config::AuthConfig;
+pub use error::AuthError;
+pub use jwt::TokenType;
 pub use principal::{Action, Principal};
 pub use scope::{Access, Scope};
-pub use service::{Auth, AuthConfig, AuthError, Created};

@@ -87,6 +87,17 @@ fn valid_component(c: &str) -> bool {
 }
 
 /// `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`
+/// A registry (tenant) name: DNS-label rules, 3–63 of `[a-z0-9-]`,
+/// starting and ending alphanumeric.
+pub fn valid_registry_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
 pub fn valid_tag(t: &str) -> bool {
     let b = t.as_bytes();
     !b.is_empty()
@@ -156,6 +167,25 @@ mod tests {
             RepoName::parse("acme/web").unwrap().first_component(),
             "acme"
         );
+    }
+
+    #[test]
+    fn registry_names() {
+        for ok in ["acme", "a-1", "abc", &"a".repeat(63)] {
+            assert!(valid_registry_name(ok), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "-ab",
+            "ab-",
+            "Acme",
+            "a_b",
+            "a.b",
+            &"a".repeat(64),
+            "",
+        ] {
+            assert!(!valid_registry_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -7,13 +7,8 @@ use crate::{ApiError, Inner, Result};
 use base64::Engine;
 use berth_auth::{Access, Action, AuthError, Principal};
 use berth_core::{ErrorCode, RepoName};
-use berth_meta::Visibility;
+use berth_meta::{RegistryRecord, Visibility};
 use http::header::{self, HeaderMap};
-
-/// The client's address, set by the server as a request extension (for the
-/// failed-login rate limit).
-#[derive(Debug, Clone)]
-pub struct ClientAddr(pub String);
 
 /// Who is asking, and what a bearer JWT granted (None for Basic: the
 /// principal's own permissions apply).
@@ -61,14 +56,15 @@ pub(crate) fn decode_basic(cred: &str) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
+/// The one mapping ([`ApiError`]'s `From<AuthError>`), plus the challenge
+/// a 401 on `/v2/` carries.
 fn auth_error(e: AuthError, challenge: Option<String>) -> ApiError {
-    match e {
-        AuthError::TooManyAttempts => {
-            ApiError::new(ErrorCode::TooManyRequests).detail(e.to_string())
+    let e = ApiError::from(e);
+    match challenge {
+        Some(c) if e.code == ErrorCode::Unauthorized => {
+            e.header(header::WWW_AUTHENTICATE, crate::hv(&c))
         }
-        AuthError::Unauthenticated(m) => unauthorized(challenge).detail(m),
-        AuthError::Denied(m) => ApiError::new(ErrorCode::Denied).detail(m),
-        other => ApiError::internal(other),
+        _ => e,
     }
 }
 
@@ -157,7 +153,7 @@ impl Inner {
     /// Check the caller may call `ep`; create the registry on an admin's
     /// first push when configured. Errors: 401 (anonymous), 403, or
     /// NAME_INVALID / NAME_UNKNOWN for names outside any registry.
-    pub(crate) fn authorize(&self, ep: &Endpoint, caller: &Caller) -> Result<()> {
+    pub(crate) async fn authorize(&self, ep: &Endpoint, caller: &Caller) -> Result<()> {
         let Some(auth) = self.auth.as_ref().filter(|a| a.enabled()) else {
             return Ok(());
         };
@@ -215,14 +211,21 @@ impl Inner {
         }
         if vis.is_none() {
             if action == Action::Push && auth.config().auto_create_registries {
-                match auth.create_registry(registry, Visibility::Private) {
-                    Ok(_) | Err(AuthError::Conflict(_)) => {
-                        tracing::info!(registry, "registry created on first push");
-                    }
-                    Err(AuthError::Invalid(m)) => {
-                        return Err(ApiError::new(ErrorCode::NameInvalid).detail(m));
-                    }
-                    Err(e) => return Err(ApiError::internal(e)),
+                if !berth_core::name::valid_registry_name(registry) {
+                    return Err(ApiError::new(ErrorCode::NameInvalid).detail(format!(
+                        "registry name {registry:?}: 3-63 characters of lowercase letters, digits and '-', not starting or ending with '-'"
+                    )));
+                }
+                let name = registry.to_string();
+                let rec =
+                    RegistryRecord::new(uuid::Uuid::new_v4().to_string(), Visibility::Private);
+                // Of concurrent first pushes one creates it; all go on.
+                if self
+                    .meta
+                    .run(move |m| m.create_registry(&name, &rec))
+                    .await?
+                {
+                    tracing::info!(registry, "registry created on first push");
                 }
             } else {
                 return Err(

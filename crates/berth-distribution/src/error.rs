@@ -1,5 +1,6 @@
-//! The one place where errors become `/v2/` responses.
+//! The one place where errors become `/v2/` (and `/token`) responses.
 
+use berth_auth::AuthError;
 use berth_core::ErrorCode;
 use berth_meta::MetaError;
 use berth_storage::StorageError;
@@ -63,9 +64,58 @@ impl ApiError {
     }
 }
 
+impl berth_http::ApiError for ApiError {
+    fn status(&self) -> http::StatusCode {
+        http::StatusCode::from_u16(self.code.status())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn render(self, head: bool) -> http::Response<berth_http::Body> {
+        let mut r = berth_http::error_response(
+            berth_http::ApiError::status(&self),
+            self.body(),
+            "application/json",
+            head,
+        );
+        for (k, v) in self.headers {
+            r.headers_mut().insert(k, v);
+        }
+        r
+    }
+}
+
+/// Busy, not broken: 503 with `Retry-After`, so clients try again.
+fn unavailable(what: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %what, "metadata store busy");
+    ApiError::new(ErrorCode::Unavailable)
+        .message("the registry is busy; try again")
+        .header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
+}
+
 impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> ApiError {
-        ApiError::internal(e)
+        if e.is_retryable() {
+            unavailable(e)
+        } else {
+            ApiError::internal(e)
+        }
+    }
+}
+
+/// The one mapping of auth errors to `/v2/` and `/token` answers. A 401
+/// here has no challenge yet: `/v2/` adds one (`access.rs`).
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        match e {
+            AuthError::TooManyAttempts => {
+                ApiError::new(ErrorCode::TooManyRequests).detail(e.to_string())
+            }
+            AuthError::Unauthenticated(m) => ApiError::new(ErrorCode::Unauthorized).detail(m),
+            AuthError::Denied(m) => ApiError::new(ErrorCode::Denied).detail(m),
+            AuthError::Invalid(m) => ApiError::new(ErrorCode::BadRequest).detail(m),
+            AuthError::Unavailable(m) => unavailable(m),
+            AuthError::Internal(m) => ApiError::internal(m),
+        }
     }
 }
 

@@ -15,30 +15,24 @@ pub mod router;
 mod token;
 mod uploads;
 
-pub use access::ClientAddr;
 pub use error::ApiError;
 pub use router::Endpoint;
+pub use token::TokenService;
 
 use berth_core::ErrorCode;
+pub(crate) use berth_http::{full, hv, status_response};
+use berth_http::{ApiHandler, Body, ClientAddr};
 use berth_meta::Meta;
 use berth_storage::BlobStore;
 use bytes::Bytes;
 use futures::TryStreamExt;
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http::header::HeaderValue;
+use http::request::Parts;
+use http::{Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Response bodies: full buffers or streams from the blob store.
-pub type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
-
-/// The route label a response was served by, for metrics and logs.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteLabel(pub &'static str);
 
 /// Settings of the `/v2/` API.
 #[derive(Debug, Clone)]
@@ -76,7 +70,9 @@ pub struct Gauges {
     pub open_uploads: Option<prometheus::IntGauge>,
 }
 
-/// The `/v2/` API. Cheap to clone.
+/// The `/v2/` API. Cheap to clone. Served through [`berth_http::dispatch`]
+/// (it is an [`ApiHandler`]); [`Distribution::token_service`] is its
+/// sibling for `/token`.
 #[derive(Clone)]
 pub struct Distribution {
     inner: Arc<Inner>,
@@ -116,81 +112,81 @@ impl Distribution {
         &self.inner.meta
     }
 
-    /// Serve the docker token service (`GET`/`POST /token`).
-    pub async fn token<B>(&self, req: Request<B>) -> Response<Body>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: std::fmt::Display + Send,
-    {
-        let head = req.method() == http::Method::HEAD;
-        match token::serve(&self.inner, req).await {
-            Ok(r) => r,
-            Err(e) => error_response(e, head),
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
+    /// The docker token service (`GET`/`POST /token`) over the same auth.
+    pub fn token_service(&self) -> token::TokenService {
+        token::TokenService {
+            inner: self.inner.clone(),
         }
     }
 
-    /// Serve one `/v2/` request. Never fails: errors become OCI error JSON.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: std::fmt::Display + Send,
-    {
-        let head = req.method() == http::Method::HEAD;
-        let (parts, body) = req.into_parts();
+    /// Remove upload sessions idle for longer than the configured age, and
+    /// staged files that no session owns. Returns how many were removed.
+    pub async fn reap_uploads(&self) -> std::result::Result<usize, JobError> {
+        uploads::reap(&self.inner).await
+    }
+
+    /// Count open sessions into the gauge (at start-up).
+    pub async fn count_uploads(&self) -> std::result::Result<usize, JobError> {
+        uploads::count(&self.inner).await
+    }
+}
+
+/// A failure of a background job (the upload reaper): the store's error,
+/// not an HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Meta(#[from] berth_meta::MetaError),
+    #[error(transparent)]
+    Storage(#[from] berth_storage::StorageError),
+}
+
+impl ApiHandler for Distribution {
+    type Endpoint = Endpoint;
+    type Error = ApiError;
+    const UNROUTED: &'static str = "v2.unrouted";
+
+    fn parse(&self, parts: &Parts) -> Result<Endpoint> {
+        router::parse(&parts.method, parts.uri.path())
+    }
+
+    fn route(ep: &Endpoint) -> &'static str {
+        ep.route()
+    }
+
+    /// Authenticate, authorise (both need the endpoint: which repository,
+    /// which action), then handle.
+    async fn handle(&self, ep: Endpoint, parts: Parts, body: Body) -> Result<Response<Body>> {
         let client = parts
             .extensions
             .get::<ClientAddr>()
             .map(|c| c.0.clone())
             .unwrap_or_default();
-        let (route, res) = match router::parse(&parts.method, parts.uri.path()) {
-            Ok(ep) => {
-                let route = ep.route();
-                let res = async {
-                    let caller =
-                        self.inner
-                            .authenticate(&parts.headers, &client, Inner::scope_for(&ep))?;
-                    self.inner.authorize(&ep, &caller)?;
-                    self.inner.dispatch(ep, &parts, body, &caller).await
-                }
-                .await;
-                (route, res)
-            }
-            Err(e) => ("v2.unrouted", Err(e)),
-        };
-        let mut resp = match res {
-            Ok(r) => r,
-            Err(e) => error_response(e, head),
-        };
+        let caller = self
+            .inner
+            .authenticate(&parts.headers, &client, Inner::scope_for(&ep))?;
+        self.inner.authorize(&ep, &caller).await?;
+        self.inner.dispatch(ep, &parts, body, &caller).await
+    }
+
+    fn finish(&self, resp: &mut Response<Body>) {
         resp.headers_mut()
             .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
-        resp.extensions_mut().insert(RouteLabel(route));
-        resp
-    }
-
-    /// Remove upload sessions idle for longer than the configured age, and
-    /// staged files that no session owns. Returns how many were removed.
-    pub async fn reap_uploads(&self) -> Result<usize> {
-        uploads::reap(&self.inner).await
-    }
-
-    /// Count open sessions into the gauge (at start-up).
-    pub async fn count_uploads(&self) -> Result<usize> {
-        uploads::count(&self.inner).await
     }
 }
 
 impl Inner {
-    async fn dispatch<B>(
+    async fn dispatch(
         &self,
         ep: Endpoint,
-        parts: &http::request::Parts,
-        body: B,
+        parts: &Parts,
+        body: Body,
         caller: &access::Caller,
-    ) -> Result<Response<Body>>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: std::fmt::Display + Send,
-    {
+    ) -> Result<Response<Body>> {
         let q = Query::parse(parts.uri.query())?;
         let h = &parts.headers;
         match ep {
@@ -237,13 +233,9 @@ impl Inner {
 }
 
 /// The request body as a stream of data chunks.
-pub(crate) fn body_stream<B>(
-    body: B,
-) -> impl futures::Stream<Item = std::result::Result<Bytes, String>> + Send + 'static
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: std::fmt::Display + Send,
-{
+pub(crate) fn body_stream(
+    body: Body,
+) -> impl futures::Stream<Item = std::result::Result<Bytes, String>> + Send + 'static {
     TryStreamExt::map_err(http_body_util::BodyStream::new(body), |e| e.to_string())
         .try_filter_map(|frame| futures::future::ready(Ok(frame.into_data().ok())))
 }
@@ -277,67 +269,13 @@ impl Query {
     }
 }
 
-pub(crate) fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
-}
-
-pub(crate) fn full(b: Vec<u8>) -> Body {
-    Full::new(Bytes::from(b))
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
+/// A response with a body of the given content type.
 pub(crate) fn json_response(
     status: StatusCode,
     body: Vec<u8>,
     content_type: &str,
 ) -> Response<Body> {
-    let len = body.len();
-    let mut r = Response::new(full(body));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, hv(content_type));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    r
-}
-
-/// A header value from text we built (always valid visible ASCII).
-pub(crate) fn hv(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
-/// An empty response with a status and headers.
-pub(crate) fn status_response(status: StatusCode, headers: &[(&str, String)]) -> Response<Body> {
-    let mut r = Response::new(empty());
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    for (k, v) in headers {
-        if let Ok(name) = http::HeaderName::from_bytes(k.as_bytes()) {
-            h.insert(name, hv(v));
-        }
-    }
-    if !h.contains_key(header::CONTENT_LENGTH) {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-    }
-    r
-}
-
-fn error_response(e: ApiError, head: bool) -> Response<Body> {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = e.body();
-    let mut r = if head {
-        let mut r = status_response(status, &[]);
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        r
-    } else {
-        json_response(status, body, "application/json")
-    };
-    *r.status_mut() = status;
-    for (k, v) in e.headers {
-        r.headers_mut().insert(k, v);
-    }
-    r
+    berth_http::body_response(status, body, content_type)
 }
 
 /// Parse `n` and `last` of a listing.

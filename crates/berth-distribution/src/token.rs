@@ -2,22 +2,56 @@
 //! `scope` parameters) and `POST /token` (the OAuth2 password and
 //! refresh-token grants that docker and containerd use).
 
-use crate::access::ClientAddr;
 use crate::{json_response, ApiError, Body, Inner, Result};
-use berth_auth::{AuthError, Principal, Scope};
+use berth_auth::{Principal, Scope, TokenType};
 use berth_core::ErrorCode;
-use bytes::Bytes;
+use berth_http::{ApiHandler, ClientAddr};
 use futures::StreamExt;
-use http::{header, Method, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{header, Method, Response, StatusCode};
 use serde_json::json;
+use std::sync::Arc;
 
-fn err(e: AuthError) -> ApiError {
-    match e {
-        AuthError::TooManyAttempts => ApiError::new(ErrorCode::TooManyRequests),
-        AuthError::Unauthenticated(m) => ApiError::new(ErrorCode::Unauthorized).detail(m),
-        AuthError::Denied(m) => ApiError::new(ErrorCode::Denied).detail(m),
-        AuthError::Invalid(m) => ApiError::new(ErrorCode::BadRequest).detail(m),
-        other => ApiError::internal(other),
+/// The token service (`/token`): an API of its own beside `/v2/`, over the
+/// same auth, with the same error envelope.
+#[derive(Clone)]
+pub struct TokenService {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// `GET` (Basic or anonymous, scopes in the query) or `POST` (OAuth2
+/// grants in a form body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpoint {
+    Get,
+    Post,
+}
+
+impl ApiHandler for TokenService {
+    type Endpoint = TokenEndpoint;
+    type Error = ApiError;
+    const UNROUTED: &'static str = "token.unrouted";
+
+    fn parse(&self, parts: &Parts) -> Result<TokenEndpoint> {
+        if parts.uri.path() != "/token" {
+            return Err(ApiError::new(ErrorCode::NotFound));
+        }
+        match parts.method {
+            Method::GET | Method::HEAD => Ok(TokenEndpoint::Get),
+            Method::POST => Ok(TokenEndpoint::Post),
+            _ => Err(ApiError::new(ErrorCode::Unsupported)),
+        }
+    }
+
+    fn route(ep: &TokenEndpoint) -> &'static str {
+        match ep {
+            TokenEndpoint::Get => "token.get",
+            TokenEndpoint::Post => "token.post",
+        }
+    }
+
+    async fn handle(&self, _ep: TokenEndpoint, parts: Parts, body: Body) -> Result<Response<Body>> {
+        serve(&self.inner, parts, body).await
     }
 }
 
@@ -27,20 +61,15 @@ fn params(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-pub(crate) async fn serve<B>(s: &Inner, req: Request<B>) -> Result<Response<Body>>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: std::fmt::Display + Send,
-{
+async fn serve(s: &Inner, parts: Parts, body: Body) -> Result<Response<Body>> {
     let Some(auth) = s.auth.as_ref().filter(|a| a.enabled()) else {
         return Err(ApiError::new(ErrorCode::NotFound).message("authentication is disabled"));
     };
-    let client = req
-        .extensions()
+    let client = parts
+        .extensions
         .get::<ClientAddr>()
         .map(|c| c.0.clone())
         .unwrap_or_default();
-    let (parts, body) = req.into_parts();
     let mut p = params(parts.uri.query().unwrap_or(""));
     let is_post = parts.method == Method::POST;
     if is_post {
@@ -55,8 +84,6 @@ where
             buf.extend_from_slice(&c);
         }
         p.extend(params(&String::from_utf8_lossy(&buf)));
-    } else if parts.method != Method::GET {
-        return Err(ApiError::new(ErrorCode::Unsupported));
     }
     let get = |k: &str| p.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     if let Some(svc) = get("service") {
@@ -79,11 +106,11 @@ where
             Some("password") => {
                 let user = get("username").unwrap_or("");
                 let pass = get("password").unwrap_or("");
-                (auth.basic(user, pass, &client).map_err(err)?, true)
+                (auth.basic(user, pass, &client)?, true)
             }
             Some("refresh_token") => {
                 let t = get("refresh_token").unwrap_or("");
-                (auth.refresh(t).map_err(err)?, false)
+                (auth.refresh(t)?, false)
             }
             other => {
                 return Err(ApiError::new(ErrorCode::BadRequest)
@@ -108,12 +135,12 @@ where
                     ApiError::new(ErrorCode::Unauthorized).message("malformed Basic credentials")
                 })?;
                 let offline = get("offline_token") == Some("true");
-                (auth.basic(&user, &pass, &client).map_err(err)?, offline)
+                (auth.basic(&user, &pass, &client)?, offline)
             }
         }
     };
-    let access = auth.grant(&principal, &scopes).map_err(err)?;
-    let (token, expires_in, issued_at) = auth.issue(&principal, access, "access").map_err(err)?;
+    let access = auth.grant(&principal, &scopes)?;
+    let (token, expires_in, issued_at) = auth.issue(&principal, access, TokenType::Access)?;
     let mut out = json!({
         "token": token,
         "access_token": token,
@@ -121,7 +148,7 @@ where
         "issued_at": rfc3339(issued_at),
     });
     if want_refresh && principal != Principal::Anonymous {
-        let (refresh, _, _) = auth.issue(&principal, Vec::new(), "refresh").map_err(err)?;
+        let (refresh, _, _) = auth.issue(&principal, Vec::new(), TokenType::Refresh)?;
         out["refresh_token"] = json!(refresh);
     }
     Ok(json_response(

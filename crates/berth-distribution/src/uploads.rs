@@ -359,7 +359,7 @@ pub(crate) async fn cancel_blob_upload(
     Ok(status_response(StatusCode::NO_CONTENT, &[]))
 }
 
-pub(crate) async fn count(s: &Inner) -> Result<usize> {
+pub(crate) async fn count(s: &Inner) -> std::result::Result<usize, crate::JobError> {
     let mut n = 0;
     let mut after: Option<String> = None;
     loop {
@@ -378,7 +378,7 @@ pub(crate) async fn count(s: &Inner) -> Result<usize> {
     Ok(n)
 }
 
-pub(crate) async fn reap(s: &Inner) -> Result<usize> {
+pub(crate) async fn reap(s: &Inner) -> std::result::Result<usize, crate::JobError> {
     let max_age_ms = s.cfg.upload_max_age.as_millis() as u64;
     let cutoff = now_millis().saturating_sub(max_age_ms);
     let mut removed = 0;

@@ -31,6 +31,20 @@ pub struct RegistryRecord {
     pub allow_sparse: bool,
 }
 
+impl RegistryRecord {
+    /// A new, active registry with no storage limit.
+    pub fn new(id: String, visibility: Visibility) -> RegistryRecord {
+        RegistryRecord {
+            id,
+            created_ms: crate::now_millis(),
+            visibility,
+            storage_limit: None,
+            status: RegistryStatus::Active,
+            allow_sparse: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistryStatus {

@@ -1,22 +1,61 @@
-//! The generic server: one place for request ids, tracing spans, metrics,
-//! and routing between the APIs (`/v2/`, and later `/api/v1/`, `/token`).
+//! The server around the APIs: a table from path prefix to API, and for
+//! every request an id, a tracing span, byte counts, and the request and
+//! latency metrics. Each API parses, handles and renders its own errors
+//! through [`berth_http::dispatch`].
 
 use crate::metrics::Metrics;
-use berth_distribution::{Body, Distribution, RouteLabel};
+use crate::ops::Ops;
+use berth_distribution::{Distribution, TokenService};
+use berth_http::{dispatch, Body, ClientAddr};
+use berth_management::Management;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::header::HeaderValue;
+use http::{Request, Response};
 use http_body::{Frame, SizeHint};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use prometheus::IntCounter;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tracing::Instrument;
 
-pub struct State {
+/// Which API serves a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `/v2/…`: the OCI distribution API.
+    Distribution,
+    /// `/token`: the docker token service.
+    Token,
+    /// `/api/v1/…`: the management API.
+    Management,
+    /// `/healthz`, `/readyz`, `/metrics`, and everything else (404).
+    Ops,
+}
+
+/// Path prefixes, matched on whole segments, first match wins.
+pub const ROUTES: &[(&str, Api)] = &[
+    ("/v2", Api::Distribution),
+    ("/token", Api::Token),
+    ("/api/v1", Api::Management),
+];
+
+/// The API for `path`.
+pub fn api_for(path: &str) -> Api {
+    ROUTES
+        .iter()
+        .find(|(prefix, _)| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .map(|(_, api)| *api)
+        .unwrap_or(Api::Ops)
+}
+
+pub struct Router {
     pub dist: Distribution,
+    pub token: TokenService,
+    pub management: Management,
+    pub ops: Ops,
     pub metrics: Metrics,
 }
 
@@ -61,22 +100,7 @@ where
     }
 }
 
-fn simple(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
-    let len = body.len();
-    let mut r = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    r
-}
-
-fn request_id(req: &Request<hyper::body::Incoming>) -> String {
+fn request_id<B>(req: &Request<B>) -> String {
     req.headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -85,103 +109,74 @@ fn request_id(req: &Request<hyper::body::Incoming>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
-pub async fn serve(
-    state: Arc<State>,
-    mut req: Request<hyper::body::Incoming>,
-    peer: String,
-) -> Response<Body> {
-    req.extensions_mut()
-        .insert(berth_distribution::ClientAddr(peer));
-    let start = Instant::now();
-    let rid = request_id(&req);
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let span = tracing::info_span!("request", id = %rid, method = %method, path = %path);
-    async move {
-        let req = req.map(|b| Counted::new(b, state.metrics.bytes_in.clone()));
-        let (route, mut resp) = if path == "/v2" || path.starts_with("/v2/") {
-            let r = state.dist.handle(req).await;
-            let route = r
-                .extensions()
-                .get::<RouteLabel>()
-                .map(|l| l.0)
-                .unwrap_or("v2");
-            (route, r)
-        } else {
-            match path.as_str() {
-                "/token" => ("token", state.dist.token(req).await),
-                "/healthz" => (
-                    "healthz",
-                    simple(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-                ),
-                "/readyz" => match state.dist.meta().list_repos(None, 1) {
-                    Ok(_) => (
-                        "readyz",
-                        simple(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
-                    ),
-                    Err(e) => {
-                        tracing::error!(error = %e, "not ready");
-                        (
-                            "readyz",
-                            simple(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "text/plain",
-                                b"metadata store unavailable\n".to_vec(),
-                            ),
-                        )
-                    }
-                },
-                "/metrics" => (
-                    "metrics",
-                    simple(
-                        StatusCode::OK,
-                        "text/plain; version=0.0.4",
-                        state.metrics.render(),
-                    ),
-                ),
-                _ => (
-                    "unrouted",
-                    simple(
-                        StatusCode::NOT_FOUND,
-                        "application/json",
-                        br#"{"errors":[{"code":"NOT_FOUND","message":"no such route"}]}"#.to_vec(),
-                    ),
-                ),
+impl Router {
+    pub async fn serve(&self, req: Request<hyper::body::Incoming>, peer: String) -> Response<Body> {
+        let start = Instant::now();
+        let rid = request_id(&req);
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let span = tracing::info_span!("request", id = %rid, method = %method, path = %path);
+        async move {
+            let mut req =
+                req.map(|b| berth_http::boxed(Counted::new(b, self.metrics.bytes_in.clone())));
+            req.extensions_mut().insert(ClientAddr(peer));
+            let (route, mut resp) = match api_for(&path) {
+                Api::Distribution => dispatch(&self.dist, req).await,
+                Api::Token => dispatch(&self.token, req).await,
+                Api::Management => dispatch(&self.management, req).await,
+                Api::Ops => dispatch(&self.ops, req).await,
+            };
+            let status = resp.status();
+            let elapsed = start.elapsed();
+            self.metrics
+                .requests
+                .with_label_values(&[route, method.as_str(), status.as_str()])
+                .inc();
+            self.metrics
+                .latency
+                .with_label_values(&[route])
+                .observe(elapsed.as_secs_f64());
+            if status.is_server_error() {
+                tracing::warn!(
+                    status = status.as_u16(),
+                    route,
+                    ms = elapsed.as_millis() as u64,
+                    "request failed"
+                );
+            } else {
+                tracing::info!(
+                    status = status.as_u16(),
+                    route,
+                    ms = elapsed.as_millis() as u64,
+                    "request"
+                );
             }
-        };
-        let status = resp.status();
-        let elapsed = start.elapsed();
-        state
-            .metrics
-            .requests
-            .with_label_values(&[route, method.as_str(), status.as_str()])
-            .inc();
-        state
-            .metrics
-            .latency
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-        if status.is_server_error() {
-            tracing::warn!(
-                status = status.as_u16(),
-                route,
-                ms = elapsed.as_millis() as u64,
-                "request failed"
-            );
-        } else {
-            tracing::info!(
-                status = status.as_u16(),
-                route,
-                ms = elapsed.as_millis() as u64,
-                "request"
-            );
+            if let Ok(v) = HeaderValue::from_str(&rid) {
+                resp.headers_mut().insert("x-request-id", v);
+            }
+            let out = self.metrics.bytes_out.clone();
+            resp.map(|b| Counted::new(b, out).boxed_unsync())
         }
-        if let Ok(v) = HeaderValue::from_str(&rid) {
-            resp.headers_mut().insert("x-request-id", v);
-        }
-        let out = state.metrics.bytes_out.clone();
-        resp.map(|b| Counted::new(b, out).boxed_unsync())
+        .instrument(span)
+        .await
     }
-    .instrument(span)
-    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert_eq!(api_for("/v2"), Api::Distribution);
+        assert_eq!(api_for("/v2/a/b/manifests/x"), Api::Distribution);
+        assert_eq!(api_for("/v2x"), Api::Ops);
+        assert_eq!(api_for("/token"), Api::Token);
+        assert_eq!(api_for("/tokens"), Api::Ops);
+        assert_eq!(api_for("/api/v1"), Api::Management);
+        assert_eq!(api_for("/api/v1/registries"), Api::Management);
+        assert_eq!(api_for("/api/v2"), Api::Ops);
+        assert_eq!(api_for("/metrics"), Api::Ops);
+        assert_eq!(api_for("/"), Api::Ops);
+    }
 }

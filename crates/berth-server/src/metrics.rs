@@ -1,8 +1,12 @@
-//! Prometheus metrics of the whole server.
+//! Prometheus metrics of the whole server: requests, bytes, the process
+//! (CPU, memory, file descriptors), the metadata engine, what is stored,
+//! the blob store's operations, refused logins and upload sessions.
+//! Figures owned by other parts are read at each scrape.
 
+use berth_distribution::Distribution;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -13,65 +17,191 @@ pub struct Metrics {
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounter,
     pub open_uploads: IntGauge,
+    session_locks: IntGauge,
+    stored: IntGaugeVec,
+    keys: GaugeVec,
+    engine: GaugeVec,
+    blob_ops: IntCounterVec,
+    refusals: IntCounterVec,
+    /// One scrape at a time: scrapes set the read-at-scrape families.
+    scrape: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "berth_http_requests_total",
-                "HTTP requests by route, method and status",
-            ),
-            &["route", "method", "status"],
-        )
-        .expect("metric");
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "berth_http_request_duration_seconds",
-                "Time to the response head, by route",
+        let r = Registry::new();
+        let requests = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "berth_http_requests_total",
+                    "HTTP requests by route, method and status",
+                ),
+                &["route", "method", "status"],
             )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0,
-            ]),
-            &["route"],
-        )
-        .expect("metric");
-        let bytes_in = IntCounter::new(
-            "berth_http_received_bytes_total",
-            "Request body bytes received",
-        )
-        .expect("metric");
-        let bytes_out = IntCounter::new("berth_http_sent_bytes_total", "Response body bytes sent")
-            .expect("metric");
-        let open_uploads = IntGauge::new("berth_upload_sessions_open", "Open blob upload sessions")
-            .expect("metric");
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(latency.clone()),
-            Box::new(bytes_in.clone()),
-            Box::new(bytes_out.clone()),
-            Box::new(open_uploads.clone()),
-        ] {
-            registry.register(c).expect("unique metric");
-        }
+            .expect("metric"),
+        );
+        let latency = reg(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "berth_http_request_duration_seconds",
+                    "Time to the response head, by route",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0,
+                ]),
+                &["route"],
+            )
+            .expect("metric"),
+        );
+        let bytes_in = reg(
+            &r,
+            IntCounter::new(
+                "berth_http_received_bytes_total",
+                "Request body bytes received",
+            )
+            .expect("metric"),
+        );
+        let bytes_out = reg(
+            &r,
+            IntCounter::new("berth_http_sent_bytes_total", "Response body bytes sent")
+                .expect("metric"),
+        );
+        let open_uploads = reg(
+            &r,
+            IntGauge::new("berth_upload_sessions_open", "Open blob upload sessions")
+                .expect("metric"),
+        );
+        let session_locks = reg(
+            &r,
+            IntGauge::new(
+                "berth_upload_session_locks",
+                "Entries in the in-memory upload session lock table (tracks sessions in use, not the ids clients send)",
+            )
+            .expect("metric"),
+        );
+        let stored = reg(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "berth_stored",
+                    "What the instance stores, exactly: blobs, blob_bytes, repositories, registries",
+                ),
+                &["kind"],
+            )
+            .expect("metric"),
+        );
+        let keys = reg(
+            &r,
+            GaugeVec::new(
+                Opts::new(
+                    "berth_metadata_keys_estimate",
+                    "Keys per metadata column family (the engine's estimate; manifests, tags, links, ...)",
+                ),
+                &["cf"],
+            )
+            .expect("metric"),
+        );
+        let engine = reg(
+            &r,
+            GaugeVec::new(
+                Opts::new(
+                    "berth_metadata_engine",
+                    "Metadata engine figures: live_data_bytes, sst_bytes, memtable_bytes, pending_compaction_bytes, running_compactions",
+                ),
+                &["figure"],
+            )
+            .expect("metric"),
+        );
+        let blob_ops = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "berth_blob_store_operations_total",
+                    "Blob store operations since start: commits, committed_bytes, reads, deletes, digest_mismatches",
+                ),
+                &["op"],
+            )
+            .expect("metric"),
+        );
+        let refusals = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "berth_auth_refusals_total",
+                    "Refused logins and bearer tokens since start, by reason",
+                ),
+                &["reason"],
+            )
+            .expect("metric"),
+        );
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("process collector");
         Metrics {
-            registry,
+            registry: r,
             requests,
             latency,
             bytes_in,
             bytes_out,
             open_uploads,
+            session_locks,
+            stored,
+            keys,
+            engine,
+            blob_ops,
+            refusals,
+            scrape: Default::default(),
         }
     }
 
-    pub fn render(&self) -> Vec<u8> {
+    /// Read the figures other parts own, then render every family.
+    pub async fn render(&self, dist: &Distribution, auth: &berth_auth::Auth) -> Vec<u8> {
+        let _one = self.scrape.lock().await;
+        let meta = dist.meta().clone();
+        match meta.run(|m| Ok((m.counters()?, m.engine_stats()))).await {
+            Ok((counters, stats)) => {
+                for (name, n) in counters {
+                    self.stored.with_label_values(&[name]).set(n);
+                }
+                for (name, v) in stats {
+                    match name.strip_prefix("keys:") {
+                        Some(cf) => self.keys.with_label_values(&[cf]).set(v),
+                        None => self.engine.with_label_values(&[&name]).set(v),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: metadata figures unavailable"),
+        }
+        self.session_locks
+            .set(dist.blobs().session_entries() as i64);
+        set_counters(&self.blob_ops, dist.blobs().op_counts().iter().copied());
+        set_counters(&self.refusals, auth.refusals().into_iter());
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding");
         buf
+    }
+}
+
+/// Counters whose values are kept elsewhere: set each child to its total.
+fn set_counters<'a>(vec: &IntCounterVec, totals: impl Iterator<Item = (&'a str, u64)>) {
+    for (label, total) in totals {
+        let c = vec.with_label_values(&[label]);
+        let now = c.get();
+        if total > now {
+            c.inc_by(total - now);
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use object_store::{
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::io::AsyncReadExt;
@@ -97,6 +98,7 @@ pub struct BlobStore {
     local_root: Option<PathBuf>,
     staging: PathBuf,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<SessionState>>>>,
+    ops: OpCounts,
     read_chunk: usize,
     /// Flush staged bytes and directory entries before acknowledging
     /// (default). Off: acknowledged data survives a crash of Berth but not
@@ -105,6 +107,20 @@ pub struct BlobStore {
 }
 
 const READ_CHUNK: usize = 256 * 1024;
+
+/// What the blob store has done since start (for `/metrics`).
+#[derive(Default)]
+struct OpCounts {
+    commits: AtomicU64,
+    committed_bytes: AtomicU64,
+    reads: AtomicU64,
+    deletes: AtomicU64,
+    digest_mismatches: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
 
 impl BlobStore {
     /// The embedded default: blobs and staging under one local directory.
@@ -117,6 +133,7 @@ impl BlobStore {
             local_root: Some(root.to_path_buf()),
             staging: root.join("uploads"),
             sessions: Mutex::default(),
+            ops: OpCounts::default(),
             read_chunk: READ_CHUNK,
             sync: true,
         })
@@ -139,6 +156,7 @@ impl BlobStore {
             local_root: None,
             staging: staging.to_path_buf(),
             sessions: Mutex::default(),
+            ops: OpCounts::default(),
             read_chunk: READ_CHUNK,
             sync: true,
         })
@@ -166,6 +184,7 @@ impl BlobStore {
         d: &Digest,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream, StorageError> {
+        bump(&self.ops.reads, 1);
         let opts = GetOptions {
             range: range.clone().map(GetRange::Bounded),
             ..Default::default()
@@ -187,6 +206,7 @@ impl BlobStore {
 
     /// Delete a blob's bytes (garbage collection's job, and tests').
     pub async fn delete(&self, d: &Digest) -> Result<(), StorageError> {
+        bump(&self.ops.deletes, 1);
         match self.store.delete(&blob_path(d)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -307,6 +327,7 @@ impl BlobStore {
             _ => hash_file(&p, expected.algorithm()).await?,
         };
         if &actual != expected {
+            bump(&self.ops.digest_mismatches, 1);
             self.abort(id).await?;
             return Err(StorageError::DigestMismatch {
                 expected: expected.clone(),
@@ -342,7 +363,23 @@ impl BlobStore {
             }
         }
         self.forget(id);
+        bump(&self.ops.commits, 1);
+        bump(&self.ops.committed_bytes, size);
         Ok(())
+    }
+
+    /// Operations since start, as (name, count): `commits`,
+    /// `committed_bytes`, `reads`, `deletes`, `digest_mismatches`.
+    pub fn op_counts(&self) -> [(&'static str, u64); 5] {
+        let o = &self.ops;
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("commits", g(&o.commits)),
+            ("committed_bytes", g(&o.committed_bytes)),
+            ("reads", g(&o.reads)),
+            ("deletes", g(&o.deletes)),
+            ("digest_mismatches", g(&o.digest_mismatches)),
+        ]
     }
 
     /// Remove a session's staged bytes (idempotent).

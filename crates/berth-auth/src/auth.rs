@@ -1,121 +1,38 @@
-//! [`Auth`]: credentials checked against the metadata store, scopes granted,
-//! JWTs issued and verified, failed logins rate-limited.
+//! [`Auth`]: credentials checked against the metadata store, scopes
+//! granted, JWTs issued and verified. Failed logins are limited
+//! (`limiter.rs`), verified secrets cached (`verified.rs`). Creating and
+//! changing registries, users and tokens is the management crate's job.
 
-use crate::jwt::{Claims, Signer};
+use crate::config::AuthConfig;
+use crate::error::AuthError;
+use crate::jwt::{Claims, Signer, TokenType};
+use crate::limiter::LoginLimiter;
 use crate::principal::{Action, Principal};
 use crate::scope::{Access, Scope};
 use crate::secret;
-use berth_meta::{
-    now_millis, Meta, RegistryRecord, RegistryStatus, TokenRecord, TokenStatus, UserRecord,
-    UserRefused, Visibility,
-};
+use crate::verified::Verified;
+use berth_meta::{now_millis, Meta, TokenRecord, TokenStatus, Visibility};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const ADMIN_SETTING: &str = "admin_token_hash";
-
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    /// Off: an open registry (local use only).
-    pub enabled: bool,
-    /// The `service` of the token flow (the JWT audience).
-    pub service: String,
-    /// The JWT issuer.
-    pub issuer: String,
-    /// Lifetime of access JWTs.
-    pub token_ttl: Duration,
-    /// Lifetime of refresh tokens (the OAuth2 flow of docker/containerd).
-    pub refresh_ttl: Duration,
-    /// An admin pushing into a registry that does not exist creates it.
-    pub auto_create_registries: bool,
-    /// The admin token, when given by configuration (else one is generated
-    /// on first start).
-    pub admin_token: Option<String>,
-    /// Failed logins allowed per client address and user name per window.
-    pub max_failures: u32,
-    pub failure_window: Duration,
-}
-
-impl Default for AuthConfig {
-    fn default() -> AuthConfig {
-        AuthConfig {
-            enabled: true,
-            service: "berth".into(),
-            issuer: "berth".into(),
-            token_ttl: Duration::from_secs(300),
-            refresh_ttl: Duration::from_secs(7 * 24 * 3600),
-            auto_create_registries: true,
-            admin_token: None,
-            max_failures: 10,
-            failure_window: Duration::from_secs(60),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("authentication required: {0}")]
-    Unauthenticated(String),
-    #[error("access denied: {0}")]
-    Denied(String),
-    #[error("too many failed logins; try again later")]
-    TooManyAttempts,
-    #[error("invalid request: {0}")]
-    Invalid(String),
-    #[error("not found: {0}")]
-    NotFound(String),
-    #[error("conflict: {0}")]
-    Conflict(String),
-    #[error("auth internal error: {0}")]
-    Internal(String),
-}
-
-impl From<berth_meta::MetaError> for AuthError {
-    fn from(e: berth_meta::MetaError) -> AuthError {
-        AuthError::Internal(e.to_string())
-    }
-}
+/// The setting that holds the admin token's hash.
+pub const ADMIN_SETTING: &str = "admin_token_hash";
 
 type Result<T> = std::result::Result<T, AuthError>;
-
-/// A secret created for someone: shown once.
-#[derive(Debug, Clone)]
-pub struct Created {
-    /// The login name to use with it.
-    pub username: String,
-    pub secret: String,
-}
 
 pub struct Auth {
     meta: Meta,
     signer: Signer,
     cfg: AuthConfig,
-    /// PHC hash → sha256 of the secret that verified against it: argon2 runs
-    /// once per credential, not once per request. A changed hash misses.
-    verified: Mutex<HashMap<String, [u8; 32]>>,
-    failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
+    verified: Verified,
+    limiter: LoginLimiter,
+    /// When each token's use was last recorded (at most once a minute).
     last_used: Mutex<HashMap<String, Instant>>,
-}
-
-/// DNS-label rules: 3–63 of `[a-z0-9-]`, starting and ending alphanumeric.
-pub fn valid_registry_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    (3..=63).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-fn valid_user_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_' || c == b'.'
-        })
+    /// Refused logins by reason, for `/metrics`.
+    refused: Mutex<HashMap<&'static str, u64>>,
 }
 
 fn generation(phc: &str) -> String {
@@ -135,10 +52,11 @@ impl Auth {
         let auth = Auth {
             meta,
             signer,
+            verified: Verified::default(),
+            limiter: LoginLimiter::new(cfg.max_failures, cfg.failure_window),
             cfg,
-            verified: Mutex::default(),
-            failures: Mutex::default(),
             last_used: Mutex::default(),
+            refused: Mutex::default(),
         };
         let shown = auth.ensure_admin_token()?;
         Ok((auth, shown))
@@ -184,43 +102,34 @@ impl Auth {
     }
 
     fn check_secret(&self, secret: &str, phc: &str) -> bool {
-        let fp: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        if self.verified.lock().expect("lock").get(phc) == Some(&fp) {
-            return true;
-        }
-        if !secret::verify(secret, phc) {
-            return false;
-        }
-        let mut v = self.verified.lock().expect("lock");
-        if v.len() > 10_000 {
-            v.clear();
-        }
-        v.insert(phc.to_string(), fp);
-        true
+        self.verified.check(secret, phc)
+    }
+
+    /// Count a refused login under its reason (`/metrics`).
+    fn refuse(&self, reason: &'static str) {
+        *self
+            .refused
+            .lock()
+            .expect("lock")
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Refused logins and bearer tokens so far, by reason.
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<_> = self
+            .refused
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        v.sort();
+        v
     }
 
     fn limited(&self, client: &str, user: &str) -> bool {
-        let f = self.failures.lock().expect("lock");
-        match f.get(&(client.to_string(), user.to_string())) {
-            Some((n, since)) => {
-                *n >= self.cfg.max_failures && since.elapsed() < self.cfg.failure_window
-            }
-            None => false,
-        }
-    }
-
-    fn failed(&self, client: &str, user: &str) {
-        let mut f = self.failures.lock().expect("lock");
-        if f.len() > 100_000 {
-            f.retain(|_, (_, t)| t.elapsed() < self.cfg.failure_window);
-        }
-        let e = f
-            .entry((client.to_string(), user.to_string()))
-            .or_insert((0, Instant::now()));
-        if e.1.elapsed() >= self.cfg.failure_window {
-            *e = (0, Instant::now());
-        }
-        e.0 += 1;
+        self.limiter.limited(client, user)
     }
 
     /// Check Basic credentials from `client` (an address, for the rate
@@ -228,19 +137,18 @@ impl Auth {
     pub fn basic(&self, user: &str, pass: &str, client: &str) -> Result<Principal> {
         if self.limited(client, user) {
             tracing::warn!(client, user, "login refused: too many failures");
+            self.refuse("rate_limited");
             return Err(AuthError::TooManyAttempts);
         }
         match self.check_basic(user, pass) {
             Ok(p) => {
-                self.failures
-                    .lock()
-                    .expect("lock")
-                    .remove(&(client.to_string(), user.to_string()));
+                self.limiter.succeeded(client, user);
                 Ok(p)
             }
             Err(AuthError::Unauthenticated(why)) => {
                 tracing::warn!(client, user, reason = %why, "login failed");
-                self.failed(client, user);
+                self.refuse(reason_label(&why));
+                self.limiter.failed(client, user);
                 Err(AuthError::Unauthenticated("invalid credentials".into()))
             }
             Err(e) => Err(e),
@@ -400,11 +308,19 @@ impl Auth {
     /// revoked, expired or regenerated credentials fail at once). Returns
     /// the principal and what the token grants.
     pub fn bearer(&self, token: &str) -> Result<(Principal, Vec<Access>)> {
+        let r = self.check_bearer(token);
+        if let Err(AuthError::Unauthenticated(why)) = &r {
+            self.refuse(reason_label(why));
+        }
+        r
+    }
+
+    fn check_bearer(&self, token: &str) -> Result<(Principal, Vec<Access>)> {
         let c = self
             .signer
             .verify(token, &self.cfg.service)
             .map_err(|e| AuthError::Unauthenticated(format!("invalid token: {e}")))?;
-        if c.typ != "access" {
+        if c.typ != TokenType::Access {
             return Err(AuthError::Unauthenticated("not an access token".into()));
         }
         match self.current(&c.cred)? {
@@ -460,13 +376,13 @@ impl Auth {
         Ok(out)
     }
 
-    /// Issue a JWT of type `typ` (`access` or `refresh`) for `p`.
+    /// Issue a JWT of type `typ` for `p`.
     /// Returns (token, lifetime in seconds, issued-at seconds).
     pub fn issue(
         &self,
         p: &Principal,
         access: Vec<Access>,
-        typ: &str,
+        typ: TokenType,
     ) -> Result<(String, u64, u64)> {
         let cred = Self::credential(p);
         let gen = match self.current(&cred)? {
@@ -477,7 +393,7 @@ impl Auth {
                 ))
             }
         };
-        let ttl = if typ == "refresh" {
+        let ttl = if typ == TokenType::Refresh {
             self.cfg.refresh_ttl
         } else {
             self.cfg.token_ttl
@@ -495,7 +411,7 @@ impl Auth {
             access,
             cred,
             gen,
-            typ: typ.to_string(),
+            typ,
         };
         Ok((self.signer.sign(&claims), ttl, now))
     }
@@ -507,7 +423,7 @@ impl Auth {
             .signer
             .verify(token, &self.cfg.service)
             .map_err(|e| AuthError::Unauthenticated(format!("invalid refresh token: {e}")))?;
-        if c.typ != "refresh" {
+        if c.typ != TokenType::Refresh {
             return Err(AuthError::Unauthenticated("not a refresh token".into()));
         }
         match self.current(&c.cred)? {
@@ -518,166 +434,129 @@ impl Auth {
         }
     }
 
-    // ---- administration (CLI now, the management API later) -----------
-
-    pub fn create_registry(&self, name: &str, visibility: Visibility) -> Result<RegistryRecord> {
-        if !valid_registry_name(name) {
-            return Err(AuthError::Invalid(format!(
-                "registry name {name:?}: 3-63 characters of lowercase letters, digits and '-', not starting or ending with '-'"
-            )));
-        }
-        let rec = RegistryRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            created_ms: now_millis(),
-            visibility,
-            storage_limit: None,
-            status: RegistryStatus::Active,
-            allow_sparse: false,
-        };
-        if !self.meta.create_registry(name, &rec)? {
-            return Err(AuthError::Conflict(format!("registry {name} exists")));
-        }
-        Ok(rec)
-    }
-
-    pub fn create_user(
-        &self,
-        registry: &str,
-        name: &str,
-        can_push: bool,
-        expires_ms: Option<u64>,
-    ) -> Result<Created> {
-        if !valid_user_name(name) {
-            return Err(AuthError::Invalid(format!(
-                "user name {name:?}: 1-64 characters of lowercase letters, digits, '-', '_' and '.'"
-            )));
-        }
-        let password = secret::random_string(40);
-        let rec = UserRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            password_hash: secret::hash(&password),
-            can_push,
-            created_ms: now_millis(),
-            expires_ms,
-        };
-        match self.meta.create_user(registry, name, &rec)? {
-            Ok(()) => {}
-            Err(UserRefused::NoRegistry) => {
-                return Err(AuthError::NotFound(format!("registry {registry}")))
-            }
-            Err(UserRefused::Exists) => {
-                return Err(AuthError::Conflict(format!(
-                    "user {name} exists in {registry}"
-                )))
-            }
-        }
-        Ok(Created {
-            username: format!("{registry}+{name}"),
-            secret: password,
-        })
-    }
-
-    pub fn reset_password(&self, registry: &str, name: &str) -> Result<Created> {
-        let password = secret::random_string(40);
-        let hash = secret::hash(&password);
-        self.meta
-            .update_user(registry, name, |u| {
-                u.password_hash = hash.clone();
-                true
-            })?
-            .ok_or_else(|| AuthError::NotFound(format!("user {name} in {registry}")))?;
-        Ok(Created {
-            username: format!("{registry}+{name}"),
-            secret: password,
-        })
-    }
-
-    pub fn create_token(
-        &self,
-        name: &str,
-        registries: Option<Vec<String>>,
-        read_write: bool,
-        expires_ms: Option<u64>,
-    ) -> Result<(String, Created)> {
-        if name.is_empty() || name.len() > 128 {
-            return Err(AuthError::Invalid("token name: 1-128 characters".into()));
-        }
-        if let Some(list) = &registries {
-            for r in list {
-                if !valid_registry_name(r) {
-                    return Err(AuthError::Invalid(format!("registry name {r:?}")));
-                }
-            }
-        }
-        let (id, token) = loop {
-            let id = secret::random_string(12).to_ascii_lowercase();
-            let token = secret::new_token(&id);
-            let rec = TokenRecord {
-                name: name.to_string(),
-                secret_hash: secret::hash(&token),
-                registries: registries.clone(),
-                read_write,
-                created_ms: now_millis(),
-                expires_ms,
-                last_used_ms: None,
-                status: TokenStatus::Active,
-            };
-            // 12 random characters: a taken id is all but impossible, and
-            // never overwritten.
-            if self.meta.create_token(&id, &rec)? {
-                break (id, token);
-            }
-        };
-        Ok((
-            id,
-            Created {
-                username: name.to_string(),
-                secret: token,
-            },
-        ))
-    }
-
-    /// Change a token's record in one transaction.
-    fn update_token(&self, id: &str, mut f: impl FnMut(&mut TokenRecord)) -> Result<TokenRecord> {
-        self.meta
-            .update_token(id, |t| {
-                f(t);
-                true
-            })?
-            .ok_or_else(|| AuthError::NotFound(format!("token {id}")))
-    }
-
-    pub fn revoke_token(&self, id: &str) -> Result<()> {
-        self.update_token(id, |t| t.status = TokenStatus::Revoked)?;
-        Ok(())
-    }
-
-    /// A new secret for the token; the old one stops working at once.
-    pub fn regenerate_token(&self, id: &str) -> Result<Created> {
-        let token = secret::new_token(id);
-        let hash = secret::hash(&token);
-        let rec = self.update_token(id, |t| t.secret_hash = hash.clone())?;
-        Ok(Created {
-            username: rec.name,
-            secret: token,
-        })
-    }
-
-    /// A new expiry (None: never).
-    pub fn refresh_token_expiry(&self, id: &str, expires_ms: Option<u64>) -> Result<()> {
-        self.update_token(id, |t| t.expires_ms = expires_ms)?;
-        Ok(())
-    }
-
     pub fn meta(&self) -> &Meta {
         &self.meta
+    }
+}
+
+/// The metrics label of a refusal's reason (the texts of `check_*`).
+fn reason_label(why: &str) -> &'static str {
+    match why {
+        "unknown user" => "unknown_user",
+        "user expired" => "user_expired",
+        "wrong password" => "wrong_password",
+        "no admin token" | "wrong admin token" => "wrong_admin_token",
+        "unknown token" => "unknown_token",
+        "wrong token secret" => "wrong_token_secret",
+        "token revoked" => "token_revoked",
+        "token expired" => "token_expired",
+        "not an access token" => "wrong_token_type",
+        "credential no longer valid" => "credential_gone",
+        w if w.starts_with("invalid token") => "invalid_jwt",
+        _ => "other",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_meta::MemStore;
+    use berth_meta::{MemStore, RegistryRecord, UserRecord};
+
+    /// Records written straight into the store (creating them with checks
+    /// is the management crate's job, tested there).
+    mod fx {
+        use super::*;
+
+        pub struct Created {
+            pub username: String,
+            pub secret: String,
+        }
+
+        pub fn registry(a: &Auth, name: &str, visibility: Visibility) {
+            let rec = RegistryRecord::new(format!("id-{name}"), visibility);
+            assert!(a.meta.create_registry(name, &rec).unwrap());
+        }
+
+        pub fn user(a: &Auth, reg: &str, name: &str, push: bool, exp: Option<u64>) -> Created {
+            let secret = secret::random_string(40);
+            let rec = UserRecord {
+                id: name.into(),
+                password_hash: secret::hash(&secret),
+                can_push: push,
+                created_ms: now_millis(),
+                expires_ms: exp,
+            };
+            a.meta.create_user(reg, name, &rec).unwrap().unwrap();
+            Created {
+                username: format!("{reg}+{name}"),
+                secret,
+            }
+        }
+
+        pub fn reset(a: &Auth, reg: &str, name: &str) -> Created {
+            let secret = secret::random_string(40);
+            let h = secret::hash(&secret);
+            a.meta
+                .update_user(reg, name, |u| {
+                    u.password_hash = h.clone();
+                    true
+                })
+                .unwrap()
+                .unwrap();
+            Created {
+                username: format!("{reg}+{name}"),
+                secret,
+            }
+        }
+
+        pub fn token(
+            a: &Auth,
+            name: &str,
+            regs: Option<Vec<String>>,
+            rw: bool,
+        ) -> (String, Created) {
+            let id = secret::random_string(12).to_ascii_lowercase();
+            let secret = secret::new_token(&id);
+            let rec = TokenRecord {
+                name: name.into(),
+                secret_hash: secret::hash(&secret),
+                registries: regs,
+                read_write: rw,
+                created_ms: now_millis(),
+                expires_ms: None,
+                last_used_ms: None,
+                status: TokenStatus::Active,
+            };
+            assert!(a.meta.create_token(&id, &rec).unwrap());
+            (
+                id,
+                Created {
+                    username: name.into(),
+                    secret,
+                },
+            )
+        }
+
+        pub fn change(a: &Auth, id: &str, mut f: impl FnMut(&mut TokenRecord)) {
+            a.meta
+                .update_token(id, |t| {
+                    f(t);
+                    true
+                })
+                .unwrap()
+                .unwrap();
+        }
+
+        pub fn regenerate(a: &Auth, id: &str) -> Created {
+            let secret = secret::new_token(id);
+            let h = secret::hash(&secret);
+            change(a, id, |t| t.secret_hash = h.clone());
+            Created {
+                username: id.into(),
+                secret,
+            }
+        }
+    }
 
     fn auth() -> (Auth, String, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -705,18 +584,8 @@ mod tests {
     #[test]
     fn users_tokens_and_revocation() {
         let (a, _, _d) = auth();
-        a.create_registry("acme", Visibility::Private).unwrap();
-        assert!(matches!(
-            a.create_registry("acme", Visibility::Private),
-            Err(AuthError::Conflict(_))
-        ));
-        assert!(matches!(
-            a.create_registry("A!", Visibility::Private),
-            Err(AuthError::Invalid(_))
-        ));
-        let u = a.create_user("acme", "ci", true, None).unwrap();
-        assert_eq!(u.username, "acme+ci");
-        assert!(u.secret.len() >= 32);
+        fx::registry(&a, "acme", Visibility::Private);
+        let u = fx::user(&a, "acme", "ci", true, None);
         let p = a.basic(&u.username, &u.secret, "1").unwrap();
         assert!(p.may("acme", Action::Push, false));
         // a JWT for it, then a password reset kills the JWT
@@ -727,9 +596,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(access[0].actions, vec!["pull", "push"]);
-        let (jwt, _, _) = a.issue(&p, access, "access").unwrap();
+        let (jwt, _, _) = a.issue(&p, access, TokenType::Access).unwrap();
         assert!(a.bearer(&jwt).is_ok());
-        let newp = a.reset_password("acme", "ci").unwrap();
+        let newp = fx::reset(&a, "acme", "ci");
         assert!(
             matches!(a.bearer(&jwt), Err(AuthError::Unauthenticated(ref m)) if m == "credential no longer valid"),
             "old JWT must die with the old password"
@@ -741,9 +610,7 @@ mod tests {
         assert!(a.basic(&u.username, &newp.secret, "1").is_ok());
 
         // tokens: scope and read-only
-        let (id, t) = a
-            .create_token("ro", Some(vec!["acme".into()]), false, None)
-            .unwrap();
+        let (id, t) = fx::token(&a, "ro", Some(vec!["acme".into()]), false);
         let p = a.basic("anything", &t.secret, "1").unwrap();
         let g = a
             .grant(
@@ -757,9 +624,9 @@ mod tests {
             .unwrap();
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].actions, vec!["pull"]);
-        let (jwt, _, _) = a.issue(&p, g, "access").unwrap();
+        let (jwt, _, _) = a.issue(&p, g, TokenType::Access).unwrap();
         assert!(a.bearer(&jwt).is_ok());
-        a.revoke_token(&id).unwrap();
+        fx::change(&a, &id, |t| t.status = TokenStatus::Revoked);
         assert!(
             matches!(a.bearer(&jwt), Err(AuthError::Unauthenticated(ref m)) if m == "credential no longer valid")
         );
@@ -769,15 +636,15 @@ mod tests {
         ));
 
         // regenerate: old secret dead, new one works
-        let (id2, t2) = a.create_token("rw", None, true, None).unwrap();
-        let t3 = a.regenerate_token(&id2).unwrap();
+        let (id2, t2) = fx::token(&a, "rw", None, true);
+        let t3 = fx::regenerate(&a, &id2);
         assert!(matches!(
             a.check_basic("x", &t2.secret),
             Err(AuthError::Unauthenticated(ref m)) if m == "wrong token secret"
         ));
         assert!(a.basic("x", &t3.secret, "1").is_ok());
         // expiry
-        a.refresh_token_expiry(&id2, Some(1)).unwrap();
+        fx::change(&a, &id2, |t| t.expires_ms = Some(1));
         assert!(matches!(
             a.check_basic("x", &t3.secret),
             Err(AuthError::Unauthenticated(ref m)) if m == "token expired"
@@ -790,17 +657,17 @@ mod tests {
     #[test]
     fn recording_use_never_undoes_a_revoke_or_regenerate() {
         let (a, _, _d) = auth();
-        let (id, _) = a.create_token("ci", None, true, None).unwrap();
+        let (id, _) = fx::token(&a, "ci", None, true);
         let seen = a.meta.token(&id).unwrap().unwrap().secret_hash;
-        a.revoke_token(&id).unwrap();
+        fx::change(&a, &id, |t| t.status = TokenStatus::Revoked);
         a.touch_token(&id, &seen);
         let t = a.meta.token(&id).unwrap().unwrap();
         assert_eq!(t.status, TokenStatus::Revoked);
         assert_eq!(t.last_used_ms, None, "a revoked token is not touched");
 
-        let (id, _) = a.create_token("ci2", None, true, None).unwrap();
+        let (id, _) = fx::token(&a, "ci2", None, true);
         let seen = a.meta.token(&id).unwrap().unwrap().secret_hash;
-        let fresh = a.regenerate_token(&id).unwrap();
+        let fresh = fx::regenerate(&a, &id);
         a.touch_token(&id, &seen);
         let t = a.meta.token(&id).unwrap().unwrap();
         assert_ne!(t.secret_hash, seen, "the old secret stays dead");
@@ -816,13 +683,13 @@ mod tests {
     #[test]
     fn expired_users_and_rate_limit() {
         let (a, _, _d) = auth();
-        a.create_registry("acme", Visibility::Public).unwrap();
-        let u = a.create_user("acme", "old", false, Some(1)).unwrap();
+        fx::registry(&a, "acme", Visibility::Public);
+        let u = fx::user(&a, "acme", "old", false, Some(1));
         assert!(matches!(
             a.check_basic(&u.username, &u.secret),
             Err(AuthError::Unauthenticated(ref m)) if m == "user expired"
         ));
-        let u = a.create_user("acme", "ok", false, None).unwrap();
+        let u = fx::user(&a, "acme", "ok", false, None);
         for _ in 0..10 {
             assert!(matches!(
                 a.basic(&u.username, "wrong", "10.0.0.1"),
@@ -833,6 +700,9 @@ mod tests {
             a.basic(&u.username, &u.secret, "10.0.0.1"),
             Err(AuthError::TooManyAttempts)
         ));
+        let refused = a.refusals();
+        assert!(refused.contains(&("wrong_password", 10)), "{refused:?}");
+        assert!(refused.contains(&("rate_limited", 1)), "{refused:?}");
         // another address is not affected
         assert!(a.basic(&u.username, &u.secret, "10.0.0.2").is_ok());
         // anonymous pull of a public registry

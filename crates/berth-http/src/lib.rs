@@ -1,0 +1,227 @@
+//! The server layer every Berth HTTP API plugs into (garage's `ApiHandler`
+//! shape): an API parses a request into its own `Endpoint` before any I/O,
+//! handles it, and owns one error type that knows how it is rendered.
+//! [`dispatch`] is the one path from request to response for every API;
+//! the server wraps it with request ids, spans and metrics, and routes by
+//! path prefix (`berth-server/src/http.rs`).
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{request::Parts, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use std::future::Future;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Request and response bodies: full buffers or streams (uploads, blob
+/// reads), boxed once at the edge.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Box any body into a [`Body`].
+pub fn boxed<B>(b: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    b.map_err(Into::into).boxed_unsync()
+}
+
+/// The client's address, set by the server as a request extension (for
+/// rate limits and logs).
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+/// An API's error: its status, and its rendering in the API's own format
+/// (OCI error JSON on `/v2/`, problem JSON on `/api/v1/`).
+pub trait ApiError: Send {
+    fn status(&self) -> StatusCode;
+    /// The response (for `HEAD`: the same head, no body).
+    fn render(self, head: bool) -> Response<Body>;
+}
+
+/// One HTTP API.
+pub trait ApiHandler: Send + Sync + 'static {
+    /// What a request asks for, known before any I/O.
+    type Endpoint: Send;
+    type Error: ApiError;
+
+    /// The metrics label of requests that did not parse.
+    const UNROUTED: &'static str;
+
+    /// Parse the request head into an endpoint.
+    fn parse(&self, parts: &Parts) -> Result<Self::Endpoint, Self::Error>;
+
+    /// The metrics label of an endpoint.
+    fn route(ep: &Self::Endpoint) -> &'static str;
+
+    /// Do the work.
+    fn handle(
+        &self,
+        ep: Self::Endpoint,
+        parts: Parts,
+        body: Body,
+    ) -> impl Future<Output = Result<Response<Body>, Self::Error>> + Send;
+
+    /// Headers every response of the API carries (success or error).
+    fn finish(&self, _resp: &mut Response<Body>) {}
+}
+
+/// Parse, handle, render: every request of every API takes this path.
+/// Returns the route label and the response; never fails.
+pub async fn dispatch<A: ApiHandler>(
+    api: &A,
+    req: Request<Body>,
+) -> (&'static str, Response<Body>) {
+    let head = req.method() == Method::HEAD;
+    let (parts, body) = req.into_parts();
+    let (route, res) = match api.parse(&parts) {
+        Ok(ep) => {
+            let route = A::route(&ep);
+            (route, api.handle(ep, parts, body).await)
+        }
+        Err(e) => (A::UNROUTED, Err(e)),
+    };
+    let mut resp = match res {
+        Ok(r) => r,
+        Err(e) => e.render(head),
+    };
+    api.finish(&mut resp);
+    (route, resp)
+}
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A header value from text we built (always visible ASCII; anything else
+/// becomes `invalid` rather than a panic).
+pub fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// A response with a body of the given type and its length.
+pub fn body_response(status: StatusCode, body: Vec<u8>, content_type: &str) -> Response<Body> {
+    let len = body.len();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, hv(content_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    body_response(
+        status,
+        serde_json::to_vec(v).expect("json values serialise"),
+        "application/json",
+    )
+}
+
+/// An empty response with a status and headers.
+pub fn status_response(status: StatusCode, headers: &[(&str, String)]) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    for (k, v) in headers {
+        if let Ok(name) = http::HeaderName::from_bytes(k.as_bytes()) {
+            h.insert(name, hv(v));
+        }
+    }
+    if !h.contains_key(header::CONTENT_LENGTH) {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    }
+    r
+}
+
+/// An error response: `body` for GET and the rest, only its length for HEAD.
+pub fn error_response(
+    status: StatusCode,
+    body: Vec<u8>,
+    content_type: &str,
+    head: bool,
+) -> Response<Body> {
+    if head {
+        let mut r = status_response(status, &[("content-type", content_type.to_string())]);
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        r
+    } else {
+        body_response(status, body, content_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+    struct Bad(StatusCode);
+    impl ApiError for Bad {
+        fn status(&self) -> StatusCode {
+            self.0
+        }
+        fn render(self, head: bool) -> Response<Body> {
+            error_response(self.0, b"{\"bad\":1}".to_vec(), "application/json", head)
+        }
+    }
+    impl ApiHandler for Echo {
+        type Endpoint = &'static str;
+        type Error = Bad;
+        const UNROUTED: &'static str = "echo.unrouted";
+        fn parse(&self, parts: &Parts) -> Result<&'static str, Bad> {
+            match parts.uri.path() {
+                "/ok" => Ok("echo.ok"),
+                "/fail" => Ok("echo.fail"),
+                _ => Err(Bad(StatusCode::NOT_FOUND)),
+            }
+        }
+        fn route(ep: &&'static str) -> &'static str {
+            ep
+        }
+        async fn handle(
+            &self,
+            ep: &'static str,
+            _parts: Parts,
+            _body: Body,
+        ) -> Result<Response<Body>, Bad> {
+            match ep {
+                "echo.ok" => Ok(status_response(StatusCode::NO_CONTENT, &[])),
+                _ => Err(Bad(StatusCode::CONFLICT)),
+            }
+        }
+        fn finish(&self, resp: &mut Response<Body>) {
+            resp.headers_mut().insert("x-api", hv("echo"));
+        }
+    }
+
+    fn req(m: Method, p: &str) -> Request<Body> {
+        Request::builder().method(m).uri(p).body(empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn parse_handle_render_finish() {
+        let (route, r) = dispatch(&Echo, req(Method::GET, "/ok")).await;
+        assert_eq!((route, r.status()), ("echo.ok", StatusCode::NO_CONTENT));
+        assert_eq!(r.headers()["x-api"], "echo");
+        let (route, r) = dispatch(&Echo, req(Method::GET, "/fail")).await;
+        assert_eq!((route, r.status()), ("echo.fail", StatusCode::CONFLICT));
+        assert_eq!(r.headers()["x-api"], "echo", "errors are finished too");
+        let (route, r) = dispatch(&Echo, req(Method::HEAD, "/nope")).await;
+        assert_eq!(
+            (route, r.status()),
+            ("echo.unrouted", StatusCode::NOT_FOUND)
+        );
+        assert_eq!(r.headers()["content-length"], "9");
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty(), "HEAD has no body");
+    }
+}

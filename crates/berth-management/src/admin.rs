@@ -1,0 +1,331 @@
+//! Administration of tenants and principals: registries, registry users and
+//! API tokens. Each change is one metadata transaction (checks and writes
+//! together). The CLI calls this today; the `/api/v1/` handlers will.
+//! Secrets are generated here, returned once, and stored only as hashes.
+
+use berth_auth::secret;
+use berth_core::name::valid_registry_name;
+use berth_meta::{
+    now_millis, Meta, MetaError, RegistryRecord, TokenRecord, TokenStatus, UserRecord, UserRefused,
+    Visibility,
+};
+
+/// Why an administrative change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+type Result<T> = std::result::Result<T, AdminError>;
+
+/// A secret created for someone: shown once.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The login name to use with it.
+    pub username: String,
+    pub secret: String,
+}
+
+/// User names: 1–64 of `[a-z0-9._-]`.
+fn valid_user_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_' || c == b'.'
+        })
+}
+
+/// Administration over the metadata store. Cheap to clone.
+#[derive(Clone)]
+pub struct Admin {
+    meta: Meta,
+}
+
+impl Admin {
+    pub fn new(meta: Meta) -> Admin {
+        Admin { meta }
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    // ---- registries ---------------------------------------------------
+
+    pub fn create_registry(&self, name: &str, visibility: Visibility) -> Result<RegistryRecord> {
+        if !valid_registry_name(name) {
+            return Err(AdminError::Invalid(format!(
+                "registry name {name:?}: 3-63 characters of lowercase letters, digits and '-', not starting or ending with '-'"
+            )));
+        }
+        let rec = RegistryRecord::new(uuid::Uuid::new_v4().to_string(), visibility);
+        if !self.meta.create_registry(name, &rec)? {
+            return Err(AdminError::Conflict(format!("registry {name} exists")));
+        }
+        Ok(rec)
+    }
+
+    /// Delete a registry record and its users (repositories stay until
+    /// cleanup).
+    pub fn delete_registry(&self, name: &str) -> Result<()> {
+        if !self.meta.delete_registry(name)? {
+            return Err(AdminError::NotFound(format!("registry {name}")));
+        }
+        Ok(())
+    }
+
+    pub fn list_registries(&self) -> Result<Vec<(String, RegistryRecord)>> {
+        Ok(self.meta.list_registries(None, usize::MAX)?)
+    }
+
+    // ---- users --------------------------------------------------------
+
+    /// Create a registry user; its generated password is returned once.
+    pub fn create_user(
+        &self,
+        registry: &str,
+        name: &str,
+        can_push: bool,
+        expires_ms: Option<u64>,
+    ) -> Result<Created> {
+        if !valid_user_name(name) {
+            return Err(AdminError::Invalid(format!(
+                "user name {name:?}: 1-64 characters of lowercase letters, digits, '-', '_' and '.'"
+            )));
+        }
+        let password = secret::random_string(40);
+        let rec = UserRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            password_hash: secret::hash(&password),
+            can_push,
+            created_ms: now_millis(),
+            expires_ms,
+        };
+        match self.meta.create_user(registry, name, &rec)? {
+            Ok(()) => Ok(Created {
+                username: format!("{registry}+{name}"),
+                secret: password,
+            }),
+            Err(UserRefused::NoRegistry) => {
+                Err(AdminError::NotFound(format!("registry {registry}")))
+            }
+            Err(UserRefused::Exists) => Err(AdminError::Conflict(format!(
+                "user {name} exists in {registry}"
+            ))),
+        }
+    }
+
+    /// A new password (returned once); the old one stops working at once.
+    pub fn reset_password(&self, registry: &str, name: &str) -> Result<Created> {
+        let password = secret::random_string(40);
+        let hash = secret::hash(&password);
+        self.meta
+            .update_user(registry, name, |u| {
+                u.password_hash = hash.clone();
+                true
+            })?
+            .ok_or_else(|| AdminError::NotFound(format!("user {name} in {registry}")))?;
+        Ok(Created {
+            username: format!("{registry}+{name}"),
+            secret: password,
+        })
+    }
+
+    pub fn delete_user(&self, registry: &str, name: &str) -> Result<()> {
+        if !self.meta.delete_user(registry, name)? {
+            return Err(AdminError::NotFound(format!("user {name} in {registry}")));
+        }
+        Ok(())
+    }
+
+    pub fn list_users(&self, registry: &str) -> Result<Vec<(String, UserRecord)>> {
+        Ok(self.meta.list_users(registry)?)
+    }
+
+    // ---- tokens -------------------------------------------------------
+
+    /// Create an API token; returns its id and the secret (shown once).
+    pub fn create_token(
+        &self,
+        name: &str,
+        registries: Option<Vec<String>>,
+        read_write: bool,
+        expires_ms: Option<u64>,
+    ) -> Result<(String, Created)> {
+        if name.is_empty() || name.len() > 128 {
+            return Err(AdminError::Invalid("token name: 1-128 characters".into()));
+        }
+        if let Some(list) = &registries {
+            if let Some(r) = list.iter().find(|r| !valid_registry_name(r)) {
+                return Err(AdminError::Invalid(format!("registry name {r:?}")));
+            }
+        }
+        loop {
+            let id = secret::random_string(12).to_ascii_lowercase();
+            let token = secret::new_token(&id);
+            let rec = TokenRecord {
+                name: name.to_string(),
+                secret_hash: secret::hash(&token),
+                registries: registries.clone(),
+                read_write,
+                created_ms: now_millis(),
+                expires_ms,
+                last_used_ms: None,
+                status: TokenStatus::Active,
+            };
+            // 12 random characters: a taken id is all but impossible, and
+            // never overwritten.
+            if self.meta.create_token(&id, &rec)? {
+                return Ok((
+                    id,
+                    Created {
+                        username: name.to_string(),
+                        secret: token,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Change a token's record in one transaction.
+    fn update_token(&self, id: &str, mut f: impl FnMut(&mut TokenRecord)) -> Result<TokenRecord> {
+        self.meta
+            .update_token(id, |t| {
+                f(t);
+                true
+            })?
+            .ok_or_else(|| AdminError::NotFound(format!("token {id}")))
+    }
+
+    pub fn revoke_token(&self, id: &str) -> Result<()> {
+        self.update_token(id, |t| t.status = TokenStatus::Revoked)?;
+        Ok(())
+    }
+
+    /// A new secret for the token (returned once); the old one stops
+    /// working at once.
+    pub fn regenerate_token(&self, id: &str) -> Result<Created> {
+        let token = secret::new_token(id);
+        let hash = secret::hash(&token);
+        let rec = self.update_token(id, |t| t.secret_hash = hash.clone())?;
+        Ok(Created {
+            username: rec.name,
+            secret: token,
+        })
+    }
+
+    /// A new expiry (None: never).
+    pub fn refresh_token_expiry(&self, id: &str, expires_ms: Option<u64>) -> Result<()> {
+        self.update_token(id, |t| t.expires_ms = expires_ms)?;
+        Ok(())
+    }
+
+    pub fn list_tokens(&self) -> Result<Vec<(String, TokenRecord)>> {
+        Ok(self.meta.list_tokens()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_meta::MemStore;
+
+    fn admin() -> Admin {
+        Admin::new(Meta::new(MemStore::new()))
+    }
+
+    #[test]
+    fn registries_checked_and_unique() {
+        let a = admin();
+        a.create_registry("acme", Visibility::Private).unwrap();
+        assert!(matches!(
+            a.create_registry("acme", Visibility::Public),
+            Err(AdminError::Conflict(_))
+        ));
+        assert!(matches!(
+            a.create_registry("A!", Visibility::Private),
+            Err(AdminError::Invalid(_))
+        ));
+        assert_eq!(a.list_registries().unwrap().len(), 1);
+        a.delete_registry("acme").unwrap();
+        assert!(matches!(
+            a.delete_registry("acme"),
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn users_need_a_registry_and_a_good_name() {
+        let a = admin();
+        assert!(matches!(
+            a.create_user("acme", "ci", true, None),
+            Err(AdminError::NotFound(_))
+        ));
+        a.create_registry("acme", Visibility::Private).unwrap();
+        let u = a.create_user("acme", "ci", true, None).unwrap();
+        assert_eq!(u.username, "acme+ci");
+        assert!(u.secret.len() >= 32);
+        let stored = a.meta.user("acme", "ci").unwrap().unwrap();
+        assert!(secret::verify(&u.secret, &stored.password_hash));
+        assert_ne!(stored.password_hash, u.secret, "only a hash is stored");
+        assert!(matches!(
+            a.create_user("acme", "ci", false, None),
+            Err(AdminError::Conflict(_))
+        ));
+        assert!(matches!(
+            a.create_user("acme", "Bad Name", false, None),
+            Err(AdminError::Invalid(_))
+        ));
+        let p = a.reset_password("acme", "ci").unwrap();
+        let stored = a.meta.user("acme", "ci").unwrap().unwrap();
+        assert!(secret::verify(&p.secret, &stored.password_hash));
+        assert!(!secret::verify(&u.secret, &stored.password_hash));
+        a.delete_user("acme", "ci").unwrap();
+        assert!(matches!(
+            a.reset_password("acme", "ci"),
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn tokens_created_revoked_regenerated() {
+        let a = admin();
+        assert!(matches!(
+            a.create_token("", None, true, None),
+            Err(AdminError::Invalid(_))
+        ));
+        assert!(matches!(
+            a.create_token("t", Some(vec!["BAD".into()]), true, None),
+            Err(AdminError::Invalid(_))
+        ));
+        let (id, t) = a
+            .create_token("ci", Some(vec!["acme".into()]), false, None)
+            .unwrap();
+        assert_eq!(secret::token_id(&t.secret), Some(id.as_str()));
+        let rec = a.meta.token(&id).unwrap().unwrap();
+        assert!(secret::verify(&t.secret, &rec.secret_hash));
+        let fresh = a.regenerate_token(&id).unwrap();
+        let rec = a.meta.token(&id).unwrap().unwrap();
+        assert!(secret::verify(&fresh.secret, &rec.secret_hash));
+        assert!(!secret::verify(&t.secret, &rec.secret_hash));
+        a.refresh_token_expiry(&id, Some(5)).unwrap();
+        a.revoke_token(&id).unwrap();
+        let rec = a.meta.token(&id).unwrap().unwrap();
+        assert_eq!(
+            (rec.status, rec.expires_ms),
+            (TokenStatus::Revoked, Some(5))
+        );
+        assert!(matches!(
+            a.revoke_token("nope"),
+            Err(AdminError::NotFound(_))
+        ));
+        assert_eq!(a.list_tokens().unwrap().len(), 1);
+    }
+}

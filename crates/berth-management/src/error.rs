@@ -1,0 +1,79 @@
+//! The management API's one error type and its one rendering: RFC 9457
+//! problem details (`application/problem+json`) with a stable `code`.
+
+use crate::admin::AdminError;
+use berth_http::{error_response, Body};
+use http::{Response, StatusCode};
+use serde_json::json;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug)]
+pub struct ManagementError {
+    pub status: StatusCode,
+    /// Stable, machine-readable: `not_found`, `invalid_request`, …
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl ManagementError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ManagementError {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+}
+
+impl berth_http::ApiError for ManagementError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn render(self, head: bool) -> Response<Body> {
+        let body = json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "detail": self.detail,
+        });
+        error_response(
+            self.status,
+            serde_json::to_vec(&body).expect("json"),
+            PROBLEM_JSON,
+            head,
+        )
+    }
+}
+
+impl From<AdminError> for ManagementError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+            AdminError::NotFound(m) => Self::not_found(m),
+            AdminError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            AdminError::Meta(m) if m.is_retryable() => {
+                tracing::warn!(error = %m, "metadata store busy");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "busy; try again",
+                )
+            }
+            AdminError::Meta(m) => {
+                tracing::error!(error = %m, "internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
+        }
+    }
+}

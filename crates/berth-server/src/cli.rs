@@ -1,0 +1,165 @@
+//! The command line: `berth serve` and the offline administration
+//! commands, as clap types.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const ENV_HELP: &str = "\
+Configuration is layered: built-in defaults, then the TOML file given with
+--config, then environment variables, then command-line flags.
+
+Every setting has an environment variable: BERTH_<SECTION>_<KEY> for a key in
+a [section], BERTH_<KEY> for a top-level key. For example:
+  BERTH_LISTEN=0.0.0.0:5000           listen
+  BERTH_DATA_DIR=/var/lib/berth       data_dir
+  BERTH_LIMITS_MAX_MANIFEST_SIZE=...  [limits] max_manifest_size (bytes, default 4 MiB)
+  BERTH_UPLOADS_MAX_AGE_SECS=86400    [uploads] max_age_secs (idle upload sessions are removed)
+  BERTH_UPLOADS_REAP_INTERVAL_SECS=600
+  BERTH_LISTING_DEFAULT_PAGE_SIZE=1000, BERTH_LISTING_MAX_PAGE_SIZE=10000
+  BERTH_LOG_LEVEL=info                (RUST_LOG wins when set)
+  BERTH_LOG_FORMAT=text|json
+  BERTH_AUTH_ENABLED=true             [auth] enabled (false: an open registry, local use only)
+  BERTH_AUTH_ADMIN_TOKEN=berth_admin_...  or BERTH_AUTH_ADMIN_TOKEN_FILE=PATH
+  BERTH_AUTH_EXTERNAL_URL=https://registry.example.com   (token realm: <url>/token)
+  BERTH_AUTH_SERVICE=berth, BERTH_AUTH_TOKEN_TTL_SECS=300, BERTH_AUTH_AUTO_CREATE_REGISTRIES=true
+
+With auth on (the default) the first start creates an admin token and prints
+it once. Repository names start with their registry: <registry>/<repository>.
+
+The data directory holds everything: meta/ (RocksDB) and store/ (blobs and
+staged uploads). See docs/configuration.md.";
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Berth: an OCI distribution registry", after_help = ENV_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the data lives, for the offline administration commands.
+#[derive(clap::Args)]
+pub struct DataArgs {
+    /// A TOML configuration file.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./berth-data].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum RegistryCmd {
+    /// Create a registry (a tenant).
+    Create {
+        name: String,
+        /// Anyone may pull without credentials.
+        #[arg(long)]
+        public: bool,
+    },
+    List,
+    /// Delete a registry record and its users (repositories stay until cleanup).
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Create a registry user; prints the generated password once.
+    Create {
+        #[arg(long)]
+        registry: String,
+        name: String,
+        /// Pull and push (default: pull only).
+        #[arg(long)]
+        push: bool,
+        /// Days until the user expires.
+        #[arg(long)]
+        expires_days: Option<u64>,
+    },
+    List {
+        #[arg(long)]
+        registry: String,
+    },
+    Delete {
+        #[arg(long)]
+        registry: String,
+        name: String,
+    },
+    /// A new password (printed once); the old one stops working.
+    ResetPassword {
+        #[arg(long)]
+        registry: String,
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create an API token; prints the secret once.
+    Create {
+        name: String,
+        /// Limit to these registries (repeat); default: all.
+        #[arg(long = "registry")]
+        registries: Vec<String>,
+        /// Pull only.
+        #[arg(long)]
+        read_only: bool,
+        /// Days until the token expires.
+        #[arg(long)]
+        expires_days: Option<u64>,
+    },
+    List,
+    Revoke {
+        id: String,
+    },
+    /// A new secret (printed once); the old one stops working.
+    Regenerate {
+        id: String,
+    },
+    /// A new expiry: in N days, or never (no --expires-days).
+    Refresh {
+        id: String,
+        #[arg(long)]
+        expires_days: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the registry.
+    #[command(after_help = ENV_HELP)]
+    Serve {
+        /// A TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:5000].
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<SocketAddr>,
+        /// Data directory [default: ./berth-data].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Registries (tenants), on a stopped server's data directory.
+    Registry {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(subcommand)]
+        cmd: RegistryCmd,
+    },
+    /// Registry users, on a stopped server's data directory.
+    User {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// API tokens, on a stopped server's data directory.
+    Token {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+}

@@ -1,0 +1,18 @@
+//! Background jobs of a running server.
+
+use berth_distribution::Distribution;
+use std::time::Duration;
+
+/// The reaper of abandoned upload sessions, every `every`.
+pub fn spawn_upload_reaper(dist: Distribution, every: Duration) {
+    tokio::spawn(async move {
+        loop {
+            match dist.reap_uploads().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "upload reaper"),
+                Err(e) => tracing::warn!(error = %e, "upload reaper failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}

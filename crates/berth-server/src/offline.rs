@@ -1,0 +1,160 @@
+//! The offline administration commands (`berth registry|user|token …`):
+//! they open a stopped server's data directory and call the same
+//! [`Admin`] the management API uses.
+
+use crate::cli::{DataArgs, RegistryCmd, TokenCmd, UserCmd};
+use crate::config::{Config, Overrides};
+use berth_management::Admin;
+use berth_meta::{Meta, RocksStore, Visibility};
+
+fn days_from_now(days: u64) -> u64 {
+    berth_meta::now_millis() + days * 86_400_000
+}
+
+/// Open the data directory (the server must be stopped: RocksDB allows one
+/// process) and run `f` on it.
+fn with_admin(data: DataArgs, f: impl FnOnce(&Admin) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let cfg = Config::load(
+        data.config.as_deref(),
+        Config::env(),
+        &Overrides {
+            listen: None,
+            data_dir: data.data_dir,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let meta_dir = cfg.data_dir.join("meta");
+    let store = RocksStore::open(&meta_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open {}: {e}\nIf berth is running on this data directory, stop it first: these commands work offline.",
+            meta_dir.display()
+        )
+    })?;
+    let meta = Meta::new(store);
+    let (_, shown) = crate::wiring::open_auth(&cfg, meta.clone())?;
+    if let Some(t) = shown {
+        println!("admin token (created now, shown only once): {t}");
+    }
+    f(&Admin::new(meta))
+}
+
+fn print_secret(username: &str, what: &str, secret: &str) {
+    println!("username: {username}\n{what}: {secret}\n(the {what} is shown only now)");
+}
+
+pub fn registry(data: DataArgs, cmd: RegistryCmd) -> anyhow::Result<()> {
+    with_admin(data, |admin| {
+        match cmd {
+            RegistryCmd::Create { name, public } => {
+                let vis = if public {
+                    Visibility::Public
+                } else {
+                    Visibility::Private
+                };
+                let r = admin.create_registry(&name, vis)?;
+                println!("created registry {name} ({})", r.id);
+            }
+            RegistryCmd::List => {
+                for (name, r) in admin.list_registries()? {
+                    println!("{name}\t{:?}\t{}", r.visibility, r.id);
+                }
+            }
+            RegistryCmd::Delete { name } => {
+                admin.delete_registry(&name)?;
+                println!("deleted registry {name}");
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn user(data: DataArgs, cmd: UserCmd) -> anyhow::Result<()> {
+    with_admin(data, |admin| {
+        match cmd {
+            UserCmd::Create {
+                registry,
+                name,
+                push,
+                expires_days,
+            } => {
+                let c =
+                    admin.create_user(&registry, &name, push, expires_days.map(days_from_now))?;
+                print_secret(&c.username, "password", &c.secret);
+            }
+            UserCmd::List { registry } => {
+                for (name, u) in admin.list_users(&registry)? {
+                    let perm = if u.can_push { "pull,push" } else { "pull" };
+                    println!("{registry}+{name}\t{perm}\texpires={:?}", u.expires_ms);
+                }
+            }
+            UserCmd::Delete { registry, name } => {
+                admin.delete_user(&registry, &name)?;
+                println!("deleted user {registry}+{name}");
+            }
+            UserCmd::ResetPassword { registry, name } => {
+                let c = admin.reset_password(&registry, &name)?;
+                print_secret(&c.username, "password", &c.secret);
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn token(data: DataArgs, cmd: TokenCmd) -> anyhow::Result<()> {
+    with_admin(data, |admin| {
+        match cmd {
+            TokenCmd::Create {
+                name,
+                registries,
+                read_only,
+                expires_days,
+            } => {
+                let regs = (!registries.is_empty()).then_some(registries);
+                let (id, c) =
+                    admin.create_token(&name, regs, !read_only, expires_days.map(days_from_now))?;
+                println!(
+                    "id: {id}\ntoken: {}\n(the token is shown only now)",
+                    c.secret
+                );
+            }
+            TokenCmd::List => {
+                for (id, t) in admin.list_tokens()? {
+                    let scope = t
+                        .registries
+                        .map(|r| r.join(","))
+                        .unwrap_or_else(|| "*".into());
+                    let mode = if t.read_write {
+                        "read-write"
+                    } else {
+                        "read-only"
+                    };
+                    println!(
+                        "{id}\t{}\t{scope}\t{mode}\t{}\tlastUsed={:?}",
+                        t.name,
+                        t.status.as_str(),
+                        t.last_used_ms
+                    );
+                }
+            }
+            TokenCmd::Revoke { id } => {
+                admin.revoke_token(&id)?;
+                println!("revoked token {id}");
+            }
+            TokenCmd::Refresh { id, expires_days } => {
+                admin.refresh_token_expiry(&id, expires_days.map(days_from_now))?;
+                println!(
+                    "token {id} now expires: {}",
+                    expires_days
+                        .map(|d| format!("in {d} days"))
+                        .unwrap_or("never".into())
+                );
+            }
+            TokenCmd::Regenerate { id } => {
+                let c = admin.regenerate_token(&id)?;
+                println!("token: {}\n(the token is shown only now)", c.secret);
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,144 @@
+//! Opening the stores and building the APIs from the configuration.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use anyhow::Context;
+use berth_auth::{Auth, AuthConfig};
+use berth_distribution::{Distribution, Gauges, TokenService};
+use berth_management::{Admin, Management};
+use berth_meta::{Meta, RocksStore};
+use berth_storage::BlobStore;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a running server serves.
+pub struct App {
+    pub dist: Distribution,
+    pub token: TokenService,
+    pub management: Management,
+    pub auth: Arc<Auth>,
+    pub metrics: Metrics,
+    pub data_dir: PathBuf,
+}
+
+/// Auth over `meta` as configured. Returns the admin token when one was
+/// generated now (to be shown once).
+pub fn open_auth(cfg: &Config, meta: Meta) -> anyhow::Result<(Auth, Option<String>)> {
+    let admin_token = match (&cfg.auth.admin_token, &cfg.auth.admin_token_file) {
+        (Some(t), _) => Some(t.trim().to_string()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading the admin token file {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let acfg = AuthConfig {
+        enabled: cfg.auth.enabled,
+        service: cfg.auth.service.clone(),
+        issuer: cfg.auth.service.clone(),
+        token_ttl: Duration::from_secs(cfg.auth.token_ttl_secs.max(1)),
+        auto_create_registries: cfg.auth.auto_create_registries,
+        admin_token,
+        ..AuthConfig::default()
+    };
+    Auth::open(meta, &cfg.data_dir.join("auth/jwt-signing-key.pem"), acfg)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Show a newly generated admin token once, never in the log stream: on
+/// the terminal when stderr is one, else in a 0600 file whose path is
+/// logged (a service's stderr is its log).
+fn show_admin_token(data_dir: &Path, token: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!("\n    berth admin token (shown only once): {token}\n");
+        return Ok(());
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("admin-token");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{token}")?;
+    f.sync_all()?;
+    tracing::warn!(
+        file = %path.display(),
+        "admin token created and written to this file (mode 0600); read it, store it elsewhere, delete the file"
+    );
+    Ok(())
+}
+
+/// Open the data directory and build the APIs.
+pub fn build(cfg: &Config) -> anyhow::Result<App> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&cfg.data_dir)?;
+    let meta_dir = data_dir.join("meta");
+    let store = RocksStore::open(&meta_dir)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "opening the metadata store at {}: {e} (is another berth using this data directory?)",
+                meta_dir.display()
+            )
+        })?
+        .synced(cfg.storage.sync);
+    let meta = Meta::new(store);
+    let (auth, shown) = open_auth(cfg, meta.clone())?;
+    if let Some(t) = &shown {
+        show_admin_token(&data_dir, t)?;
+    }
+    if !cfg.auth.enabled {
+        tracing::warn!(
+            "authentication is disabled: anyone who can reach {} may push and delete",
+            cfg.listen
+        );
+    }
+    if !cfg.storage.sync {
+        tracing::warn!(
+            "storage.sync is off: acknowledged data survives a crash of berth, not of the machine"
+        );
+    }
+    let blobs = Arc::new(BlobStore::local(&data_dir.join("store"))?.synced(cfg.storage.sync));
+    let metrics = Metrics::new();
+    let dcfg = berth_distribution::Config {
+        max_manifest_size: cfg.limits.max_manifest_size,
+        upload_max_age: Duration::from_secs(cfg.uploads.max_age_secs),
+        default_page_size: cfg.listing.default_page_size.max(1),
+        max_page_size: cfg.listing.max_page_size.max(1),
+        realm: format!(
+            "{}/token",
+            cfg.auth
+                .external_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", cfg.listen))
+                .trim_end_matches('/')
+        ),
+        ..Default::default()
+    };
+    let auth = Arc::new(auth);
+    let dist = Distribution::new(
+        meta.clone(),
+        blobs,
+        Some(auth.clone()),
+        dcfg,
+        Gauges {
+            open_uploads: Some(metrics.open_uploads.clone()),
+        },
+    );
+    Ok(App {
+        token: dist.token_service(),
+        dist,
+        management: Management::new(Admin::new(meta)),
+        auth,
+        metrics,
+        data_dir,
+    })
+}
