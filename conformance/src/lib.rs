@@ -414,6 +414,16 @@ pub fn require(tool: &str) -> PathBuf {
     PathBuf::from(tool)
 }
 
+/// Run an offline administration command (`berth registry|user|token …`)
+/// on a stopped server's data directory; returns its output.
+pub fn cli(s: &Server, args: &[&str]) -> String {
+    run(Command::new(berth_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(&s.data_dir)
+        .env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN))
+}
+
 /// The value of one sample in Prometheus text, by its full name with
 /// labels as rendered (`berth_stored{kind="blobs"}`).
 pub fn metric(text: &str, sample: &str) -> Option<f64> {

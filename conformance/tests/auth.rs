@@ -5,16 +5,6 @@
 use berth_conformance::*;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::process::Command;
-
-/// Run an offline administration command on the stopped server's data dir.
-fn cli(s: &Server, args: &[&str]) -> String {
-    run(Command::new(berth_bin())
-        .args(args)
-        .arg("--data-dir")
-        .arg(&s.data_dir)
-        .env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN))
-}
 
 fn field(out: &str, key: &str) -> String {
     out.lines()

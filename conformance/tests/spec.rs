@@ -802,6 +802,93 @@ impl ReplaceSize for Vec<u8> {
     }
 }
 
+/// Sparse manifests (an index copied without all its platforms, an image
+/// without its layers): refused by default; stored and served in a
+/// registry that allows them.
+#[test]
+fn sparse_manifests_only_where_allowed() {
+    let mut s = Server::start();
+    let c = client();
+    let img = push_image(&c, &s, "full/app", "v1", "sparse base");
+    push_image(&c, &s, "mirror/app", "v1", "sparse base");
+    let ghost = sha256(b"a platform never copied");
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": img.digest, "size": img.manifest.len()},
+            {"mediaType": OCI_MANIFEST, "digest": ghost, "size": 321,
+             "platform": {"architecture": "arm64", "os": "linux"}},
+        ],
+    }))
+    .unwrap();
+    let m: Value = serde_json::from_slice(&img.manifest).unwrap();
+    let cfg_size = m["config"]["size"].as_u64().unwrap() as usize;
+    let layerless = image_manifest(
+        (&img.config, cfg_size),
+        &[(&sha256(b"never pushed"), 7)],
+        json!({}),
+    );
+    let base = s.base(); // the same after the restart below
+    let put = |repo: &str, tag: &str, ct: &str, body: &[u8]| {
+        c.put(format!("{base}/v2/{repo}/manifests/{tag}"))
+            .header("content-type", ct)
+            .body(body.to_vec())
+            .send()
+            .unwrap()
+    };
+    expect_err(
+        put("full/app", "multi", OCI_INDEX, &index),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+    expect_err(
+        put("mirror/app", "multi", OCI_INDEX, &index),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+
+    s.stop();
+    let out = cli(
+        &s,
+        &["registry", "update", "mirror", "--allow-sparse", "true"],
+    );
+    assert!(out.contains("sparse manifests allowed"), "{out}");
+    s.start_again();
+
+    let r = put("mirror/app", "multi", OCI_INDEX, &index);
+    assert_eq!(r.status(), 201);
+    let g = c
+        .get(s.url("/v2/mirror/app/manifests/multi"))
+        .send()
+        .unwrap();
+    assert_eq!(g.status(), 200);
+    assert_eq!(g.bytes().unwrap().as_ref(), &index[..]);
+    // the missing child is still missing: nothing is made up
+    expect_err(
+        c.get(s.url(&format!("/v2/mirror/app/manifests/{ghost}")))
+            .send()
+            .unwrap(),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+    assert_eq!(
+        put("mirror/app", "nolayers", OCI_MANIFEST, &layerless).status(),
+        201
+    );
+    // other registries still refuse
+    expect_err(
+        put("full/app", "multi", OCI_INDEX, &index),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+    expect_err(
+        put("full/app", "nolayers", OCI_MANIFEST, &layerless),
+        400,
+        "MANIFEST_BLOB_UNKNOWN",
+    );
+}
+
 #[test]
 fn index_docker_types_and_helm_artifacts() {
     let s = Server::start();

@@ -72,6 +72,27 @@ impl Admin {
         Ok(rec)
     }
 
+    /// Change a registry's visibility and whether it accepts sparse
+    /// manifests (`None`: leave as is).
+    pub fn update_registry(
+        &self,
+        name: &str,
+        visibility: Option<Visibility>,
+        allow_sparse: Option<bool>,
+    ) -> Result<RegistryRecord> {
+        self.meta
+            .update_registry(name, |r| {
+                if let Some(v) = visibility {
+                    r.visibility = v;
+                }
+                if let Some(s) = allow_sparse {
+                    r.allow_sparse = s;
+                }
+                true
+            })?
+            .ok_or_else(|| AdminError::NotFound(format!("registry {name}")))
+    }
+
     /// Delete a registry record and its users (repositories stay until
     /// cleanup).
     pub fn delete_registry(&self, name: &str) -> Result<()> {
@@ -254,6 +275,16 @@ mod tests {
             Err(AdminError::Invalid(_))
         ));
         assert_eq!(a.list_registries().unwrap().len(), 1);
+        let r = a
+            .update_registry("acme", Some(Visibility::Public), Some(true))
+            .unwrap();
+        assert_eq!((r.visibility, r.allow_sparse), (Visibility::Public, true));
+        let r = a.update_registry("acme", None, Some(false)).unwrap();
+        assert_eq!((r.visibility, r.allow_sparse), (Visibility::Public, false));
+        assert!(matches!(
+            a.update_registry("nope", None, None),
+            Err(AdminError::NotFound(_))
+        ));
         a.delete_registry("acme").unwrap();
         assert!(matches!(
             a.delete_registry("acme"),

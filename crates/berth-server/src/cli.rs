@@ -56,6 +56,20 @@ pub enum RegistryCmd {
         /// Anyone may pull without credentials.
         #[arg(long)]
         public: bool,
+        /// Accept manifests whose blobs or child manifests are not in the
+        /// repository (partial mirrors).
+        #[arg(long)]
+        allow_sparse: bool,
+    },
+    /// Change a registry's settings.
+    Update {
+        name: String,
+        /// Anyone may pull without credentials (true) or not (false).
+        #[arg(long, value_name = "BOOL")]
+        public: Option<bool>,
+        /// Accept sparse manifests (true) or not (false).
+        #[arg(long, value_name = "BOOL")]
+        allow_sparse: Option<bool>,
     },
     List,
     /// Delete a registry record and its users (repositories stay until cleanup).

@@ -39,6 +39,14 @@ fn with_admin(data: DataArgs, f: impl FnOnce(&Admin) -> anyhow::Result<()>) -> a
     f(&Admin::new(meta))
 }
 
+fn visibility(public: bool) -> Visibility {
+    if public {
+        Visibility::Public
+    } else {
+        Visibility::Private
+    }
+}
+
 fn print_secret(username: &str, what: &str, secret: &str) {
     println!("username: {username}\n{what}: {secret}\n(the {what} is shown only now)");
 }
@@ -46,18 +54,33 @@ fn print_secret(username: &str, what: &str, secret: &str) {
 pub fn registry(data: DataArgs, cmd: RegistryCmd) -> anyhow::Result<()> {
     with_admin(data, |admin| {
         match cmd {
-            RegistryCmd::Create { name, public } => {
-                let vis = if public {
-                    Visibility::Public
-                } else {
-                    Visibility::Private
-                };
-                let r = admin.create_registry(&name, vis)?;
+            RegistryCmd::Create {
+                name,
+                public,
+                allow_sparse,
+            } => {
+                let r = admin.create_registry(&name, visibility(public))?;
+                if allow_sparse {
+                    admin.update_registry(&name, None, Some(true))?;
+                }
                 println!("created registry {name} ({})", r.id);
+            }
+            RegistryCmd::Update {
+                name,
+                public,
+                allow_sparse,
+            } => {
+                let r = admin.update_registry(&name, public.map(visibility), allow_sparse)?;
+                println!(
+                    "registry {name}: {:?}, sparse manifests {}",
+                    r.visibility,
+                    if r.allow_sparse { "allowed" } else { "refused" }
+                );
             }
             RegistryCmd::List => {
                 for (name, r) in admin.list_registries()? {
-                    println!("{name}\t{:?}\t{}", r.visibility, r.id);
+                    let sparse = if r.allow_sparse { "\tallow-sparse" } else { "" };
+                    println!("{name}\t{:?}\t{}{sparse}", r.visibility, r.id);
                 }
             }
             RegistryCmd::Delete { name } => {
