@@ -20,7 +20,8 @@ if [ ${#need[@]} -gt 0 ]; then
   # Debian starts both as services; the benchmark starts its own.
   ($SUDO service docker-registry stop || true; $SUDO service nginx stop || true; pkill -x docker-registry || true; pkill -x nginx || true) >/dev/null 2>&1
 fi
-cargo build --release --bin berth --bin berth-bench
+# The resolution scripts/test.sh builds (RocksDB compiled once for both).
+cargo build --release --workspace --all-targets
 BIN="$CARGO_TARGET_DIR/release"
 
 WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
