@@ -28,7 +28,8 @@ With auth on (the default) the first start creates an admin token and prints
 it once. Repository names start with their registry: <registry>/<repository>.
 
 The data directory holds everything: meta/ (RocksDB) and store/ (blobs and
-staged uploads). See docs/configuration.md.";
+staged uploads). Every setting: docs/configuration.md, or `berth config show`.
+`berth config check` validates a file and the environment without starting.";
 
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Berth: an OCI distribution registry", after_help = ENV_HELP)]
@@ -155,6 +156,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Validate or show the configuration (file, environment, flags).
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Registries (tenants), on a stopped server's data directory.
     Registry {
         #[command(flatten)]
@@ -175,5 +181,35 @@ pub enum Command {
         data: DataArgs,
         #[command(subcommand)]
         cmd: TokenCmd,
+    },
+}
+
+/// What `serve` would run with: the same file, environment and flags.
+#[derive(clap::Args)]
+pub struct ConfigArgs {
+    /// A TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCmd {
+    /// Check the file and the environment without starting anything: exit
+    /// 0 when `serve` would accept them, 1 (with every problem) when not.
+    Check {
+        #[command(flatten)]
+        args: ConfigArgs,
+    },
+    /// Print the effective settings after layering, each with where it came
+    /// from (default, file, environment, flag); secrets redacted.
+    Show {
+        #[command(flatten)]
+        args: ConfigArgs,
     },
 }

@@ -168,6 +168,12 @@ impl Default for Log {
 /// `data`, key `dir`).
 const TOP_LEVEL: [&str; 2] = ["listen", "data_dir"];
 
+/// Keys whose values are secrets: never shown.
+pub const SECRETS: [&str; 1] = ["auth.admin_token"];
+
+/// The variable naming the configuration file for `serve` (not a setting).
+const ENV_CONFIG: &str = "CONFIG";
+
 /// `BERTH_<SECTION>_<KEY>` → `section.key`; `BERTH_LISTEN` → `listen`.
 fn env_key(k: &str) -> String {
     let k = k.to_ascii_lowercase();
@@ -180,45 +186,381 @@ fn env_key(k: &str) -> String {
     }
 }
 
+/// The environment variable of a key: `uploads.max_age_secs` →
+/// `BERTH_UPLOADS_MAX_AGE_SECS`.
+pub fn env_var(key: &str) -> String {
+    format!("BERTH_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
 /// Command-line overrides (they win over everything).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
 }
 
-impl Config {
-    pub fn load(
-        file: Option<&Path>,
-        env: Env,
-        o: &Overrides,
-    ) -> Result<Config, Box<figment::Error>> {
-        let mut f = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            f = f.merge(Toml::file_exact(file));
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(&'static str),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(v) => write!(f, "environment {v}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
         }
-        let env = env
-            .filter(|k| k.as_str() != "config")
-            .map(|k| env_key(k.as_str()).into());
-        f = f.merge(env);
+    }
+}
+
+/// Why a configuration cannot be used: every problem found, each naming
+/// the key, where it came from and what is accepted.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A loaded configuration: the settings, where each came from, and the
+/// `BERTH_*` variables that name no setting (warnings, not errors: the
+/// environment carries other things too).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub sources: Vec<(String, Source)>,
+    pub unknown_env: Vec<String>,
+}
+
+/// Every setting as a dotted key, in declaration order, with its default
+/// value (JSON; `null` for settings that are unset by default).
+pub fn known_keys() -> Vec<(String, serde_json::Value)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match v {
+            serde_json::Value::Object(m) if prefix.is_empty() || !m.is_empty() => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            _ => out.push((prefix.to_string(), v.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        "",
+        &serde_json::to_value(Config::default()).expect("the defaults serialise"),
+        &mut out,
+    );
+    // top-level keys first (TOML puts them before any [section])
+    out.sort_by_key(|(k, _)| k.contains('.'));
+    out
+}
+
+/// A default as the configuration page shows it: a TOML literal, or
+/// `unset`.
+pub fn default_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "unset".to_string(),
+        other => toml::Value::try_from(other)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| other.to_string()),
+    }
+}
+
+/// The nearest known key, if one is close enough to be a typo.
+fn nearest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(wrong, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Keys of a TOML file that name no setting, as messages with a suggestion.
+fn unknown_file_keys(path: &Path, table: &toml::Table, known: &[String]) -> Vec<String> {
+    let mut errors = Vec::new();
+    let sections: Vec<&str> = known
+        .iter()
+        .filter_map(|k| k.split_once('.').map(|(s, _)| s))
+        .collect();
+    for (k, v) in table {
+        match v {
+            toml::Value::Table(inner) if sections.contains(&k.as_str()) => {
+                let in_section: Vec<&str> = known
+                    .iter()
+                    .filter_map(|full| full.strip_prefix(&format!("{k}.")))
+                    .collect();
+                for (ik, _) in inner {
+                    if !in_section.contains(&ik.as_str()) {
+                        let hint = nearest(ik, in_section.iter().copied())
+                            .map(|n| format!("; did you mean `{k}.{n}`?"))
+                            .unwrap_or_else(|| format!("; [{k}] has: {}", in_section.join(", ")));
+                        errors.push(format!("{}: unknown key `{k}.{ik}`{hint}", path.display()));
+                    }
+                }
+            }
+            _ if known.iter().any(|full| full == k) || sections.contains(&k.as_str()) => {}
+            _ => {
+                let tops = known
+                    .iter()
+                    .map(|full| full.split('.').next().unwrap_or(full))
+                    .collect::<Vec<_>>();
+                let mut uniq = tops.clone();
+                uniq.dedup();
+                let hint = nearest(k, uniq.iter().copied())
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_else(|| format!("; known: {}", uniq.join(", ")));
+                let what = if v.is_table() { "section" } else { "key" };
+                errors.push(format!("{}: unknown {what} `{k}`{hint}", path.display()));
+            }
+        }
+    }
+    errors
+}
+
+/// A figment error as a message naming the key, where the value came from,
+/// and what is accepted.
+fn type_error(e: &figment::Error) -> String {
+    let key = e.path.join(".").to_ascii_lowercase();
+    let src = e.metadata.as_ref().and_then(|m| m.source.as_ref());
+    match src {
+        Some(figment::Source::File(p)) => format!("{}: `{key}`: {}", p.display(), e.kind),
+        _ if e
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.name.contains("environment")) =>
+        {
+            format!("`{key}` ({}): {}", env_var(&key), e.kind)
+        }
+        _ => format!("`{key}`: {}", e.kind),
+    }
+}
+
+impl Config {
+    /// Layer defaults, the TOML file, `BERTH_*` variables and flags; refuse
+    /// unknown keys in the file, wrong types and values out of range.
+    pub fn load(file: Option<&Path>, o: &Overrides) -> Result<Loaded, ConfigError> {
+        let known: Vec<String> = known_keys().into_iter().map(|(k, _)| k).collect();
+        let mut errors = Vec::new();
+        let mut file_keys: Vec<String> = Vec::new();
+        let mut f = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            match std::fs::read_to_string(path) {
+                Err(e) => errors.push(format!("{}: {e}", path.display())),
+                Ok(text) => match text.parse::<toml::Table>() {
+                    Err(e) => errors.push(format!("{}: not valid TOML: {e}", path.display())),
+                    Ok(table) => {
+                        errors.extend(unknown_file_keys(path, &table, &known));
+                        for (k, v) in &table {
+                            match v.as_table() {
+                                Some(t) => file_keys.extend(t.keys().map(|ik| format!("{k}.{ik}"))),
+                                None => file_keys.push(k.clone()),
+                            }
+                        }
+                        f = f.merge(Toml::file_exact(path));
+                    }
+                },
+            }
+        }
+        // Only variables that name a setting are merged; the others are
+        // reported.
+        let mut unknown_env = Vec::new();
+        let mut env_keys = Vec::new();
+        for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
+            let Some(rest) = name.strip_prefix("BERTH_") else {
+                continue;
+            };
+            if rest == ENV_CONFIG {
+                continue;
+            }
+            let key = env_key(rest);
+            if known.contains(&key) {
+                env_keys.push((key, name));
+            } else {
+                unknown_env.push(name);
+            }
+        }
+        unknown_env.sort();
+        let knows = known.clone();
+        f = f.merge(
+            Env::prefixed("BERTH_")
+                .filter(move |k| knows.contains(&env_key(k.as_str())))
+                .map(|k| env_key(k.as_str()).into()),
+        );
         if let Some(l) = o.listen {
             f = f.merge(Serialized::default("listen", l));
         }
         if let Some(d) = &o.data_dir {
             f = f.merge(Serialized::default("data_dir", d));
         }
-        f.extract().map_err(Box::new)
+        let config = match f.extract::<Config>() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.extend(e.into_iter().map(|e| type_error(&e)));
+                None
+            }
+        };
+        if let Some(c) = &config {
+            errors.extend(c.check());
+        }
+        if !errors.is_empty() {
+            return Err(ConfigError(errors));
+        }
+        let sources = known
+            .iter()
+            .map(|k| {
+                let src = match k.as_str() {
+                    "listen" if o.listen.is_some() => Source::Flag("--listen"),
+                    "data_dir" if o.data_dir.is_some() => Source::Flag("--data-dir"),
+                    _ => match env_keys.iter().find(|(ek, _)| ek == k) {
+                        Some((_, var)) => Source::Env(var.clone()),
+                        None if file_keys.contains(k) => {
+                            Source::File(file.expect("a file gave keys").to_path_buf())
+                        }
+                        None => Source::Default,
+                    },
+                };
+                (k.clone(), src)
+            })
+            .collect();
+        Ok(Loaded {
+            config: config.expect("no errors: extracted"),
+            sources,
+            unknown_env,
+        })
     }
 
-    /// The real environment.
-    pub fn env() -> Env {
-        Env::prefixed("BERTH_")
+    /// Values out of range, each naming the key and what it accepts.
+    fn check(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        let mut need = |ok: bool, key: &str, accepts: &str| {
+            if !ok {
+                e.push(format!("`{key}` ({}): {accepts}", env_var(key)));
+            }
+        };
+        let l = &self.limits;
+        need(
+            (1024..=64 << 20).contains(&l.max_manifest_size),
+            "limits.max_manifest_size",
+            "1024 to 67108864 bytes",
+        );
+        need(
+            self.uploads.max_age_secs >= 1,
+            "uploads.max_age_secs",
+            "at least 1 second",
+        );
+        need(
+            self.uploads.reap_interval_secs >= 1,
+            "uploads.reap_interval_secs",
+            "at least 1 second",
+        );
+        need(
+            self.listing.default_page_size >= 1,
+            "listing.default_page_size",
+            "at least 1",
+        );
+        need(
+            self.listing.max_page_size >= self.listing.default_page_size,
+            "listing.max_page_size",
+            "at least listing.default_page_size",
+        );
+        need(
+            matches!(self.log.format.as_str(), "text" | "json"),
+            "log.format",
+            "`text` or `json`",
+        );
+        need(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level",
+            "a tracing filter such as `info` or `berth=debug,info`",
+        );
+        let a = &self.auth;
+        need(!a.service.is_empty(), "auth.service", "a non-empty name");
+        need(
+            (1..=86_400).contains(&a.token_ttl_secs),
+            "auth.token_ttl_secs",
+            "1 to 86400 seconds",
+        );
+        need(
+            a.external_url
+                .as_deref()
+                .is_none_or(|u| u.starts_with("http://") || u.starts_with("https://")),
+            "auth.external_url",
+            "an http:// or https:// URL",
+        );
+        need(
+            !(a.admin_token.is_some() && a.admin_token_file.is_some()),
+            "auth.admin_token",
+            "either auth.admin_token or auth.admin_token_file, not both",
+        );
+        need(
+            a.admin_token
+                .as_deref()
+                .is_none_or(|t| t.trim().starts_with("berth_admin_") && t.trim().len() >= 32),
+            "auth.admin_token",
+            "berth_admin_ followed by at least 20 characters",
+        );
+        e
+    }
+}
+
+impl Loaded {
+    /// The effective settings as TOML, each with where it came from;
+    /// secrets redacted.
+    pub fn show(&self) -> String {
+        let value = serde_json::to_value(&self.config).expect("settings serialise");
+        let mut out = String::new();
+        let mut section = "";
+        for (key, src) in &self.sources {
+            let (sec, name) = key.split_once('.').unwrap_or(("", key));
+            if sec != section {
+                out.push_str(&format!("\n[{sec}]\n"));
+                section = sec;
+            }
+            let v = key.split('.').fold(&value, |v, k| &v[k]);
+            let shown = if SECRETS.contains(&key.as_str()) && !v.is_null() {
+                "\"<redacted>\"".to_string()
+            } else {
+                default_text(v)
+            };
+            let line = if v.is_null() {
+                format!("# {name} (unset)")
+            } else {
+                format!("{name} = {shown}")
+            };
+            out.push_str(&format!("{line:<44} # {src}\n"));
+        }
+        out.trim_start().to_string()
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail API
 mod tests {
     use super::*;
+
+    fn load(file: Option<&str>) -> Result<Loaded, ConfigError> {
+        Config::load(file.map(Path::new), &Overrides::default())
+    }
+
+    fn errors_of(file: &str) -> String {
+        load(Some(file)).unwrap_err().to_string()
+    }
 
     #[test]
     fn env_keys() {
@@ -229,44 +571,233 @@ mod tests {
             env_key("LIMITS_MAX_MANIFEST_SIZE"),
             "limits.max_manifest_size"
         );
+        for (k, _) in known_keys() {
+            assert_eq!(
+                env_key(&env_var(&k)["BERTH_".len()..]),
+                k,
+                "round trip of {k}"
+            );
+        }
     }
 
     #[test]
-    #[allow(clippy::result_large_err)] // figment's Jail API
-    fn layering() {
+    fn layering_and_sources() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "berth.toml",
                 "listen = \"127.0.0.1:6000\"\ndata_dir = \"/from/file\"\n[uploads]\nmax_age_secs = 60\n",
             )?;
             jail.set_env("BERTH_DATA_DIR", "/from/env");
-            jail.set_env("BERTH_LISTING_MAX_PAGE_SIZE", "50");
-            let c = Config::load(
-                Some(Path::new("berth.toml")),
-                Config::env(),
-                &Overrides::default(),
-            )
-            .unwrap();
+            jail.set_env("BERTH_LISTING_MAX_PAGE_SIZE", "5000");
+            let l = load(Some("berth.toml")).unwrap();
+            let c = &l.config;
             assert_eq!(c.listen.port(), 6000);
             assert_eq!(c.data_dir, PathBuf::from("/from/env"));
             assert_eq!(c.uploads.max_age_secs, 60);
-            assert_eq!(c.listing.max_page_size, 50);
+            assert_eq!(c.listing.max_page_size, 5000);
             assert_eq!(c.limits.max_manifest_size, 4 * 1024 * 1024);
             assert!(c.storage.sync, "durable by default");
+            let src = |k: &str| {
+                l.sources
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .unwrap()
+                    .1
+                    .clone()
+            };
+            assert_eq!(src("listen"), Source::File("berth.toml".into()));
+            assert_eq!(src("data_dir"), Source::Env("BERTH_DATA_DIR".into()));
+            assert_eq!(
+                src("uploads.max_age_secs"),
+                Source::File("berth.toml".into())
+            );
+            assert_eq!(src("storage.sync"), Source::Default);
             jail.set_env("BERTH_STORAGE_SYNC", "false");
-            let c = Config::load(None, Config::env(), &Overrides::default()).unwrap();
-            assert!(!c.storage.sync);
+            assert!(!load(None).unwrap().config.storage.sync);
             let o = Overrides {
                 listen: Some("127.0.0.1:7000".parse().unwrap()),
                 data_dir: Some("/from/flag".into()),
             };
-            let c = Config::load(Some(Path::new("berth.toml")), Config::env(), &o).unwrap();
+            let l = Config::load(Some(Path::new("berth.toml")), &o).unwrap();
             assert_eq!(
-                (c.listen.port(), c.data_dir),
-                (7000, PathBuf::from("/from/flag"))
+                (l.config.listen.port(), &l.config.data_dir),
+                (7000, &PathBuf::from("/from/flag"))
             );
+            assert!(l
+                .sources
+                .contains(&("listen".into(), Source::Flag("--listen"))));
+            assert!(l
+                .sources
+                .contains(&("data_dir".into(), Source::Flag("--data-dir"))));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn typos_are_refused_with_the_nearest_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("a.toml", "[storge]\nsync = false\n")?;
+            let e = errors_of("a.toml");
+            assert!(
+                e.contains("unknown section `storge`; did you mean `storage`?"),
+                "{e}"
+            );
+            jail.create_file(
+                "b.toml",
+                "[auth]\nadmin_tokn = \"berth_admin_xxxxxxxxxxxxxxxxxxxxxxxx\"\n",
+            )?;
+            let e = errors_of("b.toml");
+            assert!(
+                e.contains("unknown key `auth.admin_tokn`; did you mean `auth.admin_token`?"),
+                "{e}"
+            );
+            assert!(
+                !e.contains("berth_admin_x"),
+                "no secret in the message: {e}"
+            );
+            jail.create_file(
+                "c.toml",
+                "lisen = \"127.0.0.1:1\"\n[storage]\nsinc = true\n",
+            )?;
+            let e = errors_of("c.toml");
+            assert!(
+                e.contains("unknown key `lisen`; did you mean `listen`?"),
+                "{e}"
+            );
+            assert!(
+                e.contains("unknown key `storage.sinc`; did you mean `storage.sync`?"),
+                "{e}"
+            );
+            assert!(e.contains("c.toml"), "names the file: {e}");
+            jail.create_file("d.toml", "[storage]\nbackend = \"s3\"\n")?;
+            let e = errors_of("d.toml");
+            assert!(
+                e.contains("unknown key `storage.backend`; [storage] has: sync"),
+                "{e}"
+            );
+            jail.create_file("e.toml", "zzzzzz = 1\n")?;
+            assert!(
+                errors_of("e.toml").contains("unknown key `zzzzzz`; known: data_dir, listen, auth")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_types_and_ranges_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "[uploads]\nmax_age_secs = \"a day\"\n")?;
+            let e = errors_of("t.toml");
+            assert!(
+                e.contains("t.toml: `uploads.max_age_secs`: invalid type"),
+                "{e}"
+            );
+            jail.create_file("s.toml", "storage = true\n")?;
+            assert!(errors_of("s.toml").contains("storage"));
+            jail.create_file("bad.toml", "[listing\n")?;
+            assert!(errors_of("bad.toml").contains("not valid TOML"));
+            jail.create_file(
+                "r.toml",
+                "[listing]\ndefault_page_size = 0\n[log]\nformat = \"xml\"\n[auth]\ntoken_ttl_secs = 0\nexternal_url = \"registry.example.com\"\n",
+            )?;
+            let e = errors_of("r.toml");
+            for k in [
+                "`listing.default_page_size` (BERTH_LISTING_DEFAULT_PAGE_SIZE): at least 1",
+                "`log.format` (BERTH_LOG_FORMAT): `text` or `json`",
+                "`auth.token_ttl_secs`",
+                "`auth.external_url`",
+            ] {
+                assert!(e.contains(k), "{k} in {e}");
+            }
             jail.set_env("BERTH_UPLOADS_MAX_AGE_SECS", "not a number");
-            assert!(Config::load(None, Config::env(), &Overrides::default()).is_err());
+            let e = load(None).unwrap_err().to_string();
+            assert!(
+                e.contains("`uploads.max_age_secs` (BERTH_UPLOADS_MAX_AGE_SECS): invalid type"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_reported_not_fatal() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BERTH_STORAGE_BACKEND", "s3");
+            jail.set_env("BERTH_STORGE_SYNC", "false");
+            jail.set_env("BERTH_CONFIG", "ignored: names the file");
+            let l = load(None).unwrap();
+            // (the test harness has BERTH_BIN and the like, unknown too)
+            let ours: Vec<&String> = l
+                .unknown_env
+                .iter()
+                .filter(|v| v.starts_with("BERTH_STOR") || v.starts_with("BERTH_CONF"))
+                .collect();
+            assert_eq!(ours, ["BERTH_STORAGE_BACKEND", "BERTH_STORGE_SYNC"]);
+            assert!(l.config.storage.sync, "a misspelt variable changes nothing");
+            Ok(())
+        });
+    }
+
+    /// docs/configuration.md lists every setting with its variable and
+    /// default, and nothing else.
+    #[test]
+    fn the_configuration_page_matches_the_settings() {
+        let page = include_str!("../../../docs/configuration.md");
+        let mut rows = Vec::new();
+        for line in page.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let strip = |c: &str| c.trim_matches('`').to_string();
+            rows.push((strip(cells[1]), strip(cells[2]), strip(cells[3])));
+        }
+        let known = known_keys();
+        let page_keys: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        for (k, default) in &known {
+            let row = rows
+                .iter()
+                .find(|r| &r.0 == k)
+                .unwrap_or_else(|| panic!("{k} is not on docs/configuration.md"));
+            assert_eq!(row.1, env_var(k), "{k}: variable");
+            assert_eq!(row.2, default_text(default), "{k}: default");
+        }
+        for k in page_keys {
+            assert!(
+                known.iter().any(|(n, _)| n == k),
+                "{k} on the page is no setting"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sample_configuration_is_accepted() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "berth.toml",
+                include_str!("../../../docs/berth.example.toml"),
+            )?;
+            let l = load(Some("berth.toml")).unwrap();
+            assert_eq!(l.config.listen.port(), 5000);
+            assert!(l.config.storage.sync);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn show_has_every_key_its_source_and_no_secret() {
+        figment::Jail::expect_with(|jail| {
+            let secret = "berth_admin_SuperSecretValue0123456789";
+            jail.set_env("BERTH_AUTH_ADMIN_TOKEN", secret);
+            jail.set_env("BERTH_STORAGE_SYNC", "false");
+            let out = load(None).unwrap().show();
+            assert!(!out.contains(secret), "{out}");
+            assert!(out.contains("admin_token = \"<redacted>\""), "{out}");
+            assert!(out.contains("sync = false"), "{out}");
+            assert!(out.contains("# environment BERTH_STORAGE_SYNC"), "{out}");
+            for (k, _) in known_keys() {
+                let name = k.rsplit('.').next().unwrap();
+                assert!(out.contains(name), "{k} missing in {out}");
+            }
+            let parsed: toml::Table = out.parse().expect("show prints TOML");
+            assert_eq!(parsed["storage"]["sync"].as_bool(), Some(false));
             Ok(())
         });
     }

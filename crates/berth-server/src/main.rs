@@ -18,8 +18,8 @@ mod ops;
 mod wiring;
 
 use clap::Parser;
-use cli::{Cli, Command};
-use config::{Config, Overrides};
+use cli::{Cli, Command, ConfigArgs, ConfigCmd};
+use config::{Config, Loaded, Overrides};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,21 +47,64 @@ fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
         } => {
-            let cfg = Config::load(
-                config.as_deref(),
-                Config::env(),
-                &Overrides { listen, data_dir },
-            )
-            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-            init_tracing(&cfg);
+            let loaded = load(&ConfigArgs {
+                config,
+                listen,
+                data_dir,
+            })?;
+            init_tracing(&loaded.config);
+            warn_unknown_env(&loaded);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(serve(cfg))
+                .block_on(serve(loaded.config))
         }
+        Command::Config { cmd } => match cmd {
+            ConfigCmd::Check { args } => {
+                let Ok(loaded) = load(&args) else {
+                    std::process::exit(1);
+                };
+                for v in &loaded.unknown_env {
+                    eprintln!("warning: {v} names no setting (ignored)");
+                }
+                match &args.config {
+                    Some(f) => println!("ok: {} and the environment", f.display()),
+                    None => println!("ok: the environment (no file)"),
+                }
+                Ok(())
+            }
+            ConfigCmd::Show { args } => {
+                let Ok(loaded) = load(&args) else {
+                    std::process::exit(1);
+                };
+                print!("{}", loaded.show());
+                Ok(())
+            }
+        },
         Command::Registry { data, cmd } => offline::registry(data, cmd),
         Command::User { data, cmd } => offline::user(data, cmd),
         Command::Token { data, cmd } => offline::token(data, cmd),
+    }
+}
+
+/// Load the configuration; on failure print every problem.
+fn load(a: &ConfigArgs) -> anyhow::Result<Loaded> {
+    let o = Overrides {
+        listen: a.listen,
+        data_dir: a.data_dir.clone(),
+    };
+    Config::load(a.config.as_deref(), &o).map_err(|e| {
+        eprintln!("configuration refused:");
+        for p in &e.0 {
+            eprintln!("  {p}");
+        }
+        anyhow::anyhow!("configuration refused ({} problem(s))", e.0.len())
+    })
+}
+
+fn warn_unknown_env(loaded: &Loaded) {
+    for v in &loaded.unknown_env {
+        tracing::warn!(variable = %v, "environment variable names no setting; ignored (see docs/configuration.md)");
     }
 }
 

@@ -16,13 +16,13 @@ fn days_from_now(days: u64) -> u64 {
 fn with_admin(data: DataArgs, f: impl FnOnce(&Admin) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let cfg = Config::load(
         data.config.as_deref(),
-        Config::env(),
         &Overrides {
             listen: None,
             data_dir: data.data_dir,
         },
     )
-    .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("configuration refused:\n  {}", e.0.join("\n  ")))?
+    .config;
     std::fs::create_dir_all(&cfg.data_dir)?;
     let meta_dir = cfg.data_dir.join("meta");
     let store = RocksStore::open(&meta_dir).map_err(|e| {

@@ -39,7 +39,7 @@ pub fn open_auth(cfg: &Config, meta: Meta) -> anyhow::Result<(Auth, Option<Strin
         enabled: cfg.auth.enabled,
         service: cfg.auth.service.clone(),
         issuer: cfg.auth.service.clone(),
-        token_ttl: Duration::from_secs(cfg.auth.token_ttl_secs.max(1)),
+        token_ttl: Duration::from_secs(cfg.auth.token_ttl_secs),
         auto_create_registries: cfg.auth.auto_create_registries,
         admin_token,
         ..AuthConfig::default()
@@ -111,8 +111,8 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
     let dcfg = berth_distribution::Config {
         max_manifest_size: cfg.limits.max_manifest_size,
         upload_max_age: Duration::from_secs(cfg.uploads.max_age_secs),
-        default_page_size: cfg.listing.default_page_size.max(1),
-        max_page_size: cfg.listing.max_page_size.max(1),
+        default_page_size: cfg.listing.default_page_size,
+        max_page_size: cfg.listing.max_page_size,
         realm: format!(
             "{}/token",
             cfg.auth
