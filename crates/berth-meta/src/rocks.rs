@@ -13,6 +13,11 @@ use std::path::Path;
 /// `get_for_update`, so RocksDB itself detects a write to it between the
 /// check and the commit); a batch without conditions is a plain atomic
 /// write batch.
+///
+/// Cost to know: opening an `OptimisticTransactionDB` allocates RocksDB's
+/// parallel-validation lock buckets (2^20 mutexes, 40 MiB resident); the
+/// crate does not expose the option that sizes them (docs/performance.md,
+/// run 6).
 pub struct RocksStore {
     db: OptimisticTransactionDB,
     /// Sync the write-ahead log on every write (default). Off: a write
