@@ -101,6 +101,16 @@ impl Server {
 
     /// Start with extra `BERTH_*` environment settings.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
+        Server::launch(env, true)
+    }
+
+    /// Start with no admin token configured: the server makes one on its
+    /// first start.
+    pub fn start_generating_admin_token() -> Server {
+        Server::launch(&[], false)
+    }
+
+    fn launch(env: &[(&str, &str)], given_admin_token: bool) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut s = Server {
             child: None,
@@ -112,24 +122,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            given_admin_token: true,
-        };
-        s.spawn();
-        s
-    }
-
-    /// Start with no admin token configured: the server makes one on its
-    /// first start.
-    pub fn start_generating_admin_token() -> Server {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let mut s = Server {
-            child: None,
-            port: free_port(),
-            data_dir: tmp.path().join("data"),
-            log: tmp.path().join("berth.log"),
-            _tmp: Some(tmp),
-            env: Vec::new(),
-            given_admin_token: false,
+            given_admin_token,
         };
         s.spawn();
         s

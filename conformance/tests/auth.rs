@@ -14,6 +14,13 @@ fn field(out: &str, key: &str) -> String {
         .to_string()
 }
 
+fn challenge(r: &reqwest::blocking::Response) -> String {
+    r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
 fn basic(user: &str, pass: &str) -> String {
     use base64::Engine;
     format!(
@@ -260,12 +267,8 @@ fn principals_by_endpoints_basic_and_bearer() {
         .get(s.url("/v2/acme/app/manifests/v1"))
         .send()
         .unwrap();
-    let ch = r.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
     assert_eq!(
-        ch,
+        challenge(&r),
         format!(
             "Bearer realm=\"{}\",service=\"berth\",scope=\"repository:acme/app:pull\"",
             s.url("/token")
@@ -418,12 +421,8 @@ fn tampered_and_foreign_jwts_are_refused() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 401);
-    let ch = r.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
     assert_eq!(
-        ch,
+        challenge(&r),
         format!(
             "Bearer realm=\"{}\",service=\"berth\",scope=\"repository:acme/app:pull,push\",error=\"insufficient_scope\"",
             f.s.url("/token")

@@ -144,6 +144,13 @@ pub(crate) fn key3(a: &str, b: &str, c: &str) -> Vec<u8> {
     k
 }
 
+/// `a \0 b \0`: every key under `(a, b)`.
+fn prefix2(a: &str, b: &str) -> Vec<u8> {
+    let mut k = key2(a, b);
+    k.push(SEP);
+    k
+}
+
 pub(crate) fn prefix1(a: &str) -> Vec<u8> {
     let mut k = a.as_bytes().to_vec();
     k.push(SEP);
@@ -618,10 +625,8 @@ impl Meta {
     /// in digest order, at most `n` (the reverse of a manifest's `blobs`
     /// and `children`, without a scan of every manifest).
     pub fn referenced_by(&self, repo: &str, target: &Digest, n: usize) -> Result<Vec<String>> {
-        let mut prefix = key2(repo, &target.to_string());
-        prefix.push(SEP);
         self.kv()
-            .scan(Cf::Refs, &prefix, None, n)?
+            .scan(Cf::Refs, &prefix2(repo, &target.to_string()), None, n)?
             .iter()
             .map(|(k, _)| last_component(Cf::Refs, k))
             .collect()
@@ -654,8 +659,7 @@ impl Meta {
             };
             let (rec, _) = dec_manifest(&v)?;
             tx.delete(Cf::Manifests, mk);
-            let mut prefix = key2(repo, &d);
-            prefix.push(SEP);
+            let prefix = prefix2(repo, &d);
             let mut after: Option<Vec<u8>> = None;
             loop {
                 let rows = tx.scan(Cf::TagsByDigest, &prefix, after.as_deref(), 1000)?;
@@ -709,10 +713,13 @@ impl Meta {
         subject: &Digest,
         limit: usize,
     ) -> Result<Vec<ReferrerRecord>> {
-        let mut prefix = key2(repo, &subject.to_string());
-        prefix.push(SEP);
         self.kv()
-            .scan(Cf::Referrers, &prefix, None, limit)?
+            .scan(
+                Cf::Referrers,
+                &prefix2(repo, &subject.to_string()),
+                None,
+                limit,
+            )?
             .iter()
             .map(|(_, v)| dec(Cf::Referrers, v))
             .collect()
