@@ -22,3 +22,4 @@ pub use error::AuthError;
 pub use jwt::TokenType;
 pub use principal::{Action, Principal};
 pub use scope::{Access, Scope};
+pub use secret::decode_basic;

@@ -2,6 +2,7 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 
 /// Prefix of every Berth secret, so scanners can find leaked ones.
@@ -97,4 +98,14 @@ mod tests {
         assert_eq!(token_id("berth_x_short"), None);
         assert_eq!(token_id("other"), None);
     }
+}
+
+/// `base64(user:password)` of a Basic `Authorization` header.
+pub fn decode_basic(cred: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(cred.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
+    Some((user.to_string(), pass.to_string()))
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod manifest;
 pub mod media_types;
 pub mod name;
+pub mod time;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;

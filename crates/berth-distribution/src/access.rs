@@ -4,7 +4,6 @@
 
 use crate::router::Endpoint;
 use crate::{ApiError, Inner, Result};
-use base64::Engine;
 use berth_auth::{Access, Action, AuthError, Principal};
 use berth_core::{ErrorCode, RepoName};
 use berth_meta::{RegistryRecord, Visibility};
@@ -44,16 +43,6 @@ impl Caller {
     pub fn sees_catalog_of(&self, registry: &str, public: bool) -> bool {
         self.principal.may(registry, Action::Pull, public)
     }
-}
-
-/// `base64(user:password)` of a Basic `Authorization` header.
-pub(crate) fn decode_basic(cred: &str) -> Option<(String, String)> {
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(cred.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())?;
-    let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
-    Some((user.to_string(), pass.to_string()))
 }
 
 /// The one mapping ([`ApiError`]'s `From<AuthError>`), plus the challenge
@@ -114,7 +103,7 @@ impl Inner {
         let cred = cred.trim();
         match kind.to_ascii_lowercase().as_str() {
             "basic" => {
-                let (user, pass) = decode_basic(cred).ok_or_else(|| {
+                let (user, pass) = berth_auth::decode_basic(cred).ok_or_else(|| {
                     unauthorized(self.challenge(scope.clone()))
                         .detail("malformed Basic credentials")
                 })?;

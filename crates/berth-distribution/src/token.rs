@@ -131,7 +131,7 @@ async fn serve(s: &Inner, parts: Parts, body: Body) -> Result<Response<Body>> {
                     return Err(ApiError::new(ErrorCode::Unauthorized)
                         .message("Basic credentials expected"));
                 }
-                let (user, pass) = crate::access::decode_basic(cred).ok_or_else(|| {
+                let (user, pass) = berth_auth::decode_basic(cred).ok_or_else(|| {
                     ApiError::new(ErrorCode::Unauthorized).message("malformed Basic credentials")
                 })?;
                 let offline = get("offline_token") == Some("true");
@@ -145,7 +145,7 @@ async fn serve(s: &Inner, parts: Parts, body: Body) -> Result<Response<Body>> {
         "token": token,
         "access_token": token,
         "expires_in": expires_in,
-        "issued_at": rfc3339(issued_at),
+        "issued_at": berth_core::time::rfc3339(issued_at),
     });
     if want_refresh && principal != Principal::Anonymous {
         let (refresh, _, _) = auth.issue(&principal, Vec::new(), TokenType::Refresh)?;
@@ -156,36 +156,4 @@ async fn serve(s: &Inner, parts: Parts, body: Body) -> Result<Response<Body>> {
         serde_json::to_vec(&out).expect("json"),
         "application/json",
     ))
-}
-
-/// Seconds since the epoch as RFC 3339 UTC.
-fn rfc3339(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // civil from days (Howard Hinnant's algorithm)
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
-    }
 }
