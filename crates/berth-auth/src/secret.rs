@@ -70,6 +70,16 @@ pub fn token_id(token: &str) -> Option<&str> {
     (!id.is_empty() && secret.len() >= 20).then_some(id)
 }
 
+/// `base64(user:password)` of a Basic `Authorization` header.
+pub fn decode_basic(cred: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(cred.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
+    Some((user.to_string(), pass.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,14 +108,19 @@ mod tests {
         assert_eq!(token_id("berth_x_short"), None);
         assert_eq!(token_id("other"), None);
     }
-}
 
-/// `base64(user:password)` of a Basic `Authorization` header.
-pub fn decode_basic(cred: &str) -> Option<(String, String)> {
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(cred.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())?;
-    let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
-    Some((user.to_string(), pass.to_string()))
+    #[test]
+    fn basic_credentials() {
+        use base64::Engine as _;
+        let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(
+            super::decode_basic(&enc("acme+ci:pa:ss")),
+            Some(("acme+ci".into(), "pa:ss".into()))
+        );
+        assert_eq!(
+            super::decode_basic(&enc("only")),
+            Some(("only".into(), "".into()))
+        );
+        assert_eq!(super::decode_basic("%%%"), None);
+    }
 }

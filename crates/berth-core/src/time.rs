@@ -23,7 +23,6 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
-
 /// Milliseconds since the epoch as RFC 3339 UTC (second precision).
 pub fn rfc3339_ms(ms: u64) -> String {
     rfc3339(ms / 1000)

@@ -93,6 +93,20 @@ impl Admin {
             .ok_or_else(|| AdminError::NotFound(format!("registry {name}")))
     }
 
+    /// Change a registry's record with `f`, in one transaction.
+    pub fn update_registry_with(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&mut RegistryRecord),
+    ) -> Result<RegistryRecord> {
+        self.meta
+            .update_registry(name, |r| {
+                f(r);
+                true
+            })?
+            .ok_or_else(|| AdminError::NotFound(format!("registry {name}")))
+    }
+
     /// Delete a registry record and its users (repositories stay until
     /// cleanup).
     pub fn delete_registry(&self, name: &str) -> Result<()> {

@@ -14,6 +14,7 @@ pub struct ManagementError {
     /// Stable, machine-readable: `not_found`, `invalid_request`, …
     pub code: &'static str,
     pub detail: String,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ManagementError {
@@ -22,7 +23,17 @@ impl ManagementError {
             status,
             code,
             detail: detail.into(),
+            headers: Vec::new(),
         }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -43,12 +54,16 @@ impl berth_http::ApiError for ManagementError {
             "code": self.code,
             "detail": self.detail,
         });
-        error_response(
+        let mut r = error_response(
             self.status,
             serde_json::to_vec(&body).expect("json"),
             PROBLEM_JSON,
             head,
-        )
+        );
+        for (k, v) in self.headers {
+            r.headers_mut().insert(k, berth_http::hv(&v));
+        }
+        r
     }
 }
 
@@ -68,6 +83,35 @@ impl From<AdminError> for ManagementError {
             }
             AdminError::Meta(m) => {
                 tracing::error!(error = %m, "internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+impl From<berth_meta::MetaError> for ManagementError {
+    fn from(e: berth_meta::MetaError) -> Self {
+        AdminError::Meta(e).into()
+    }
+}
+
+impl From<berth_auth::AuthError> for ManagementError {
+    fn from(e: berth_auth::AuthError) -> Self {
+        match e {
+            berth_auth::AuthError::Unavailable(m) => {
+                tracing::warn!(error = %m, "auth store busy");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "busy; try again",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "internal error");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

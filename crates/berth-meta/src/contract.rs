@@ -871,6 +871,16 @@ pub fn counters_add_blindly_and_exactly(kv: impl KvStore) {
     m.link_blob("x/a", &d2, 5).unwrap();
     assert_eq!((count("blobs"), count("blob_bytes")), (2, 15));
     assert_eq!(count("repositories"), 2);
+    assert_eq!(
+        m.counter(&crate::counter::registry_repositories("x"))
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        m.counter(&crate::counter::registry_repositories("y"))
+            .unwrap(),
+        0
+    );
     m.unlink_blob("x/a", &d1).unwrap();
     m.unlink_blob("x/b", &d1).unwrap();
     let g = m.blob(&d1).unwrap().unwrap().generation;

@@ -268,6 +268,11 @@ pub mod counter {
     pub const REPOSITORIES: &str = "repositories";
     pub const REGISTRIES: &str = "registries";
     pub const ALL: [&str; 4] = [BLOBS, BLOB_BYTES, REPOSITORIES, REGISTRIES];
+
+    /// Repositories of one registry (the first component of their names).
+    pub fn registry_repositories(registry: &str) -> String {
+        format!("registry/{registry}/repositories")
+    }
 }
 
 /// The value kept in [`Cf::Refs`] for a reference.
@@ -288,6 +293,12 @@ impl Meta {
     /// Engine figures for `/metrics` (see [`KvStore::stats`]).
     pub fn engine_stats(&self) -> Vec<(String, f64)> {
         self.kv().stats()
+    }
+
+    /// One counter's value (0 when never added to).
+    pub fn counter(&self, name: &str) -> Result<i64> {
+        let v = self.kv().get(Cf::Counters, name.as_bytes())?;
+        Ok(crate::kv::counter_value(v.as_deref()))
     }
 
     /// The instance-wide counters ([`counter`]), by name.
@@ -349,6 +360,8 @@ fn touch_repo(tx: &mut Tx<'_>, repo: &str, now: u64) -> Result<()> {
             Some(r) => r.created_ms,
             None => {
                 tx.add(Cf::Counters, counter::REPOSITORIES, 1);
+                let registry = repo.split('/').next().unwrap_or(repo);
+                tx.add(Cf::Counters, counter::registry_repositories(registry), 1);
                 now
             }
         },

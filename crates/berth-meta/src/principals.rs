@@ -180,6 +180,38 @@ impl Meta {
         })
     }
 
+    /// Registries whose names start with `prefix`, in name order, after
+    /// `after`, at most `n` (one seek, whatever the instance holds).
+    pub fn list_registries_with_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<(String, RegistryRecord)>> {
+        let after = match after {
+            Some(a) if a.starts_with(prefix) => Some(a),
+            // before the range: from its start; after it: nothing left
+            Some(a) if a < prefix => None,
+            Some(_) => return Ok(Vec::new()),
+            None => None,
+        };
+        self.kv()
+            .scan(
+                Cf::Registries,
+                prefix.as_bytes(),
+                after.map(str::as_bytes),
+                n,
+            )?
+            .into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    dec(Cf::Registries, &v)?,
+                ))
+            })
+            .collect()
+    }
+
     pub fn list_registries(
         &self,
         after: Option<&str>,

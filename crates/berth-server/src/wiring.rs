@@ -124,6 +124,14 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
         ..Default::default()
     };
     let auth = Arc::new(auth);
+    // Where clients push to: the external URL's host, else the listener.
+    let host = cfg
+        .auth
+        .external_url
+        .as_deref()
+        .and_then(|u| u.split("://").nth(1))
+        .map(|h| h.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| cfg.listen.to_string());
     let dist = Distribution::new(
         meta.clone(),
         blobs,
@@ -136,7 +144,7 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
     Ok(App {
         token: dist.token_service(),
         dist,
-        management: Management::new(Admin::new(meta)),
+        management: Management::new(Admin::new(meta), Some(auth.clone()), host),
         auth,
         metrics,
         data_dir,

@@ -1,0 +1,380 @@
+//! `/registries`: the tenants. Names are DNS labels; a name in use is 409,
+//! a malformed one 400; callers see only the registries they may (others
+//! are 404).
+
+use crate::api::{Ctx, PageQuery};
+use crate::error::ManagementError;
+use berth_http::{json_response, Body};
+use berth_meta::{counter, RegistryRecord, Visibility};
+use http::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+type Result<T> = std::result::Result<T, ManagementError>;
+
+/// Who may pull.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VisibilityView {
+    /// Credentials needed.
+    Private,
+    /// Anyone may pull, anonymously too.
+    Public,
+}
+
+impl From<Visibility> for VisibilityView {
+    fn from(v: Visibility) -> Self {
+        match v {
+            Visibility::Private => VisibilityView::Private,
+            Visibility::Public => VisibilityView::Public,
+        }
+    }
+}
+
+impl From<VisibilityView> for Visibility {
+    fn from(v: VisibilityView) -> Self {
+        match v {
+            VisibilityView::Private => Visibility::Private,
+            VisibilityView::Public => Visibility::Public,
+        }
+    }
+}
+
+/// A registry (tenant).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryView {
+    pub name: String,
+    pub id: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub visibility: VisibilityView,
+    /// Bytes; `null`: unlimited (enforced with quotas).
+    pub storage_limit_bytes: Option<u64>,
+    /// Accepts manifests whose blobs or children are absent (mirrors).
+    pub allow_sparse: bool,
+    /// Repositories in the registry (exact).
+    pub repository_count: i64,
+    /// What to push to: `<host>/<registry>/<repository>:<tag>`.
+    pub push_prefix: String,
+}
+
+/// A new registry.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateRegistry {
+    /// 3–63 of `[a-z0-9-]`, starting and ending alphanumeric.
+    pub name: String,
+    #[serde(default)]
+    pub visibility: Option<VisibilityView>,
+    #[serde(default)]
+    pub storage_limit_bytes: Option<u64>,
+    #[serde(default)]
+    pub allow_sparse: Option<bool>,
+}
+
+/// Changes to a registry; absent fields stay as they are,
+/// `storageLimitBytes: null` removes the limit.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateRegistry {
+    #[serde(default)]
+    pub visibility: Option<VisibilityView>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub storage_limit_bytes: Option<Option<u64>>,
+    #[serde(default)]
+    pub allow_sparse: Option<bool>,
+}
+
+/// A field that is present (even as `null`) is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(d).map(Some)
+}
+
+/// Whether a name can be used for a new registry.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NameCheck {
+    pub name: String,
+    pub status: NameStatus,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NameStatus {
+    Free,
+    Taken,
+    Invalid,
+}
+
+/// A page of registries.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryPage {
+    pub items: Vec<RegistryView>,
+    /// All registries the caller sees (without `prefix`); `null` with one.
+    pub total: Option<i64>,
+    /// The next page, or `null` on the last.
+    pub next: Option<String>,
+}
+
+impl Ctx<'_> {
+    fn view(&self, name: &str, r: RegistryRecord) -> Result<RegistryView> {
+        Ok(RegistryView {
+            name: name.to_string(),
+            id: r.id,
+            created_at: berth_core::time::rfc3339_ms(r.created_ms),
+            visibility: r.visibility.into(),
+            storage_limit_bytes: r.storage_limit,
+            allow_sparse: r.allow_sparse,
+            repository_count: self.meta().counter(&counter::registry_repositories(name))?,
+            push_prefix: format!("{}/{name}", self.api.host),
+        })
+    }
+
+    /// The registry named in the path, if the caller sees it.
+    fn visible_registry(&self) -> Result<(String, RegistryRecord)> {
+        let name = self.param("name")?;
+        let missing = || ManagementError::not_found(format!("no registry {name}"));
+        if !self.caller.sees(&name) {
+            return Err(missing());
+        }
+        let rec = self.meta().registry(&name)?.ok_or_else(missing)?;
+        Ok((name, rec))
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    json_response(status, &serde_json::to_value(v).expect("views serialise"))
+}
+
+/// List registries, by name.
+#[utoipa::path(get, path = "/registries", operation_id = "listRegistries", tag = "registries",
+    params(PageQuery),
+    responses((status = 200, body = RegistryPage), (status = 400, description = "bad parameters"), (status = 401)))]
+pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
+    let q = c.page_query()?;
+    let mut items = Vec::new();
+    let total;
+    let more;
+    match &c.caller {
+        crate::Caller::Token {
+            registries: Some(list),
+            ..
+        } => {
+            // A scoped token lists its own registries, not the instance's.
+            let mut names: Vec<&String> = list
+                .iter()
+                .filter(|n| q.prefix.as_ref().is_none_or(|p| n.starts_with(p.as_str())))
+                .filter(|n| {
+                    q.cursor
+                        .as_ref()
+                        .is_none_or(|cur| n.as_str() > cur.as_str())
+                })
+                .collect();
+            names.sort();
+            names.dedup();
+            let mut found = Vec::new();
+            for n in names {
+                if let Some(r) = c.meta().registry(n)? {
+                    found.push((n.clone(), r));
+                }
+            }
+            more = found.len() > q.limit;
+            for (n, r) in found.into_iter().take(q.limit) {
+                items.push(c.view(&n, r)?);
+            }
+            total = if q.prefix.is_none() {
+                Some(
+                    list.iter()
+                        .filter(|n| c.meta().registry(n).ok().flatten().is_some())
+                        .count() as i64,
+                )
+            } else {
+                None
+            };
+        }
+        _ => {
+            let after = q.cursor.clone();
+            let rows = c.meta().list_registries_with_prefix(
+                q.prefix.as_deref().unwrap_or(""),
+                after.as_deref(),
+                q.limit + 1,
+            )?;
+            more = rows.len() > q.limit;
+            for (n, r) in rows.into_iter().take(q.limit) {
+                items.push(c.view(&n, r)?);
+            }
+            total = if q.prefix.is_none() {
+                Some(c.meta().counter(counter::REGISTRIES)?)
+            } else {
+                None
+            };
+        }
+    }
+    let next = if more {
+        items
+            .last()
+            .map(|l| q.next_link("/api/v1/registries", &l.name))
+    } else {
+        None
+    };
+    Ok(json(StatusCode::OK, &RegistryPage { items, total, next }))
+}
+
+/// Create a registry.
+#[utoipa::path(post, path = "/registries", operation_id = "createRegistry", tag = "registries",
+    request_body = CreateRegistry,
+    responses((status = 201, body = RegistryView), (status = 400, description = "malformed name or body"),
+        (status = 403, description = "this caller may not create registries"), (status = 409, description = "the name is taken"),
+        (status = 422, description = "a field of the wrong type or unknown")))]
+pub async fn create(mut c: Ctx<'_>) -> Result<Response<Body>> {
+    if !c.caller.may_create_registries() {
+        return Err(ManagementError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the admin or a read-write token for every registry may create registries",
+        ));
+    }
+    let req: CreateRegistry = c.json().await?;
+    let admin = c.api.admin.clone();
+    let name = req.name.clone();
+    let rec = c
+        .meta()
+        .run(move |_| {
+            let vis = req
+                .visibility
+                .map(Into::into)
+                .unwrap_or(Visibility::Private);
+            match admin.create_registry(&req.name, vis) {
+                Ok(_) => {}
+                Err(e) => return Ok(Err(e)),
+            }
+            let changed = req.storage_limit_bytes.is_some() || req.allow_sparse.is_some();
+            if changed {
+                if let Err(e) = admin.update_registry_with(&req.name, |r| {
+                    if let Some(l) = req.storage_limit_bytes {
+                        r.storage_limit = Some(l);
+                    }
+                    if let Some(s) = req.allow_sparse {
+                        r.allow_sparse = s;
+                    }
+                }) {
+                    return Ok(Err(e));
+                }
+            }
+            Ok(admin
+                .meta()
+                .registry(&req.name)
+                .map(|r| r.expect("just created"))
+                .map_err(Into::into))
+        })
+        .await??;
+    let mut r = json(StatusCode::CREATED, &c.view(&name, rec)?);
+    r.headers_mut().insert(
+        "location",
+        berth_http::hv(&format!("/api/v1/registries/{name}")),
+    );
+    Ok(r)
+}
+
+/// One registry.
+#[utoipa::path(get, path = "/registries/{name}", operation_id = "getRegistry", tag = "registries",
+    params(("name" = String, Path, description = "registry name")),
+    responses((status = 200, body = RegistryView), (status = 404, description = "no such registry (or not visible to the caller)")))]
+pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
+    let (name, rec) = c.visible_registry()?;
+    Ok(json(StatusCode::OK, &c.view(&name, rec)?))
+}
+
+/// Change a registry's visibility, storage limit or sparse setting.
+#[utoipa::path(patch, path = "/registries/{name}", operation_id = "updateRegistry", tag = "registries",
+    params(("name" = String, Path, description = "registry name")), request_body = UpdateRegistry,
+    responses((status = 200, body = RegistryView), (status = 403, description = "read-only token"),
+        (status = 404, description = "no such registry"), (status = 422, description = "a field of the wrong type or unknown")))]
+pub async fn update(mut c: Ctx<'_>) -> Result<Response<Body>> {
+    let (name, _) = c.visible_registry()?;
+    c.caller.need_write()?;
+    let req: UpdateRegistry = c.json().await?;
+    let admin = c.api.admin.clone();
+    let n = name.clone();
+    let rec = c
+        .meta()
+        .run(move |_| {
+            Ok(admin.update_registry_with(&n, |r| {
+                if let Some(v) = req.visibility {
+                    r.visibility = v.into();
+                }
+                if let Some(l) = req.storage_limit_bytes {
+                    r.storage_limit = l;
+                }
+                if let Some(s) = req.allow_sparse {
+                    r.allow_sparse = s;
+                }
+            }))
+        })
+        .await??;
+    Ok(json(StatusCode::OK, &c.view(&name, rec)?))
+}
+
+/// Delete a registry with its users. Refused (409) while it has
+/// repositories: deleting those comes with the repositories resource.
+#[utoipa::path(delete, path = "/registries/{name}", operation_id = "deleteRegistry", tag = "registries",
+    params(("name" = String, Path, description = "registry name")),
+    responses((status = 204, description = "deleted"), (status = 403, description = "read-only token"),
+        (status = 404, description = "no such registry"), (status = 409, description = "the registry still has repositories")))]
+pub async fn delete(c: Ctx<'_>) -> Result<Response<Body>> {
+    let (name, _) = c.visible_registry()?;
+    c.caller.need_write()?;
+    let n = name.clone();
+    let repos = c.meta().counter(&counter::registry_repositories(&name))?;
+    if repos > 0 {
+        return Err(ManagementError::new(
+            StatusCode::CONFLICT,
+            "registry_not_empty",
+            format!("registry {name} has {repos} repositories"),
+        ));
+    }
+    let admin = c.api.admin.clone();
+    c.meta()
+        .run(move |_| Ok(admin.delete_registry(&n)))
+        .await??;
+    Ok(berth_http::status_response(StatusCode::NO_CONTENT, &[]))
+}
+
+/// Whether a name is free for a new registry, taken, or malformed.
+#[utoipa::path(get, path = "/registry-names/{name}", operation_id = "checkRegistryName", tag = "registries",
+    params(("name" = String, Path, description = "the name to check")),
+    responses((status = 200, body = NameCheck), (status = 403, description = "this caller may not create registries")))]
+pub async fn check_name(c: Ctx<'_>) -> Result<Response<Body>> {
+    if !c.caller.may_create_registries() {
+        return Err(ManagementError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only callers that may create registries may check names",
+        ));
+    }
+    let name = c.param("name")?;
+    let (status, detail) = if !berth_core::name::valid_registry_name(&name) {
+        (
+            NameStatus::Invalid,
+            "3-63 characters of lowercase letters, digits and '-', not starting or ending with '-'",
+        )
+    } else if c.meta().registry(&name)?.is_some() {
+        (NameStatus::Taken, "a registry of this name exists")
+    } else {
+        (NameStatus::Free, "the name can be used")
+    };
+    Ok(json(
+        StatusCode::OK,
+        &NameCheck {
+            name,
+            status,
+            detail: detail.to_string(),
+        },
+    ))
+}
