@@ -1,6 +1,7 @@
 //! Bad input never gets a 500: every route × method × a set of malformed
-//! parameters, headers and bodies. Each answer must be < 500 and, when it is
-//! an error on /v2/, carry the spec's JSON envelope.
+//! parameters, headers and bodies, on `/v2/`, `/token` and `/api/v1/`. Each
+//! answer must be < 500 and, when it is an error on /v2/, carry the spec's
+//! JSON envelope (on /api/v1/, problem JSON).
 
 use berth_conformance::*;
 use reqwest::Method;
@@ -33,6 +34,13 @@ fn no_request_gets_a_500() {
         "/v2/gar/app/tags/list/extra".into(),
         "/v2//".into(),
         "/v2/_catalog/x".into(),
+        "/token".into(),
+        "/api/v1/".into(),
+        "/api/v1/registries".into(),
+        "/api/v1/registries/gar".into(),
+        "/api/v1/registries/%ff%00".into(),
+        "/api/v1/registry-names/..".into(),
+        "/api/v1/openapi.json".into(),
     ];
     let queries = [
         "",
@@ -114,6 +122,11 @@ fn no_request_gets_a_500() {
                 );
                 if st.as_u16() >= 400 && *m != Method::HEAD && p.starts_with("/v2") {
                     let _ = error_code(&text);
+                }
+                if st.as_u16() >= 400 && *m != Method::HEAD && p.starts_with("/api/v1") {
+                    let v: serde_json::Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{m} {p}{q}: not problem JSON ({e}): {text}"));
+                    assert!(v["code"].is_string(), "{m} {p}{q}: {text}");
                 }
                 n += 1;
             }
