@@ -6,8 +6,8 @@
 use berth_auth::secret;
 use berth_core::name::valid_registry_name;
 use berth_meta::{
-    now_millis, Meta, MetaError, RegistryRecord, TokenRecord, TokenStatus, UserRecord, UserRefused,
-    Visibility,
+    now_millis, Meta, MetaError, RegistryDelete, RegistryRecord, TokenRecord, TokenStatus,
+    UserRecord, UserRefused, Visibility,
 };
 
 /// Why an administrative change was refused.
@@ -19,6 +19,9 @@ pub enum AdminError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A registry that still has repositories.
+    #[error("not empty: {0}")]
+    NotEmpty(String),
     #[error(transparent)]
     Meta(#[from] MetaError),
 }
@@ -107,13 +110,15 @@ impl Admin {
             .ok_or_else(|| AdminError::NotFound(format!("registry {name}")))
     }
 
-    /// Delete a registry record and its users (repositories stay until
-    /// cleanup).
+    /// Delete a registry and its users; refused while it has repositories.
     pub fn delete_registry(&self, name: &str) -> Result<()> {
-        if !self.meta.delete_registry(name)? {
-            return Err(AdminError::NotFound(format!("registry {name}")));
+        match self.meta.delete_registry(name)? {
+            RegistryDelete::Deleted => Ok(()),
+            RegistryDelete::NotFound => Err(AdminError::NotFound(format!("registry {name}"))),
+            RegistryDelete::NotEmpty(n) => Err(AdminError::NotEmpty(format!(
+                "registry {name} has {n} repositories"
+            ))),
         }
-        Ok(())
     }
 
     pub fn list_registries(&self) -> Result<Vec<(String, RegistryRecord)>> {

@@ -73,6 +73,7 @@ impl From<AdminError> for ManagementError {
             AdminError::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", m),
             AdminError::NotFound(m) => Self::not_found(m),
             AdminError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            AdminError::NotEmpty(m) => Self::new(StatusCode::CONFLICT, "registry_not_empty", m),
             AdminError::Meta(m) if m.is_retryable() => {
                 tracing::warn!(error = %m, "metadata store busy");
                 Self::new(

@@ -330,15 +330,8 @@ pub async fn update(mut c: Ctx<'_>) -> Result<Response<Body>> {
 pub async fn delete(c: Ctx<'_>) -> Result<Response<Body>> {
     let (name, _) = c.visible_registry()?;
     c.caller.need_write()?;
+    // checked and deleted in one transaction (Meta::delete_registry)
     let n = name.clone();
-    let repos = c.meta().counter(&counter::registry_repositories(&name))?;
-    if repos > 0 {
-        return Err(ManagementError::new(
-            StatusCode::CONFLICT,
-            "registry_not_empty",
-            format!("registry {name} has {repos} repositories"),
-        ));
-    }
     let admin = c.api.admin.clone();
     c.meta()
         .run(move |_| Ok(admin.delete_registry(&n)))

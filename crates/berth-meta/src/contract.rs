@@ -8,7 +8,7 @@ use crate::cf::Cf;
 use crate::kv::{Batch, KvError, KvStore, Rows};
 use crate::meta::{key2, ManifestRecord, Meta, PutManifest, Ref, ReferrerRecord, Refused};
 use crate::principals::{RegistryRecord, RegistryStatus, TokenRecord, TokenStatus, UserRecord};
-use crate::{UserRefused, Visibility};
+use crate::{RegistryDelete, UserRefused, Visibility};
 use berth_core::Digest;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Barrier;
@@ -674,12 +674,21 @@ pub fn registries_users_tokens(kv: impl KvStore) {
     assert!(u.unwrap().unwrap().can_push);
     assert!(m.user("acme", "ci").unwrap().unwrap().can_push);
     assert!(m.update_user("acme", "nobody", |_| true).unwrap().is_none());
-    assert!(m.delete_registry("acme").unwrap());
+    assert_eq!(m.delete_registry("acme").unwrap(), RegistryDelete::Deleted);
     assert!(
         m.user("acme", "ci").unwrap().is_none(),
         "users go with their registry"
     );
-    assert!(!m.delete_registry("acme").unwrap());
+    assert_eq!(m.delete_registry("acme").unwrap(), RegistryDelete::NotFound);
+    // not while it has repositories
+    assert!(m.create_registry("full", &registry()).unwrap());
+    m.link_blob("full/app", &Digest::sha256_of(b"x"), 1)
+        .unwrap();
+    assert_eq!(
+        m.delete_registry("full").unwrap(),
+        RegistryDelete::NotEmpty(1)
+    );
+    assert!(m.registry("full").unwrap().is_some());
 
     assert!(m.create_token("t1", &token()).unwrap());
     assert!(!m.create_token("t1", &token()).unwrap());
@@ -889,6 +898,6 @@ pub fn counters_add_blindly_and_exactly(kv: impl KvStore) {
     assert!(m.create_registry("acme", &registry()).unwrap());
     assert!(!m.create_registry("acme", &registry()).unwrap());
     assert_eq!(count("registries"), 1);
-    m.delete_registry("acme").unwrap();
+    assert_eq!(m.delete_registry("acme").unwrap(), RegistryDelete::Deleted);
     assert_eq!(count("registries"), 0);
 }

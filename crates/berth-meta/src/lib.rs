@@ -35,7 +35,8 @@ pub use meta::{
     PutManifest, Ref, ReferrerRecord, Refused, RepoRecord, TagRecord, UploadRecord,
 };
 pub use principals::{
-    RegistryRecord, RegistryStatus, TokenRecord, TokenStatus, UserRecord, UserRefused, Visibility,
+    RegistryDelete, RegistryRecord, RegistryStatus, TokenRecord, TokenStatus, UserRecord,
+    UserRefused, Visibility,
 };
 pub use rocks::RocksStore;
 pub use tx::{Tx, MAX_ATTEMPTS};

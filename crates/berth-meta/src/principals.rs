@@ -95,6 +95,15 @@ pub struct TokenRecord {
     pub status: TokenStatus,
 }
 
+/// What deleting a registry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryDelete {
+    Deleted,
+    NotFound,
+    /// It still has this many repositories.
+    NotEmpty(i64),
+}
+
 /// Why a user was not created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserRefused {
@@ -162,13 +171,20 @@ impl Meta {
         self.update(Cf::Registries, name.as_bytes(), f)
     }
 
-    /// Delete a registry record and its users. Repositories stay (their
-    /// cleanup is the management API's and garbage collection's job).
-    pub fn delete_registry(&self, name: &str) -> Result<bool> {
+    /// Delete a registry record and its users, unless it has repositories
+    /// (their deletion is the management API's repositories resource). The
+    /// repository count is read in the same transaction: a repository
+    /// created meanwhile makes it retry and refuse.
+    pub fn delete_registry(&self, name: &str) -> Result<RegistryDelete> {
         self.transact(|tx| {
             // The registry record guards its users: creating one reads it.
             if tx.get(Cf::Registries, name.as_bytes())?.is_none() {
-                return Ok(false);
+                return Ok(RegistryDelete::NotFound);
+            }
+            let repos = counter::registry_repositories(name);
+            let n = crate::kv::counter_value(tx.get(Cf::Counters, repos.as_bytes())?.as_deref());
+            if n > 0 {
+                return Ok(RegistryDelete::NotEmpty(n));
             }
             tx.delete(Cf::Registries, name.as_bytes());
             tx.add(Cf::Counters, counter::REGISTRIES, -1);
@@ -176,7 +192,7 @@ impl Meta {
             for (k, _) in tx.scan(Cf::Users, &prefix, None, usize::MAX)? {
                 tx.delete(Cf::Users, k);
             }
-            Ok(true)
+            Ok(RegistryDelete::Deleted)
         })
     }
 

@@ -1,3 +1,5 @@
+// Vendored (see ../Cargo.toml): its warnings are upstream's, not ours.
+#![allow(warnings)]
 // Copyright 2020 Tyler Neely
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
