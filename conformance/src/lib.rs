@@ -417,6 +417,15 @@ pub fn cli(s: &Server, args: &[&str]) -> String {
         .env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN))
 }
 
+/// The value of a `key: value` line in a command's output.
+pub fn field(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in {out}"))
+        .trim()
+        .to_string()
+}
+
 /// The value of one sample in Prometheus text, by its full name with
 /// labels as rendered (`berth_stored{kind="blobs"}`).
 pub fn metric(text: &str, sample: &str) -> Option<f64> {

@@ -6,14 +6,6 @@ use berth_conformance::*;
 use serde_json::Value;
 use std::collections::HashMap;
 
-fn field(out: &str, key: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-        .unwrap_or_else(|| panic!("no {key} in {out}"))
-        .trim()
-        .to_string()
-}
-
 fn challenge(r: &reqwest::blocking::Response) -> String {
     r.headers()["www-authenticate"]
         .to_str()

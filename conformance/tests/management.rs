@@ -17,14 +17,6 @@ struct Fixture {
     user: (String, String),
 }
 
-fn field(out: &str, key: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-        .unwrap_or_else(|| panic!("no {key} in {out}"))
-        .trim()
-        .to_string()
-}
-
 fn setup() -> Fixture {
     let mut s = Server::start();
     push_image(&admin_client(), &s, "acme/app", "v1", "management");

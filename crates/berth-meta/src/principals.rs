@@ -228,21 +228,13 @@ impl Meta {
             .collect()
     }
 
+    /// Registries in name order, after `after`, at most `n`.
     pub fn list_registries(
         &self,
         after: Option<&str>,
         n: usize,
     ) -> Result<Vec<(String, RegistryRecord)>> {
-        self.kv()
-            .scan(Cf::Registries, b"", after.map(str::as_bytes), n)?
-            .into_iter()
-            .map(|(k, v)| {
-                Ok((
-                    String::from_utf8_lossy(&k).into_owned(),
-                    dec(Cf::Registries, &v)?,
-                ))
-            })
-            .collect()
+        self.list_registries_with_prefix("", after, n)
     }
 
     // ---- users --------------------------------------------------------
