@@ -87,6 +87,10 @@ fn valid_component(c: &str) -> bool {
 }
 
 /// `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`
+/// The registry-name rule, as messages state it.
+pub const REGISTRY_NAME_RULE: &str =
+    "3-63 characters of lowercase letters, digits and '-', not starting or ending with '-'";
+
 /// A registry (tenant) name: DNS-label rules, 3–63 of `[a-z0-9-]`,
 /// starting and ending alphanumeric.
 pub fn valid_registry_name(s: &str) -> bool {

@@ -202,7 +202,8 @@ impl Inner {
             if action == Action::Push && auth.config().auto_create_registries {
                 if !berth_core::name::valid_registry_name(registry) {
                     return Err(ApiError::new(ErrorCode::NameInvalid).detail(format!(
-                        "registry name {registry:?}: 3-63 characters of lowercase letters, digits and '-', not starting or ending with '-'"
+                        "registry name {registry:?}: {}",
+                        berth_core::name::REGISTRY_NAME_RULE
                     )));
                 }
                 let name = registry.to_string();

@@ -4,7 +4,7 @@
 //! Secrets are generated here, returned once, and stored only as hashes.
 
 use berth_auth::secret;
-use berth_core::name::valid_registry_name;
+use berth_core::name::{valid_registry_name, REGISTRY_NAME_RULE};
 use berth_meta::{
     now_millis, Meta, MetaError, RegistryDelete, RegistryRecord, TokenRecord, TokenStatus,
     UserRecord, UserRefused, Visibility,
@@ -63,12 +63,24 @@ impl Admin {
     // ---- registries ---------------------------------------------------
 
     pub fn create_registry(&self, name: &str, visibility: Visibility) -> Result<RegistryRecord> {
+        self.create_registry_with(name, |r| r.visibility = visibility)
+    }
+
+    /// Create a registry whose record `init` fills in (visibility, limit,
+    /// sparse): checked and written in one transaction, so it is never seen
+    /// half made.
+    pub fn create_registry_with(
+        &self,
+        name: &str,
+        init: impl FnOnce(&mut RegistryRecord),
+    ) -> Result<RegistryRecord> {
         if !valid_registry_name(name) {
             return Err(AdminError::Invalid(format!(
-                "registry name {name:?}: 3-63 characters of lowercase letters, digits and '-', not starting or ending with '-'"
+                "registry name {name:?}: {REGISTRY_NAME_RULE}"
             )));
         }
-        let rec = RegistryRecord::new(uuid::Uuid::new_v4().to_string(), visibility);
+        let mut rec = RegistryRecord::new(uuid::Uuid::new_v4().to_string(), Visibility::Private);
+        init(&mut rec);
         if !self.meta.create_registry(name, &rec)? {
             return Err(AdminError::Conflict(format!("registry {name} exists")));
         }
@@ -83,17 +95,14 @@ impl Admin {
         visibility: Option<Visibility>,
         allow_sparse: Option<bool>,
     ) -> Result<RegistryRecord> {
-        self.meta
-            .update_registry(name, |r| {
-                if let Some(v) = visibility {
-                    r.visibility = v;
-                }
-                if let Some(s) = allow_sparse {
-                    r.allow_sparse = s;
-                }
-                true
-            })?
-            .ok_or_else(|| AdminError::NotFound(format!("registry {name}")))
+        self.update_registry_with(name, |r| {
+            if let Some(v) = visibility {
+                r.visibility = v;
+            }
+            if let Some(s) = allow_sparse {
+                r.allow_sparse = s;
+            }
+        })
     }
 
     /// Change a registry's record with `f`, in one transaction.

@@ -246,32 +246,13 @@ pub async fn create(mut c: Ctx<'_>) -> Result<Response<Body>> {
     let rec = c
         .meta()
         .run(move |_| {
-            let vis = req
-                .visibility
-                .map(Into::into)
-                .unwrap_or(Visibility::Private);
-            match admin.create_registry(&req.name, vis) {
-                Ok(_) => {}
-                Err(e) => return Ok(Err(e)),
-            }
-            let changed = req.storage_limit_bytes.is_some() || req.allow_sparse.is_some();
-            if changed {
-                if let Err(e) = admin.update_registry_with(&req.name, |r| {
-                    if let Some(l) = req.storage_limit_bytes {
-                        r.storage_limit = Some(l);
-                    }
-                    if let Some(s) = req.allow_sparse {
-                        r.allow_sparse = s;
-                    }
-                }) {
-                    return Ok(Err(e));
+            Ok(admin.create_registry_with(&req.name, |r| {
+                if let Some(v) = req.visibility {
+                    r.visibility = v.into();
                 }
-            }
-            Ok(admin
-                .meta()
-                .registry(&req.name)
-                .map(|r| r.expect("just created"))
-                .map_err(Into::into))
+                r.storage_limit = req.storage_limit_bytes;
+                r.allow_sparse = req.allow_sparse.unwrap_or(false);
+            }))
         })
         .await??;
     let mut r = json(StatusCode::CREATED, &c.view(&name, rec)?);
@@ -353,10 +334,7 @@ pub async fn check_name(c: Ctx<'_>) -> Result<Response<Body>> {
     }
     let name = c.param("name")?;
     let (status, detail) = if !berth_core::name::valid_registry_name(&name) {
-        (
-            NameStatus::Invalid,
-            "3-63 characters of lowercase letters, digits and '-', not starting or ending with '-'",
-        )
+        (NameStatus::Invalid, berth_core::name::REGISTRY_NAME_RULE)
     } else if c.meta().registry(&name)?.is_some() {
         (NameStatus::Taken, "a registry of this name exists")
     } else {

@@ -59,10 +59,10 @@ pub fn registry(data: DataArgs, cmd: RegistryCmd) -> anyhow::Result<()> {
                 public,
                 allow_sparse,
             } => {
-                let r = admin.create_registry(&name, visibility(public))?;
-                if allow_sparse {
-                    admin.update_registry(&name, None, Some(true))?;
-                }
+                let r = admin.create_registry_with(&name, |r| {
+                    r.visibility = visibility(public);
+                    r.allow_sparse = allow_sparse;
+                })?;
                 println!("created registry {name} ({})", r.id);
             }
             RegistryCmd::Update {
