@@ -316,15 +316,26 @@ impl Auth {
     }
 
     fn check_bearer(&self, token: &str) -> Result<(Principal, Vec<Access>)> {
+        let (p, c) = self.verify_jwt(token, TokenType::Access)?;
+        Ok((p, c.access))
+    }
+
+    /// A JWT of ours of type `typ` whose credential still stands (same
+    /// generation): its principal and claims.
+    fn verify_jwt(&self, token: &str, typ: TokenType) -> Result<(Principal, Claims)> {
+        let (kind, not) = match typ {
+            TokenType::Access => ("token", "not an access token"),
+            TokenType::Refresh => ("refresh token", "not a refresh token"),
+        };
         let c = self
             .signer
             .verify(token, &self.cfg.service)
-            .map_err(|e| AuthError::Unauthenticated(format!("invalid token: {e}")))?;
-        if c.typ != TokenType::Access {
-            return Err(AuthError::Unauthenticated("not an access token".into()));
+            .map_err(|e| AuthError::Unauthenticated(format!("invalid {kind}: {e}")))?;
+        if c.typ != typ {
+            return Err(AuthError::Unauthenticated(not.into()));
         }
         match self.current(&c.cred)? {
-            Some((p, g)) if g == c.gen => Ok((p, c.access)),
+            Some((p, g)) if g == c.gen => Ok((p, c)),
             _ => Err(AuthError::Unauthenticated(
                 "credential no longer valid".into(),
             )),
@@ -419,19 +430,7 @@ impl Auth {
     /// A refresh token (from [`Auth::issue`] with `refresh`) → its principal,
     /// if the credential still stands.
     pub fn refresh(&self, token: &str) -> Result<Principal> {
-        let c = self
-            .signer
-            .verify(token, &self.cfg.service)
-            .map_err(|e| AuthError::Unauthenticated(format!("invalid refresh token: {e}")))?;
-        if c.typ != TokenType::Refresh {
-            return Err(AuthError::Unauthenticated("not a refresh token".into()));
-        }
-        match self.current(&c.cred)? {
-            Some((p, g)) if g == c.gen => Ok(p),
-            _ => Err(AuthError::Unauthenticated(
-                "credential no longer valid".into(),
-            )),
-        }
+        self.verify_jwt(token, TokenType::Refresh).map(|(p, _)| p)
     }
 
     pub fn meta(&self) -> &Meta {
