@@ -166,37 +166,29 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
             registries: Some(list),
             ..
         } => {
-            // A scoped token lists its own registries, not the instance's.
-            let mut names: Vec<&String> = list
-                .iter()
-                .filter(|n| q.prefix.as_ref().is_none_or(|p| n.starts_with(p.as_str())))
-                .filter(|n| {
-                    q.cursor
-                        .as_ref()
-                        .is_none_or(|cur| n.as_str() > cur.as_str())
-                })
-                .collect();
+            // A scoped token lists its own registries (a short list), not
+            // the instance's: each read once, errors reported.
+            let mut names: Vec<&String> = list.iter().collect();
             names.sort();
             names.dedup();
-            let mut found = Vec::new();
+            let mut existing = Vec::new();
             for n in names {
                 if let Some(r) = c.meta().registry(n)? {
-                    found.push((n.clone(), r));
+                    existing.push((n.clone(), r));
                 }
             }
-            more = found.len() > q.limit;
-            for (n, r) in found.into_iter().take(q.limit) {
+            total = q.prefix.is_none().then_some(existing.len() as i64);
+            let mut page: Vec<_> = existing
+                .into_iter()
+                .filter(|(n, _)| q.prefix.as_ref().is_none_or(|p| n.starts_with(p.as_str())))
+                .filter(|(n, _)| q.cursor.as_ref().is_none_or(|cur| n > cur))
+                .take(q.limit + 1)
+                .collect();
+            more = page.len() > q.limit;
+            page.truncate(q.limit);
+            for (n, r) in page {
                 items.push(c.view(&n, r)?);
             }
-            total = if q.prefix.is_none() {
-                Some(
-                    list.iter()
-                        .filter(|n| c.meta().registry(n).ok().flatten().is_some())
-                        .count() as i64,
-                )
-            } else {
-                None
-            };
         }
         _ => {
             let after = q.cursor.clone();
