@@ -316,11 +316,11 @@ fn unknown_file_keys(path: &Path, table: &toml::Table, known: &[String]) -> Vec<
             }
             _ if known.iter().any(|full| full == k) || sections.contains(&k.as_str()) => {}
             _ => {
-                let tops = known
+                // keys come top-level first, then by section: dedup suffices
+                let mut uniq: Vec<&str> = known
                     .iter()
                     .map(|full| full.split('.').next().unwrap_or(full))
-                    .collect::<Vec<_>>();
-                let mut uniq = tops.clone();
+                    .collect();
                 uniq.dedup();
                 let hint = nearest(k, uniq.iter().copied())
                     .map(|n| format!("; did you mean `{n}`?"))
