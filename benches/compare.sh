@@ -87,6 +87,15 @@ wait_up "http://127.0.0.1:$NSP/healthz"
   --suites push,mixed "$@"
 kill "$NSPID"; wait "$NSPID" 2>/dev/null || true; rm -rf "$WORK/berth-nosync"
 
+# Berth without pull statistics: what counting manifest GETs costs.
+NST=$(free_port)
+BERTH_STATS_PULLS=false BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn "$BIN/berth" serve --listen "127.0.0.1:$NST" --data-dir "$WORK/berth-nostats" >"$OUTDIR/berth-nostats.log" 2>&1 &
+pids+=($!); NSTPID=$!
+wait_up "http://127.0.0.1:$NST/healthz"
+"$BIN/berth-bench" --url "http://127.0.0.1:$NST" --label berth-nostats --out "$OUT" --server-pid "$NSTPID" --creds "admin:$ADMIN" \
+  --suites manifest "$@"
+kill "$NSTPID"; wait "$NSTPID" 2>/dev/null || true; rm -rf "$WORK/berth-nostats"
+
 # The disk's own ceiling in the same run: 1 GiB written sequentially and
 # flushed, with O_DIRECT (as Berth stages blobs) and through the page cache.
 disk() { # label flags

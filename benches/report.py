@@ -43,6 +43,10 @@ for w, c in sorted({(w, c) for (l, w, c) in by if l == "berth"}):
     )
 
 print()
+for (l, w, c), r in sorted(by.items()):
+    if l == "berth-nostats" and ("berth", w, c) in by:
+        on, off = value(by[("berth", w, c)]), value(r)
+        print(f"pull statistics: {w} ({c} clients) with/without {ratio(on, off, 0).strip()}")
 sha = by.get(("berth", "sha256 ceiling (1 core)", 1))
 if sha:
     print(f"ceiling: sha256 on one core {sha['mb_per_s']:.0f} MB/s")

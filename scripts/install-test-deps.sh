@@ -17,6 +17,7 @@ command -v newuidmap >/dev/null 2>&1 || pkgs+=(uidmap)
 command -v fuse-overlayfs >/dev/null 2>&1 || pkgs+=(fuse-overlayfs)
 command -v ctr >/dev/null 2>&1 || pkgs+=(containerd)
 command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
+command -v curl >/dev/null 2>&1 || pkgs+=(curl)
 command -v docker-registry >/dev/null 2>&1 || pkgs+=(docker-registry)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]}"
@@ -33,6 +34,16 @@ if [ ! -x "$TOOLS/venv/bin/python" ] || ! "$TOOLS/venv/bin/python" -c 'import or
   echo "installing the oras Python SDK into $TOOLS/venv"
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q oras
+fi
+# The management API's OpenAPI document: validated, and fuzzed by
+# schemathesis (3.x, with a hypothesis it works with: newer ones changed an
+# internal it uses). The stamp names the pinned set.
+API_TOOLS="openapi-spec-validator==0.7.1 schemathesis==3.39.16 hypothesis==6.122.7"
+if [ "$(cat "$TOOLS/venv/.api-tools" 2>/dev/null)" != "$API_TOOLS" ]; then
+  echo "installing $API_TOOLS into $TOOLS/venv"
+  # shellcheck disable=SC2086
+  "$TOOLS/venv/bin/pip" install -q $API_TOOLS
+  echo "$API_TOOLS" >"$TOOLS/venv/.api-tools"
 fi
 
 if [ ! -x "$TOOLS/bin/helm" ] || [ ! -x "$TOOLS/bin/kubectl" ]; then

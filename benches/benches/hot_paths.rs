@@ -64,6 +64,7 @@ fn pages(c: &mut Criterion) {
         size: 1,
         artifact_type: None,
         subject: None,
+        config_media_type: None,
         blobs: vec![],
         children: vec![],
         pushed_ms: 0,
@@ -81,6 +82,7 @@ fn pages(c: &mut Criterion) {
                 referrer: None,
                 refs: vec![],
                 allow_missing: false,
+                by: "test",
             })
             .unwrap()
             .unwrap();

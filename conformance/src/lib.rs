@@ -573,3 +573,61 @@ pub mod layout {
         (amd.manifest_digest, index_digest, index)
     }
 }
+
+/// A request to the management API (`/api/v1` + `path`), with a bearer
+/// token or none.
+pub fn api(
+    s: &Server,
+    token: Option<&str>,
+    m: reqwest::Method,
+    path: &str,
+) -> reqwest::blocking::RequestBuilder {
+    let rq = Client::new().request(m, s.url(&format!("/api/v1{path}")));
+    match token {
+        Some(t) => rq.bearer_auth(t),
+        None => rq,
+    }
+}
+
+/// Send a request; its status and JSON body (`null` when empty). Panics
+/// on a body that is not JSON.
+pub fn call(rq: reqwest::blocking::RequestBuilder) -> (u16, serde_json::Value) {
+    let r = rq.send().unwrap();
+    let st = r.status().as_u16();
+    let text = r.text().unwrap();
+    let v = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    (st, v)
+}
+
+/// A Basic `Authorization` header value.
+pub fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+/// A JWT from GET /token for `scopes`, or the status when refused.
+pub fn jwt(s: &Server, auth: Option<&str>, scopes: &[&str]) -> Result<String, u16> {
+    let mut url = format!("{}?service=berth", s.url("/token"));
+    for sc in scopes {
+        url.push_str(&format!("&scope={sc}"));
+    }
+    let mut rq = anonymous_client().get(url);
+    if let Some(a) = auth {
+        rq = rq.header("authorization", a);
+    }
+    let r = rq.send().unwrap();
+    if r.status() != 200 {
+        return Err(r.status().as_u16());
+    }
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["token"], v["access_token"]);
+    assert!(v["expires_in"].as_u64().unwrap() > 0);
+    Ok(v["token"].as_str().unwrap().to_string())
+}

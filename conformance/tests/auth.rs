@@ -13,34 +13,6 @@ fn challenge(r: &reqwest::blocking::Response) -> String {
         .to_string()
 }
 
-fn basic(user: &str, pass: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
-}
-
-/// A JWT from GET /token for `scopes`, or the status when refused.
-fn jwt(s: &Server, auth: Option<&str>, scopes: &[&str]) -> Result<String, u16> {
-    let mut url = format!("{}?service=berth", s.url("/token"));
-    for sc in scopes {
-        url.push_str(&format!("&scope={sc}"));
-    }
-    let mut rq = anonymous_client().get(url);
-    if let Some(a) = auth {
-        rq = rq.header("authorization", a);
-    }
-    let r = rq.send().unwrap();
-    if r.status() != 200 {
-        return Err(r.status().as_u16());
-    }
-    let v: Value = r.json().unwrap();
-    assert_eq!(v["token"], v["access_token"]);
-    assert!(v["expires_in"].as_u64().unwrap() > 0);
-    Ok(v["token"].as_str().unwrap().to_string())
-}
-
 struct Fixture {
     s: Server,
     creds: HashMap<&'static str, (String, String)>,

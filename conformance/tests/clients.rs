@@ -61,6 +61,31 @@ fn authfile(s: &Server) -> PathBuf {
     path
 }
 
+/// The digest of the `arch` child of the layout's `multi` index.
+fn idx_child(dir: &Path, arch: &str) -> String {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let multi = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "multi")
+        .unwrap();
+    let d = multi["digest"].as_str().unwrap();
+    let idx: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&d[7..])).unwrap())
+            .unwrap();
+    idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == arch)
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn skopeo(s: &Server) -> Command {
     let mut c = Command::new(require("skopeo"));
     c.env("REGISTRY_AUTH_FILE", authfile(s))
@@ -132,6 +157,153 @@ fn skopeo_single_and_multi_arch_round_trip() {
         .collect();
     t.sort();
     assert_eq!(t, ["multi", "single"]);
+
+    // the management API shows what skopeo pushed: kinds, platforms, tags
+    let a = Some(ADMIN_TOKEN);
+    let (_, v) = call(api(
+        &s,
+        a,
+        reqwest::Method::GET,
+        "/registries/sko/repositories/app/artifacts/multi",
+    ));
+    assert_eq!(
+        (v["digest"].as_str(), v["kind"].as_str()),
+        (Some(multi.as_str()), Some("image"))
+    );
+    let plats: Vec<&str> = v["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(plats, ["amd64", "arm64"]);
+    let (_, v) = call(api(
+        &s,
+        a,
+        reqwest::Method::GET,
+        "/registries/sko/repositories/app/artifacts/single",
+    ));
+    assert_eq!(
+        v["platform"],
+        serde_json::json!({"os": "linux", "architecture": "amd64"})
+    );
+    assert_eq!(v["tags"], serde_json::json!(["single"]));
+    let layers: u64 = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["sizeBytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        v["sizeBytes"].as_u64().unwrap(),
+        v["manifestBytes"].as_u64().unwrap() + v["config"]["sizeBytes"].as_u64().unwrap() + layers
+    );
+    let (_, v) = call(api(
+        &s,
+        a,
+        reqwest::Method::GET,
+        "/registries/sko/repositories/app",
+    ));
+    assert_eq!(
+        (
+            v["kind"].as_str(),
+            v["artifactCount"].as_i64(),
+            v["tagCount"].as_i64()
+        ),
+        (Some("image"), Some(3), Some(2))
+    );
+    let blobs: u64 = layout_blobs(&src).iter().filter(|d| ![&single, &multi].contains(d))
+        .map(|d| std::fs::metadata(src.join("blobs/sha256").join(&d[7..])).unwrap().len()).sum::<u64>()
+        // the arm64 image's manifest is a file of the layout, a manifest (not a blob) here
+        - std::fs::metadata(src.join("blobs/sha256").join(&idx_child(&src, "arm64")[7..])).unwrap().len();
+    assert_eq!(
+        v["blobBytes"].as_u64(),
+        Some(blobs),
+        "configs and layers, each once"
+    );
+
+    // tag history against skopeo pushes, and a restore through the API
+    for tag in ["single", "multi"] {
+        run(skopeo(&s)
+            .args([
+                "copy",
+                "--all",
+                "--dest-tls-verify=false",
+                "--preserve-digests",
+            ])
+            .arg(format!("oci:{}:{tag}", src.display()))
+            .arg(format!("docker://{}/sko/app:moving", s.host())));
+    }
+    let (_, h) = call(api(
+        &s,
+        a,
+        reqwest::Method::GET,
+        "/registries/sko/repositories/app/tags/moving/history",
+    ));
+    let moves: Vec<(Value, Value)> = h["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["from"].clone(), e["to"].clone()))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            (Value::from(single.clone()), Value::from(multi.clone())),
+            (Value::Null, Value::from(single.clone()))
+        ]
+    );
+    let (st, _) = call(
+        api(
+            &s,
+            a,
+            reqwest::Method::PUT,
+            "/registries/sko/repositories/app/tags/moving",
+        )
+        .json(&serde_json::json!({"digest": single})),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(
+        manifest_digest(&s, "sko/app", "moving").0,
+        single,
+        "restored, seen on /v2/"
+    );
+
+    // a read-only .dockerconfigjson from the credentials endpoint: skopeo
+    // pulls with it and is refused on push
+    let (st, cred) = call(api(
+        &s,
+        a,
+        reqwest::Method::POST,
+        "/registries/sko/docker-credentials",
+    ));
+    assert_eq!(st, 201, "{cred}");
+    let ro_auth = tmp.path().join("config.json");
+    std::fs::write(&ro_auth, serde_json::to_vec(&cred["dockerConfig"]).unwrap()).unwrap();
+    let pulled = tmp.path().join("ro-pull");
+    run(Command::new(require("skopeo"))
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--src-tls-verify=false",
+            "--authfile",
+        ])
+        .arg(&ro_auth)
+        .arg(format!("docker://{}/sko/app:single", s.host()))
+        .arg(format!("oci:{}:single", pulled.display())));
+    let push = Command::new(require("skopeo"))
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            "--authfile",
+        ])
+        .arg(&ro_auth)
+        .arg(format!("oci:{}:single", src.display()))
+        .arg(format!("docker://{}/sko/other:single", s.host()))
+        .output()
+        .unwrap();
+    assert!(!push.status.success(), "a read-only credential pushed");
 
     // pull everything back and compare blob for blob
     let back = tmp.path().join("back");
@@ -333,8 +505,41 @@ fn helm_push_and_pull_byte_identical() {
         .arg(format!("oci://{}/charts/berthchart", s.host()))
         .args(["--version", "0.1.0", "--plain-http"]));
     assert!(shown.contains("name: berthchart"), "{shown}");
-    let (_, ct) = manifest_digest(&s, "charts/berthchart", "0.1.0");
+    let (d, ct) = manifest_digest(&s, "charts/berthchart", "0.1.0");
     assert_eq!(ct, OCI_MANIFEST);
+    // the management API: a Helm chart repository, sized by its parts
+    let (_, v) = call(api(
+        &s,
+        Some(ADMIN_TOKEN),
+        reqwest::Method::GET,
+        "/registries/charts/repositories/berthchart",
+    ));
+    assert_eq!(
+        (
+            v["kind"].as_str(),
+            v["tagCount"].as_i64(),
+            v["artifactCount"].as_i64()
+        ),
+        (Some("helm_chart"), Some(1), Some(1))
+    );
+    let (_, a) = call(api(
+        &s,
+        Some(ADMIN_TOKEN),
+        reqwest::Method::GET,
+        "/registries/charts/repositories/berthchart/artifacts/0.1.0",
+    ));
+    assert_eq!(
+        (a["digest"].as_str(), a["kind"].as_str()),
+        (Some(d.as_str()), Some("helm_chart"))
+    );
+    assert_eq!(
+        a["layers"][0]["sizeBytes"].as_u64(),
+        Some(std::fs::metadata(&tgz).unwrap().len())
+    );
+    assert_eq!(
+        v["sizeBytes"], a["sizeBytes"],
+        "one chart: the repository is its size"
+    );
 }
 
 #[test]
@@ -368,6 +573,27 @@ fn oras_artifact_with_subject_found_through_referrers() {
     assert_eq!(
         ms[0]["annotations"]["org.example.signer"],
         "berth-conformance"
+    );
+    // the management API groups the subject's referrers by artifactType
+    let (_, a) = call(api(
+        &s,
+        Some(ADMIN_TOKEN),
+        reqwest::Method::GET,
+        &format!("/registries/oras/repositories/artifact/artifacts/{subject}"),
+    ));
+    assert_eq!(
+        a["referrers"]["application/vnd.example.signature"][0]["digest"], sig,
+        "{a}"
+    );
+    let (_, g) = call(api(
+        &s,
+        Some(ADMIN_TOKEN),
+        reqwest::Method::GET,
+        &format!("/registries/oras/repositories/artifact/artifacts/{sig}"),
+    ));
+    assert_eq!(
+        (g["kind"].as_str(), g["subject"].as_str()),
+        (Some("artifact"), Some(subject))
     );
 }
 

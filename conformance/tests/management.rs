@@ -4,7 +4,7 @@
 //! with its changes visible at once on `/v2/`.
 
 use berth_conformance::*;
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
 struct Fixture {
@@ -37,26 +37,6 @@ fn setup() -> Fixture {
         rw_all: field(&rw, "token"),
         user: (field(&u, "username"), field(&u, "password")),
     }
-}
-
-fn api(s: &Server, token: Option<&str>, m: reqwest::Method, path: &str) -> RequestBuilder {
-    let rq = Client::new().request(m, s.url(&format!("/api/v1{path}")));
-    match token {
-        Some(t) => rq.bearer_auth(t),
-        None => rq,
-    }
-}
-
-fn call(rq: RequestBuilder) -> (u16, Value) {
-    let r = rq.send().unwrap();
-    let st = r.status().as_u16();
-    let text = r.text().unwrap();
-    let v = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-    };
-    (st, v)
 }
 
 use reqwest::Method as M;
@@ -104,7 +84,7 @@ fn who_may_call() {
     assert!(r.headers().contains_key("www-authenticate"));
     assert_eq!(
         r.headers()["content-type"].to_str().unwrap(),
-        "application/problem+json"
+        "application/problem+json; charset=utf-8"
     );
     let (st, _) = call(api(
         s,
@@ -243,9 +223,31 @@ fn registries_create_check_get_update_delete() {
         404
     );
 
-    // delete: refused while repositories remain, else gone (users too)
-    let (st, v) = call(api(s, a, M::DELETE, "/registries/acme"));
-    assert_eq!((st, v["code"].as_str()), (409, Some("registry_not_empty")));
+    // delete: with its repositories, users and token grants, at once on /v2/
+    let user = || {
+        Client::new()
+            .get(s.url("/v2/acme/app/manifests/v1"))
+            .basic_auth(&f.user.0, Some(&f.user.1))
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(user(), 200);
+    assert_eq!(call(api(s, a, M::DELETE, "/registries/acme")).0, 204);
+    assert_eq!(call(api(s, a, M::GET, "/registries/acme")).0, 404);
+    assert_eq!(user(), 401, "its users are gone");
+    let gone = admin_client()
+        .get(s.url("/v2/acme/app/manifests/v1"))
+        .send()
+        .unwrap();
+    assert_eq!(gone.status(), 404, "its repositories are gone");
+    // a registry made again under the name is not the token's
+    call(api(s, a, M::POST, "/registries").json(&json!({"name": "acme"})));
+    assert_eq!(
+        call(api(s, Some(&f.ro_acme), M::GET, "/registries/acme")).0,
+        404,
+        "grants went with the registry"
+    );
     assert_eq!(call(api(s, a, M::DELETE, "/registries/team-a")).0, 204);
     assert_eq!(call(api(s, a, M::GET, "/registries/team-a")).0, 404);
     assert_eq!(call(api(s, a, M::DELETE, "/registries/team-a")).0, 404);
@@ -324,4 +326,280 @@ fn registries_list_in_pages() {
             "{bad}"
         );
     }
+}
+
+/// The secret's token id (`berth_<id>_…`).
+fn token_id(secret: &str) -> String {
+    secret.split('_').nth(1).unwrap().to_string()
+}
+
+/// Every operation of the OpenAPI document × every kind of caller: what
+/// each may do is decided before any handler runs its change, the same
+/// way on every route.
+#[test]
+fn permissions_matrix_over_every_route() {
+    let f = setup();
+    let s = &f.s;
+    let (_, rwa) = call(
+        api(s, Some(ADMIN_TOKEN), M::POST, "/tokens")
+            .json(&json!({"name": "rw-acme", "registries": ["acme"], "readWrite": true})),
+    );
+    let rw_acme = rwa["secret"].as_str().unwrap().to_string();
+    let (_, oth) = call(
+        api(s, Some(ADMIN_TOKEN), M::POST, "/tokens")
+            .json(&json!({"name": "other", "registries": ["other"], "readWrite": true})),
+    );
+    let other = oth["secret"].as_str().unwrap().to_string();
+    let id = token_id(&f.rw_all);
+    let (_, doc) = call(api(s, None, M::GET, "/openapi.json"));
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let concrete = path
+                .replace("{name}", "acme")
+                .replace("{repository}", "app")
+                .replace("{reference}", "v1")
+                .replace("{tag}", "v1")
+                .replace("{user}", "ci")
+                .replace("{id}", &id);
+            routes.push((
+                method.to_uppercase(),
+                concrete,
+                op["operationId"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    assert!(routes.len() >= 37, "{} routes", routes.len());
+    let public = ["root", "openapi"];
+    let token_admin = [
+        "listTokens",
+        "createToken",
+        "getToken",
+        "updateToken",
+        "refreshToken",
+        "regenerateToken",
+        "revokeToken",
+        "deleteToken",
+        "createRegistry",
+        "checkRegistryName",
+    ];
+    let mut checked = 0;
+    for (method, path, op) in &routes {
+        let m: M = method.parse().unwrap();
+        let read = m == M::GET;
+        let in_acme = path.starts_with("/registries/acme");
+        let st = |tok: Option<&str>| {
+            let rq = api(s, tok, m.clone(), path);
+            let rq = if read { rq } else { rq.json(&json!({})) };
+            call(rq).0
+        };
+        if public.contains(&op.as_str()) {
+            assert_eq!(st(None), 200, "{method} {path}");
+            continue;
+        }
+        // no credentials, a registry user's password: 401
+        assert_eq!(st(None), 401, "anonymous {method} {path}");
+        let user = Client::new()
+            .request(m.clone(), s.url(&format!("/api/v1{path}")))
+            .basic_auth(&f.user.0, Some(&f.user.1));
+        assert_eq!(call(user).0, 401, "registry user {method} {path}");
+        // another registry's token: acme does not exist for it
+        let o = st(Some(&other));
+        if in_acme {
+            assert_eq!(o, 404, "other-registry token {method} {path}");
+        } else if token_admin.contains(&op.as_str()) {
+            assert_eq!(o, 403, "other-registry token {method} {path}");
+        } else {
+            assert_eq!(o, 200, "other-registry token {method} {path}");
+        }
+        // the read-only token for acme: reads, never changes
+        let r = st(Some(&f.ro_acme));
+        if token_admin.contains(&op.as_str()) || !read {
+            assert_eq!(r, 403, "read-only token {method} {path}");
+        } else {
+            assert_eq!(r, 200, "read-only token {method} {path}");
+        }
+        // reads: the admin and acme's read-write token
+        if read {
+            assert_eq!(st(Some(ADMIN_TOKEN)), 200, "admin {method} {path}");
+            let w = st(Some(&rw_acme));
+            let want = if token_admin.contains(&op.as_str()) {
+                403
+            } else {
+                200
+            };
+            assert_eq!(w, want, "acme read-write token {method} {path}");
+        }
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        routes.len() - 2,
+        "every route but the two public ones"
+    );
+    // nothing above changed anything: the image is still there
+    let r = admin_client()
+        .get(s.url("/v2/acme/app/manifests/v1"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// `berth registry|user|token|repo …` against the running server, through
+/// the API: flags, environment, the CLI file; `--json` for scripts.
+#[test]
+fn the_cli_goes_online() {
+    let s = Server::start();
+    push_image(&admin_client(), &s, "acme/team/app", "v1", "cli");
+    let online = |args: &[&str], env: &[(&str, &str)]| {
+        let out = std::process::Command::new(berth_bin())
+            .args(args)
+            .env_remove("BERTH_URL")
+            .env_remove("BERTH_TOKEN")
+            .env("BERTH_CLI_CONFIG", "/nonexistent/berth-cli.toml")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let url = s.base();
+    let flags = ["--url", url.as_str(), "--token", ADMIN_TOKEN];
+    let with = |extra: &[&str]| -> Vec<String> {
+        extra
+            .iter()
+            .map(|x| x.to_string())
+            .chain(flags.iter().map(|x| x.to_string()))
+            .collect()
+    };
+    let run_ok = |args: Vec<String>, env: &[(&str, &str)]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = online(&a, env);
+        assert!(ok, "berth {a:?}: {err}");
+        out
+    };
+    let out = run_ok(
+        with(&["registry", "create", "beta", "--storage-limit", "1000000"]),
+        &[],
+    );
+    assert!(out.starts_with("created registry beta ("), "{out}");
+    // the server sees it at once (it is running: this went through the API)
+    let (_, v) = call(api(&s, Some(ADMIN_TOKEN), M::GET, "/registries/beta"));
+    assert_eq!(v["storageLimitBytes"], 1_000_000);
+    let out = run_ok(
+        with(&["user", "create", "--registry", "beta", "ci", "--push"]),
+        &[],
+    );
+    assert_eq!(field(&out, "username"), "beta+ci");
+    let pw = field(&out, "password");
+    let r = Client::new()
+        .get(s.url("/v2/_catalog"))
+        .basic_auth("beta+ci", Some(&pw))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "the printed password works");
+    // environment instead of flags; --json for scripts
+    let env = [("BERTH_URL", url.as_str()), ("BERTH_TOKEN", ADMIN_TOKEN)];
+    let out = run_ok(
+        vec![
+            "token".into(),
+            "create".into(),
+            "ro".into(),
+            "--registry".into(),
+            "acme".into(),
+            "--read-only".into(),
+            "--json".into(),
+        ],
+        &env,
+    );
+    let t: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (t["readWrite"].as_bool(), t["registries"].clone()),
+        (Some(false), json!(["acme"]))
+    );
+    let id = t["id"].as_str().unwrap().to_string();
+    let out = run_ok(vec!["token".into(), "list".into()], &env);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("{id}\tro\tacme\tread-only\tactive"))),
+        "{out}"
+    );
+    // a CLI file
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cli.toml");
+    std::fs::write(
+        &file,
+        format!("url = \"{url}\"\ntoken = \"{ADMIN_TOKEN}\"\n"),
+    )
+    .unwrap();
+    let (ok, out, err) = {
+        let o = std::process::Command::new(berth_bin())
+            .args(["repo", "list", "acme"])
+            .env_remove("BERTH_URL")
+            .env_remove("BERTH_TOKEN")
+            .env("BERTH_CLI_CONFIG", &file)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert!(ok, "{err}");
+    assert_eq!(out, "team/app\n");
+    let out = run_ok(with(&["repo", "show", "acme", "team/app", "--json"]), &[]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (r["kind"].as_str(), r["tagCount"].as_i64()),
+        (Some("image"), Some(1))
+    );
+    run_ok(with(&["repo", "delete", "acme", "team/app"]), &[]);
+    assert_eq!(
+        admin_client()
+            .get(s.url("/v2/acme/team/app/manifests/v1"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    let out = run_ok(with(&["registry", "list"]), &[]);
+    assert!(
+        out.lines().any(|l| l.starts_with("beta\tprivate\t")),
+        "{out}"
+    );
+    // errors: no token, a wrong one, nothing listening
+    let (ok, _, err) = online(&["registry", "list", "--url", &url], &[]);
+    assert!(
+        !ok && err.contains("401") && err.contains("--token"),
+        "{err}"
+    );
+    let (ok, _, err) = online(
+        &[
+            "registry",
+            "show",
+            "nope",
+            "--url",
+            &url,
+            "--token",
+            ADMIN_TOKEN,
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("404"), "{err}");
+    let (ok, _, err) = online(
+        &[
+            "registry",
+            "list",
+            "--url",
+            "http://127.0.0.1:9",
+            "--token",
+            ADMIN_TOKEN,
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("cannot reach"), "{err}");
 }

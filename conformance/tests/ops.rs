@@ -164,7 +164,7 @@ fn management_api_root_and_errors_through_the_server_layer() {
     assert_eq!(r.status(), 404);
     assert_eq!(
         r.headers()["content-type"].to_str().unwrap(),
-        "application/problem+json"
+        "application/problem+json; charset=utf-8"
     );
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(

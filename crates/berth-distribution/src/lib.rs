@@ -11,6 +11,7 @@ mod access;
 mod blobs;
 mod error;
 mod manifests;
+pub mod pulls;
 pub mod router;
 mod token;
 mod uploads;
@@ -22,7 +23,7 @@ pub use token::TokenService;
 use berth_core::ErrorCode;
 pub(crate) use berth_http::{full, hv, status_response};
 use berth_http::{ApiHandler, Body, ClientAddr};
-use berth_meta::Meta;
+use berth_meta::{now_millis, Meta};
 use berth_storage::BlobStore;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -49,6 +50,8 @@ pub struct Config {
     pub max_referrers: usize,
     /// The token endpoint named in `WWW-Authenticate` challenges.
     pub realm: String,
+    /// Count manifest GETs (pull statistics).
+    pub count_pulls: bool,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             max_page_size: 10_000,
             max_referrers: 10_000,
             realm: "http://127.0.0.1:5000/token".into(),
+            count_pulls: true,
         }
     }
 }
@@ -84,6 +88,7 @@ pub(crate) struct Inner {
     pub blobs: Arc<BlobStore>,
     pub cfg: Config,
     pub gauges: Gauges,
+    pub pulls: pulls::PullStats,
 }
 
 pub(crate) type Result<T> = std::result::Result<T, ApiError>;
@@ -104,6 +109,7 @@ impl Distribution {
                 blobs,
                 cfg,
                 gauges,
+                pulls: pulls::PullStats::default(),
             }),
         }
     }
@@ -114,6 +120,14 @@ impl Distribution {
 
     pub fn blobs(&self) -> &BlobStore {
         &self.inner.blobs
+    }
+
+    /// Write the pulls counted since the last flush (a server job's
+    /// work, about once a second; blocking). Returns how many artifacts
+    /// had pulls.
+    pub async fn flush_pulls(&self) -> std::result::Result<usize, berth_meta::MetaError> {
+        let inner = self.inner.clone();
+        self.inner.meta.run(move |m| inner.pulls.flush(m)).await
     }
 
     /// The docker token service (`GET`/`POST /token`) over the same auth.
@@ -169,8 +183,30 @@ impl ApiHandler for Distribution {
         let caller = self
             .inner
             .authenticate(&parts.headers, &client, Inner::scope_for(&ep))?;
-        self.inner.authorize(&ep, &caller).await?;
-        self.inner.dispatch(ep, &parts, body, &caller).await
+        let audit = audit_target(&ep);
+        let action = ep.route();
+        let out = match self.inner.authorize(&ep, &caller).await {
+            Ok(()) => self.inner.dispatch(ep, &parts, body, &caller).await,
+            Err(e) => Err(e),
+        };
+        if let Some((target, registry)) = audit {
+            let rec = berth_meta::AuditRecord {
+                at_ms: now_millis(),
+                principal: caller.principal.subject(),
+                client,
+                action: action.to_string(),
+                target,
+                registry: Some(registry),
+                status: match &out {
+                    Ok(r) => r.status().as_u16(),
+                    Err(e) => berth_http::ApiError::status(e).as_u16(),
+                },
+            };
+            if let Err(e) = self.inner.meta.run(move |m| m.append_audit(&rec)).await {
+                tracing::warn!(error = %e, "audit entry not written");
+            }
+        }
+        out
     }
 
     fn finish(&self, resp: &mut Response<Body>) {
@@ -203,10 +239,12 @@ impl Inner {
                 head,
             } => manifests::get_manifest(self, &name, &reference, head).await,
             Endpoint::PutManifest { name, reference } => {
-                manifests::put_manifest(self, &name, &reference, &q, h, body_stream(body)).await
+                let by = caller.principal.subject();
+                manifests::put_manifest(self, &name, &reference, &q, h, body_stream(body), by).await
             }
             Endpoint::DeleteManifest { name, reference } => {
-                manifests::delete_manifest(self, &name, &reference).await
+                manifests::delete_manifest(self, &name, &reference, caller.principal.subject())
+                    .await
             }
             Endpoint::Referrers { name, digest } => {
                 manifests::referrers(self, &name, &digest, &q).await
@@ -230,6 +268,25 @@ impl Inner {
             }
         }
     }
+}
+
+/// What a push or delete acts on (`repo:tag`, `repo@digest`) and its
+/// registry, for the audit log; `None` for requests that are not audited.
+fn audit_target(ep: &Endpoint) -> Option<(String, String)> {
+    let (name, what) = match ep {
+        Endpoint::PutManifest { name, reference }
+        | Endpoint::DeleteManifest { name, reference } => {
+            let sep = if matches!(reference, berth_core::Reference::Tag(_)) {
+                ":"
+            } else {
+                "@"
+            };
+            (name, format!("{sep}{reference}"))
+        }
+        Endpoint::DeleteBlob { name, digest } => (name, format!("@{digest}")),
+        _ => return None,
+    };
+    Some((format!("{name}{what}"), name.first_component().to_string()))
 }
 
 /// The request body as a stream of data chunks.

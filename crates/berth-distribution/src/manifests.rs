@@ -57,6 +57,10 @@ pub(crate) async fn get_manifest(
     }
     if !head {
         *resp.body_mut() = full(body);
+        if s.cfg.count_pulls {
+            s.pulls
+                .count(name.as_str(), &digest.to_string(), now_millis());
+        }
     }
     Ok(resp)
 }
@@ -100,6 +104,7 @@ pub(crate) async fn put_manifest<S>(
     q: &Query,
     h: &HeaderMap,
     body: S,
+    by: String,
 ) -> Result<Response<Body>>
 where
     S: futures::Stream<Item = std::result::Result<Bytes, String>> + Send,
@@ -163,6 +168,7 @@ where
         size: body.len() as u64,
         artifact_type: m.artifact_type.clone(),
         subject: subject.as_ref().map(|d| d.to_string()),
+        config_media_type: m.config.as_ref().map(|c| c.media_type.clone()),
         blobs: Vec::new(),
         children: Vec::new(),
         pushed_ms: now_millis(),
@@ -194,6 +200,7 @@ where
                 referrer,
                 refs,
                 allow_missing,
+                by: &by,
             })
         })
         .await?;
@@ -240,11 +247,16 @@ pub(crate) async fn delete_manifest(
     s: &Inner,
     name: &RepoName,
     r: &Reference,
+    by: String,
 ) -> Result<Response<Body>> {
     let repo = name.as_str().to_string();
     let existed = match r.clone() {
-        Reference::Tag(t) => s.meta.run(move |m| m.delete_tag(&repo, &t)).await?,
-        Reference::Digest(d) => s.meta.run(move |m| m.delete_manifest(&repo, &d)).await?,
+        Reference::Tag(t) => s.meta.run(move |m| m.delete_tag(&repo, &t, &by)).await?,
+        Reference::Digest(d) => {
+            s.meta
+                .run(move |m| m.delete_manifest(&repo, &d, &by))
+                .await?
+        }
     };
     if !existed {
         return Err(manifest_unknown(r));

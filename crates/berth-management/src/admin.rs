@@ -119,15 +119,36 @@ impl Admin {
             .ok_or_else(|| AdminError::NotFound(format!("registry {name}")))
     }
 
-    /// Delete a registry and its users; refused while it has repositories.
+    /// Delete a registry with its repositories (each one transaction:
+    /// manifests, tags, links), users and token grants; the blobs are left
+    /// to garbage collection. The registry record goes last, in a
+    /// transaction that checks no repository is left: a push racing the
+    /// deletion makes it delete again, and after a few rounds of that it
+    /// gives up with `NotEmpty`.
     pub fn delete_registry(&self, name: &str) -> Result<()> {
-        match self.meta.delete_registry(name)? {
-            RegistryDelete::Deleted => Ok(()),
-            RegistryDelete::NotFound => Err(AdminError::NotFound(format!("registry {name}"))),
-            RegistryDelete::NotEmpty(n) => Err(AdminError::NotEmpty(format!(
-                "registry {name} has {n} repositories"
-            ))),
+        const ROUNDS: usize = 8;
+        let prefix = format!("{name}/");
+        for _ in 0..ROUNDS {
+            loop {
+                let page = self.meta.list_repos_with_prefix(&prefix, None, 100)?;
+                if page.is_empty() {
+                    break;
+                }
+                for (repo, _) in page {
+                    self.meta.delete_repository(&repo)?;
+                }
+            }
+            match self.meta.delete_registry(name)? {
+                RegistryDelete::Deleted => return Ok(()),
+                RegistryDelete::NotFound => {
+                    return Err(AdminError::NotFound(format!("registry {name}")))
+                }
+                RegistryDelete::NotEmpty(_) => continue,
+            }
         }
+        Err(AdminError::NotEmpty(format!(
+            "registry {name} keeps getting new repositories; try again"
+        )))
     }
 
     pub fn list_registries(&self) -> Result<Vec<(String, RegistryRecord)>> {
@@ -187,6 +208,21 @@ impl Admin {
         })
     }
 
+    /// Change a user's record in one transaction; returns it as it is now.
+    pub fn update_user(
+        &self,
+        registry: &str,
+        name: &str,
+        mut f: impl FnMut(&mut UserRecord),
+    ) -> Result<UserRecord> {
+        self.meta
+            .update_user(registry, name, |u| {
+                f(u);
+                true
+            })?
+            .ok_or_else(|| AdminError::NotFound(format!("user {name} in {registry}")))
+    }
+
     pub fn delete_user(&self, registry: &str, name: &str) -> Result<()> {
         if !self.meta.delete_user(registry, name)? {
             return Err(AdminError::NotFound(format!("user {name} in {registry}")));
@@ -243,8 +279,12 @@ impl Admin {
         }
     }
 
-    /// Change a token's record in one transaction.
-    fn update_token(&self, id: &str, mut f: impl FnMut(&mut TokenRecord)) -> Result<TokenRecord> {
+    /// Change a token's record in one transaction; returns it as it is now.
+    pub fn update_token(
+        &self,
+        id: &str,
+        mut f: impl FnMut(&mut TokenRecord),
+    ) -> Result<TokenRecord> {
         self.meta
             .update_token(id, |t| {
                 f(t);
@@ -273,6 +313,13 @@ impl Admin {
     /// A new expiry (None: never).
     pub fn refresh_token_expiry(&self, id: &str, expires_ms: Option<u64>) -> Result<()> {
         self.update_token(id, |t| t.expires_ms = expires_ms)?;
+        Ok(())
+    }
+
+    pub fn delete_token(&self, id: &str) -> Result<()> {
+        if !self.meta.delete_token(id)? {
+            return Err(AdminError::NotFound(format!("token {id}")));
+        }
         Ok(())
     }
 

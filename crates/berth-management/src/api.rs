@@ -4,13 +4,14 @@
 //! route cannot exist without being documented.
 
 use crate::caller::Caller;
-use crate::error::ManagementError;
-use crate::registries;
+use crate::error::{ManagementError, PROBLEM_JSON};
+use crate::{artifacts, audit, registries, repositories, tokens, users};
 use berth_http::Body;
 use berth_meta::Meta;
 use futures::StreamExt;
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use utoipa::OpenApi;
 
 /// Largest JSON request body.
@@ -27,16 +28,40 @@ const MAX_LIMIT: usize = 1000;
         root, openapi_json,
         registries::list, registries::create, registries::get, registries::update,
         registries::delete, registries::check_name,
+        repositories::list, repositories::names, repositories::get, repositories::delete,
+        artifacts::list, artifacts::get, artifacts::delete, artifacts::list_tags,
+        artifacts::set_tag, artifacts::delete_tag, artifacts::tag_history,
+        artifacts::repository_history, artifacts::cleanup,
+        audit::list,
+        users::list, users::create, users::get, users::update, users::reset_password, users::delete,
+        tokens::list, tokens::create, tokens::get, tokens::update, tokens::refresh,
+        tokens::regenerate, tokens::revoke, tokens::delete, tokens::docker_credentials,
     ),
     components(schemas(
         Root, Problem,
         registries::RegistryView, registries::CreateRegistry, registries::UpdateRegistry,
         registries::RegistryPage, registries::NameCheck, registries::NameStatus,
         registries::VisibilityView,
+        repositories::KindView, repositories::RepositoryView, repositories::RepositoryPage,
+        repositories::RepositoryNamePage,
+        artifacts::PlatformView, artifacts::BlobView, artifacts::ChildView, artifacts::ReferrerView,
+        artifacts::ArtifactView, artifacts::ArtifactPage, artifacts::TagView, artifacts::TagPage,
+        artifacts::SetTag, artifacts::TagEventView, artifacts::TagHistoryPage,
+        artifacts::CleanupRequest, artifacts::CleanupFailure, artifacts::CleanupResult,
+        audit::AuditEntry, audit::AuditPage,
+        users::UserView, users::UserWithPassword, users::CreateUser, users::UpdateUser, users::UserPage,
+        tokens::TokenStatusView, tokens::TokenView, tokens::DockerConfig, tokens::TokenWithSecret,
+        tokens::CreateToken, tokens::UpdateToken, tokens::RefreshToken, tokens::CreateCredentials,
+        tokens::TokenPage,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &Errors),
     security(("token" = [])),
-    tags((name = "registries", description = "Tenants: the first component of every repository name")),
+    tags((name = "registries", description = "Tenants: the first component of every repository name"),
+        (name = "repositories", description = "A registry's repositories, with their sizes, counts and kinds"),
+        (name = "artifacts", description = "Manifests of a repository, their tags, tag history and bulk cleanup"),
+        (name = "users", description = "A registry's docker login accounts"),
+        (name = "tokens", description = "API tokens, and docker / Kubernetes credentials"),
+        (name = "audit", description = "Every change through this API and every push and delete on /v2/")),
 )]
 pub struct ApiDoc;
 
@@ -56,6 +81,67 @@ impl utoipa::Modify for Security {
                         .build(),
                 ),
             );
+    }
+}
+
+/// Every operation may answer with these (besides what it declares): the
+/// problem+json errors of the server layer and of every handler.
+const COMMON_ERRORS: [(&str, &str); 6] = [
+    (
+        "400",
+        "malformed request: a path parameter, query parameter or body",
+    ),
+    ("401", "no or invalid credentials"),
+    ("405", "method not allowed here"),
+    ("413", "request body over 64 KiB"),
+    ("429", "too many failed logins from this client"),
+    ("503", "the metadata store is busy; try again"),
+];
+
+/// Every error response of every operation carries the problem schema, and
+/// the errors any operation can give are declared on all of them.
+struct Errors;
+
+impl utoipa::Modify for Errors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, RefOr, Response};
+        let problem = || {
+            Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                "Problem",
+            ))))
+        };
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let public = op
+                    .operation_id
+                    .as_deref()
+                    .is_some_and(|id| PUBLIC.contains(&id));
+                for (code, what) in COMMON_ERRORS {
+                    if public && code != "405" {
+                        continue;
+                    }
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| RefOr::T(Response::new(what)));
+                }
+                for (code, r) in op.responses.responses.iter_mut() {
+                    if let (true, RefOr::T(r)) = (code.starts_with('4') || code.starts_with('5'), r)
+                    {
+                        r.content.insert(PROBLEM_JSON.to_string(), problem());
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -195,23 +281,93 @@ pub struct PageQuery {
     prefix: Option<String>,
 }
 
+/// `offset` and `sort` of a list that can also be sorted by other keys
+/// than its natural order.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameters page_query and sort read
+pub struct SortQuery {
+    /// Entries to skip, 0 to 10000 (the seeds' limit/offset paging;
+    /// `cursor` is the cheaper way through a long list).
+    offset: Option<usize>,
+    /// A field to sort by, `-field` for descending; which fields, the
+    /// operation says. Orders other than the natural one read at most
+    /// 10000 entries (more is 400 `too_many_to_sort`).
+    sort: Option<String>,
+}
+
 pub struct PageParams {
     pub limit: usize,
     pub cursor: Option<String>,
     pub prefix: Option<String>,
+    pub offset: usize,
+    /// Other query parameters to keep in the `next` link.
+    pub keep: Vec<(String, String)>,
 }
 
+/// How many entries a list sorted by something other than its keys reads
+/// at most (and how far `offset` goes).
+pub const MAX_SORTED: usize = 10_000;
+
 impl PageParams {
-    /// The link to the page after `last`.
+    /// The link to the page after `last` (keyset).
     pub fn next_link(&self, path: &str, last: &str) -> String {
+        self.link(path, Some(last), None)
+    }
+
+    /// The link to the page at `offset` (for sorted lists).
+    pub fn next_offset_link(&self, path: &str, offset: usize) -> String {
+        self.link(path, None, Some(offset))
+    }
+
+    fn link(&self, path: &str, last: Option<&str>, offset: Option<usize>) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.append_pair("limit", &self.limit.to_string());
-        q.append_pair("cursor", last);
+        if let Some(l) = last {
+            q.append_pair("cursor", l);
+        }
+        if let Some(o) = offset {
+            q.append_pair("offset", &o.to_string());
+        }
         if let Some(p) = &self.prefix {
             q.append_pair("prefix", p);
         }
+        for (k, v) in &self.keep {
+            q.append_pair(k, v);
+        }
         format!("{path}?{}", q.finish())
     }
+}
+
+/// A sort order from `sort`: the field and whether descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort<F> {
+    pub field: F,
+    pub desc: bool,
+}
+
+/// A field that is present (even as `null`) is `Some`: tells "set to
+/// null" from "leave as is" in a PATCH.
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A JSON response of a view.
+pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> http::Response<Body> {
+    berth_http::json_response(status, &serde_json::to_value(v).expect("views serialise"))
+}
+
+/// 400 for a list that would have to sort more than [`MAX_SORTED`].
+pub fn too_many_to_sort(what: &str) -> ManagementError {
+    ManagementError::new(
+        StatusCode::BAD_REQUEST,
+        "too_many_to_sort",
+        format!("more than {MAX_SORTED} {what}: only the default order pages through them"),
+    )
 }
 
 impl Ctx<'_> {
@@ -224,6 +380,17 @@ impl Ctx<'_> {
         read_json(std::mem::replace(&mut self.body, berth_http::empty())).await
     }
 
+    /// The request body as JSON, or `T::default()` when there is none.
+    pub async fn json_or_default<T: DeserializeOwned + Default>(
+        &mut self,
+    ) -> Result<T, ManagementError> {
+        let buf = read_body(std::mem::replace(&mut self.body, berth_http::empty())).await?;
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        parse_json(&buf)
+    }
+
     pub fn param(&self, name: &str) -> Result<String, ManagementError> {
         self.params
             .iter()
@@ -232,7 +399,7 @@ impl Ctx<'_> {
             .ok_or_else(|| ManagementError::invalid(format!("missing {name}")))
     }
 
-    fn q(&self, k: &str) -> Option<&str> {
+    pub fn q(&self, k: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(key, _)| key == k)
@@ -251,26 +418,99 @@ impl Ctx<'_> {
                 }
             },
         };
-        let text = |k: &str| -> Result<Option<String>, ManagementError> {
-            match self.q(k) {
-                None | Some("") => Ok(None),
-                Some(v) if v.len() > 255 || v.contains('\0') => Err(ManagementError::invalid(
-                    format!("{k}: at most 255 characters"),
-                )),
-                Some(v) => Ok(Some(v.to_string())),
-            }
+        let offset = match self.q("offset") {
+            None | Some("") => 0,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if n <= MAX_SORTED => n,
+                _ => {
+                    return Err(ManagementError::invalid(format!(
+                        "offset={s:?}: 0 to {MAX_SORTED}"
+                    )))
+                }
+            },
         };
+        let keep = [
+            "sort",
+            "search",
+            "tag",
+            "registry",
+            "principal",
+            "action",
+            "since",
+            "until",
+            "scope",
+            "mode",
+            "status",
+        ]
+        .iter()
+        .filter_map(|k| self.q(k).map(|v| (k.to_string(), v.to_string())))
+        .collect();
         Ok(PageParams {
             limit,
-            cursor: text("cursor")?,
-            prefix: text("prefix")?,
+            cursor: self.text("cursor")?,
+            prefix: self.text("prefix")?,
+            offset,
+            keep,
         })
+    }
+
+    /// A short text filter (`search`, `tag`, …): at most 255 characters.
+    pub fn text(&self, k: &str) -> Result<Option<String>, ManagementError> {
+        match self.q(k) {
+            None | Some("") => Ok(None),
+            Some(v) if v.len() > 255 || v.contains('\0') => Err(ManagementError::invalid(format!(
+                "{k}: at most 255 characters"
+            ))),
+            Some(v) => Ok(Some(v.to_string())),
+        }
+    }
+
+    /// `sort`: one of `fields` (by name), `-` before it for descending;
+    /// `default` when absent.
+    pub fn sort<F: Copy>(
+        &self,
+        fields: &[(&str, F)],
+        default: Sort<F>,
+    ) -> Result<Sort<F>, ManagementError> {
+        let Some(s) = self.q("sort").filter(|s| !s.is_empty()) else {
+            return Ok(default);
+        };
+        let (desc, name) = match s.strip_prefix('-') {
+            Some(n) => (true, n),
+            None => (false, s),
+        };
+        match fields.iter().find(|(n, _)| *n == name) {
+            Some((_, f)) => Ok(Sort { field: *f, desc }),
+            None => Err(ManagementError::invalid(format!(
+                "sort={s:?}: one of {}, with - for descending",
+                fields
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// A boolean query parameter (`true`/`false`), `false` when absent.
+    pub fn flag(&self, k: &str) -> Result<bool, ManagementError> {
+        match self.q(k) {
+            None | Some("") | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(v) => Err(ManagementError::invalid(format!(
+                "{k}={v:?}: true or false"
+            ))),
+        }
     }
 }
 
 /// A JSON request body: 413 past 64 KiB, 400 when it is no JSON, 422 when
 /// it has the wrong shape (unknown or mistyped fields).
 pub async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ManagementError> {
+    parse_json(&read_body(body).await?)
+}
+
+async fn read_body(body: Body) -> Result<Vec<u8>, ManagementError> {
     let mut buf = Vec::new();
     let mut s = http_body_util::BodyStream::new(body);
     while let Some(frame) = s.next().await {
@@ -286,7 +526,11 @@ pub async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ManagementE
             buf.extend_from_slice(&d);
         }
     }
-    serde_json::from_slice(&buf).map_err(|e| match e.classify() {
+    Ok(buf)
+}
+
+fn parse_json<T: DeserializeOwned>(buf: &[u8]) -> Result<T, ManagementError> {
+    serde_json::from_slice(buf).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ManagementError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unprocessable",

@@ -50,6 +50,14 @@ impl Caller {
         }
     }
 
+    /// Who the caller is in tag history and the audit log.
+    pub fn subject(&self) -> String {
+        match self {
+            Caller::Admin => "admin".into(),
+            Caller::Token { id, .. } => format!("token:{id}"),
+        }
+    }
+
     /// 403 unless the caller may write.
     pub fn need_write(&self) -> Result<(), ManagementError> {
         if self.may_write() {

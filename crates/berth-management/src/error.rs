@@ -6,7 +6,11 @@ use berth_http::{error_response, Body};
 use http::{Response, StatusCode};
 use serde_json::json;
 
+/// The media type of an error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+/// Its `Content-Type`, with the charset said: clients that guess the
+/// charset of `application/*+json` otherwise may misread non-ASCII.
+pub const PROBLEM_JSON_UTF8: &str = "application/problem+json; charset=utf-8";
 
 #[derive(Debug)]
 pub struct ManagementError {
@@ -57,7 +61,7 @@ impl berth_http::ApiError for ManagementError {
         let mut r = error_response(
             self.status,
             serde_json::to_vec(&body).expect("json"),
-            PROBLEM_JSON,
+            PROBLEM_JSON_UTF8,
             head,
         );
         for (k, v) in self.headers {

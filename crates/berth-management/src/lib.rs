@@ -9,14 +9,19 @@
 
 pub mod admin;
 mod api;
+mod artifacts;
+mod audit;
 mod caller;
 mod error;
 mod registries;
+mod repositories;
+mod tokens;
+mod users;
 
 pub use admin::{Admin, AdminError, Created};
 pub use api::ApiDoc;
 pub use caller::Caller;
-pub use error::{ManagementError, PROBLEM_JSON};
+pub use error::{ManagementError, PROBLEM_JSON, PROBLEM_JSON_UTF8};
 
 use api::{Ctx, Routes};
 use berth_http::{ApiHandler, Body, ClientAddr};
@@ -37,6 +42,9 @@ pub(crate) struct Inner {
     /// `host[:port]` clients push to (shown as `pushPrefix`).
     pub host: String,
     pub routes: Routes,
+    /// Where blobs are read from (image configs, for platforms); `None`
+    /// shows no platforms.
+    pub blobs: Option<Arc<berth_storage::BlobStore>>,
 }
 
 /// What a `/api/v1/` request asks for: an operation of the OpenAPI
@@ -55,8 +63,17 @@ impl Management {
                 auth,
                 host,
                 routes: Routes::from_doc(),
+                blobs: None,
             }),
         }
+    }
+
+    /// Read image configs from `blobs` (for the platforms artifacts show).
+    pub fn with_blobs(mut self, blobs: Arc<berth_storage::BlobStore>) -> Management {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_blobs before the API is shared")
+            .blobs = Some(blobs);
+        self
     }
 }
 
@@ -71,6 +88,35 @@ fn label(op: &str) -> &'static str {
         "updateRegistry" => "api.registries.update",
         "deleteRegistry" => "api.registries.delete",
         "checkRegistryName" => "api.registry_names.check",
+        "listRepositories" => "api.repositories.list",
+        "listRepositoryNames" => "api.repository_names.list",
+        "getRepository" => "api.repositories.get",
+        "deleteRepository" => "api.repositories.delete",
+        "listArtifacts" => "api.artifacts.list",
+        "getArtifact" => "api.artifacts.get",
+        "deleteArtifact" => "api.artifacts.delete",
+        "listTags" => "api.tags.list",
+        "setTag" => "api.tags.set",
+        "deleteTag" => "api.tags.delete",
+        "getTagHistory" => "api.tags.history",
+        "getRepositoryHistory" => "api.repositories.history",
+        "cleanupRepository" => "api.repositories.cleanup",
+        "listAudit" => "api.audit.list",
+        "listUsers" => "api.users.list",
+        "createUser" => "api.users.create",
+        "getUser" => "api.users.get",
+        "updateUser" => "api.users.update",
+        "resetUserPassword" => "api.users.reset_password",
+        "deleteUser" => "api.users.delete",
+        "listTokens" => "api.tokens.list",
+        "createToken" => "api.tokens.create",
+        "getToken" => "api.tokens.get",
+        "updateToken" => "api.tokens.update",
+        "refreshToken" => "api.tokens.refresh",
+        "regenerateToken" => "api.tokens.regenerate",
+        "revokeToken" => "api.tokens.revoke",
+        "deleteToken" => "api.tokens.delete",
+        "createDockerCredentials" => "api.docker_credentials.create",
         _ => "api.other",
     }
 }
@@ -99,21 +145,36 @@ impl ApiHandler for Management {
         parts: Parts,
         body: Body,
     ) -> Result<Response<Body>, ManagementError> {
+        let client = parts
+            .extensions
+            .get::<ClientAddr>()
+            .map(|c| c.0.clone())
+            .unwrap_or_default();
         let caller = if api::PUBLIC.contains(&ep.operation.as_str()) {
             Caller::Admin // answers that need no credentials read nothing
         } else {
             match self.inner.auth.as_deref() {
-                Some(auth) => {
-                    let client = parts
-                        .extensions
-                        .get::<ClientAddr>()
-                        .map(|c| c.0.clone())
-                        .unwrap_or_default();
-                    caller::identify(auth, &parts.headers, &client)?
-                }
+                Some(auth) => caller::identify(auth, &parts.headers, &client)?,
                 None => Caller::Admin,
             }
         };
+        // Changes are audited once answered, with their outcome.
+        let audit =
+            (parts.method != http::Method::GET && parts.method != http::Method::HEAD).then(|| {
+                let registry = ep
+                    .params
+                    .iter()
+                    .find(|(k, _)| k == "name")
+                    .map(|(_, v)| v.clone());
+                let target = parts
+                    .uri
+                    .path()
+                    .strip_prefix("/api/v1")
+                    .unwrap_or("")
+                    .to_string();
+                (caller.subject(), target, registry)
+            });
+        let operation = ep.operation.clone();
         let query = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
@@ -124,7 +185,37 @@ impl ApiHandler for Management {
             query,
             body,
         };
-        match ep.operation.as_str() {
+        let out = self.route_op(&operation, c).await;
+        if let Some((principal, target, registry)) = audit {
+            let status = match &out {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => e.status.as_u16(),
+            };
+            audit::record(
+                self.inner.admin.meta(),
+                berth_meta::AuditRecord {
+                    at_ms: berth_meta::now_millis(),
+                    principal,
+                    client,
+                    action: label(&operation).to_string(),
+                    target,
+                    registry,
+                    status,
+                },
+            )
+            .await;
+        }
+        out
+    }
+}
+
+impl Management {
+    async fn route_op(
+        &self,
+        operation: &str,
+        c: Ctx<'_>,
+    ) -> Result<Response<Body>, ManagementError> {
+        match operation {
             "root" => api::root(c).await,
             "openapi" => api::openapi_json(c).await,
             "listRegistries" => registries::list(c).await,
@@ -133,6 +224,35 @@ impl ApiHandler for Management {
             "updateRegistry" => registries::update(c).await,
             "deleteRegistry" => registries::delete(c).await,
             "checkRegistryName" => registries::check_name(c).await,
+            "listRepositories" => repositories::list(c).await,
+            "listRepositoryNames" => repositories::names(c).await,
+            "getRepository" => repositories::get(c).await,
+            "deleteRepository" => repositories::delete(c).await,
+            "listArtifacts" => artifacts::list(c).await,
+            "getArtifact" => artifacts::get(c).await,
+            "deleteArtifact" => artifacts::delete(c).await,
+            "listTags" => artifacts::list_tags(c).await,
+            "setTag" => artifacts::set_tag(c).await,
+            "deleteTag" => artifacts::delete_tag(c).await,
+            "getTagHistory" => artifacts::tag_history(c).await,
+            "getRepositoryHistory" => artifacts::repository_history(c).await,
+            "cleanupRepository" => artifacts::cleanup(c).await,
+            "listAudit" => audit::list(c).await,
+            "listUsers" => users::list(c).await,
+            "createUser" => users::create(c).await,
+            "getUser" => users::get(c).await,
+            "updateUser" => users::update(c).await,
+            "resetUserPassword" => users::reset_password(c).await,
+            "deleteUser" => users::delete(c).await,
+            "listTokens" => tokens::list(c).await,
+            "createToken" => tokens::create(c).await,
+            "getToken" => tokens::get(c).await,
+            "updateToken" => tokens::update(c).await,
+            "refreshToken" => tokens::refresh(c).await,
+            "regenerateToken" => tokens::regenerate(c).await,
+            "revokeToken" => tokens::revoke(c).await,
+            "deleteToken" => tokens::delete(c).await,
+            "createDockerCredentials" => tokens::docker_credentials(c).await,
             other => Err(ManagementError::new(
                 http::StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",
@@ -169,7 +289,10 @@ mod tests {
         assert_eq!(st, StatusCode::OK);
         assert_eq!(v["api"], "v1");
         let (st, ct, v) = call(Method::GET, "/api/v1/nothing").await;
-        assert_eq!((st, ct.as_str()), (StatusCode::NOT_FOUND, PROBLEM_JSON));
+        assert_eq!(
+            (st, ct.as_str()),
+            (StatusCode::NOT_FOUND, PROBLEM_JSON_UTF8)
+        );
         assert_eq!(
             (v["status"].as_u64(), v["code"].as_str()),
             (Some(404), Some("not_found"))

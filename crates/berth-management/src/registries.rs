@@ -2,9 +2,9 @@
 //! a malformed one 400; callers see only the registries they may (others
 //! are 404).
 
-use crate::api::{Ctx, PageQuery};
+use crate::api::{json, too_many_to_sort, Ctx, PageQuery, Sort, SortQuery, MAX_SORTED};
 use crate::error::ManagementError;
-use berth_http::{json_response, Body};
+use berth_http::Body;
 use berth_meta::{counter, RegistryRecord, Visibility};
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,11 @@ pub struct RegistryView {
     pub allow_sparse: bool,
     /// Repositories in the registry (exact).
     pub repository_count: i64,
+    /// The distinct blobs its repositories link (each counted once) and
+    /// its manifests, in bytes (exact).
+    pub bytes_used: i64,
+    /// `bytesUsed` as a percentage of the limit; `null` without one.
+    pub used_percent: Option<f64>,
     /// What to push to: `<host>/<registry>/<repository>:<tag>`.
     pub push_prefix: String,
 }
@@ -80,18 +85,11 @@ pub struct CreateRegistry {
 pub struct UpdateRegistry {
     #[serde(default)]
     pub visibility: Option<VisibilityView>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::api::present")]
     #[schema(value_type = Option<u64>)]
     pub storage_limit_bytes: Option<Option<u64>>,
     #[serde(default)]
     pub allow_sparse: Option<bool>,
-}
-
-/// A field that is present (even as `null`) is `Some`.
-fn present<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<u64>>, D::Error> {
-    Option::<u64>::deserialize(d).map(Some)
 }
 
 /// Whether a name can be used for a new registry.
@@ -124,7 +122,13 @@ pub struct RegistryPage {
 
 impl Ctx<'_> {
     fn view(&self, name: &str, r: RegistryRecord) -> Result<RegistryView> {
+        let (blob_bytes, manifest_bytes) = self.meta().registry_usage(name)?;
+        let bytes_used = blob_bytes + manifest_bytes;
         Ok(RegistryView {
+            bytes_used,
+            used_percent: r
+                .storage_limit
+                .map(|l| (bytes_used as f64 * 10_000.0 / l.max(1) as f64).round() / 100.0),
             name: name.to_string(),
             id: r.id,
             created_at: berth_core::time::rfc3339_ms(r.created_ms),
@@ -148,20 +152,36 @@ impl Ctx<'_> {
     }
 }
 
-fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
-    json_response(status, &serde_json::to_value(v).expect("views serialise"))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegistrySort {
+    Name,
+    Created,
+    Size,
 }
 
-/// List registries, by name.
+/// List registries: by name (keyset pages), or sorted by `created` or
+/// `size` (at most 10000 read).
 #[utoipa::path(get, path = "/registries", operation_id = "listRegistries", tag = "registries",
-    params(PageQuery),
-    responses((status = 200, body = RegistryPage), (status = 400, description = "bad parameters"), (status = 401)))]
+    params(PageQuery, SortQuery),
+    responses((status = 200, body = RegistryPage), (status = 400, description = "bad parameters, or too many to sort"), (status = 401)))]
 pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
     let q = c.page_query()?;
-    let mut items = Vec::new();
-    let total;
-    let more;
-    match &c.caller {
+    let sort = c.sort(
+        &[
+            ("name", RegistrySort::Name),
+            ("created", RegistrySort::Created),
+            ("size", RegistrySort::Size),
+        ],
+        Sort {
+            field: RegistrySort::Name,
+            desc: false,
+        },
+    )?;
+    let keyset = sort.field == RegistrySort::Name && !sort.desc;
+    let prefix = q.prefix.as_deref().unwrap_or("");
+    // The registries in name order after `after` (at most `n`) that the
+    // caller sees, and how many it sees in all (without a prefix).
+    let (rows, total) = match &c.caller {
         crate::Caller::Token {
             registries: Some(list),
             ..
@@ -177,44 +197,71 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
                     existing.push((n.clone(), r));
                 }
             }
-            total = q.prefix.is_none().then_some(existing.len() as i64);
-            let mut page: Vec<_> = existing
+            let total = q.prefix.is_none().then_some(existing.len() as i64);
+            let after = if keyset { q.cursor.clone() } else { None };
+            let rows: Vec<_> = existing
                 .into_iter()
-                .filter(|(n, _)| q.prefix.as_ref().is_none_or(|p| n.starts_with(p.as_str())))
-                .filter(|(n, _)| q.cursor.as_ref().is_none_or(|cur| n > cur))
-                .take(q.limit + 1)
+                .filter(|(n, _)| n.starts_with(prefix))
+                .filter(|(n, _)| after.as_ref().is_none_or(|cur| n > cur))
                 .collect();
-            more = page.len() > q.limit;
-            page.truncate(q.limit);
-            for (n, r) in page {
-                items.push(c.view(&n, r)?);
-            }
+            (rows, total)
         }
         _ => {
-            let after = q.cursor.clone();
-            let rows = c.meta().list_registries_with_prefix(
-                q.prefix.as_deref().unwrap_or(""),
-                after.as_deref(),
-                q.limit + 1,
-            )?;
-            more = rows.len() > q.limit;
-            for (n, r) in rows.into_iter().take(q.limit) {
-                items.push(c.view(&n, r)?);
-            }
-            total = if q.prefix.is_none() {
+            let (after, n) = if keyset {
+                (q.cursor.clone(), q.offset + q.limit + 1)
+            } else {
+                (None, MAX_SORTED + 1)
+            };
+            let rows = c
+                .meta()
+                .list_registries_with_prefix(prefix, after.as_deref(), n)?;
+            let total = if q.prefix.is_none() {
                 Some(c.meta().counter(counter::REGISTRIES)?)
             } else {
                 None
             };
+            (rows, total)
         }
-    }
-    let next = if more {
-        items
-            .last()
-            .map(|l| q.next_link("/api/v1/registries", &l.name))
-    } else {
-        None
     };
+    let mut items = Vec::new();
+    let next;
+    if keyset {
+        let more = rows.len() > q.offset + q.limit;
+        for (n, r) in rows.into_iter().skip(q.offset).take(q.limit) {
+            items.push(c.view(&n, r)?);
+        }
+        next = more
+            .then(|| {
+                items
+                    .last()
+                    .map(|l| q.next_link("/api/v1/registries", &l.name))
+            })
+            .flatten();
+    } else {
+        if rows.len() > MAX_SORTED {
+            return Err(too_many_to_sort("registries"));
+        }
+        let mut all = Vec::with_capacity(rows.len());
+        for (n, r) in rows {
+            all.push(c.view(&n, r)?);
+        }
+        match sort.field {
+            RegistrySort::Name => {}
+            RegistrySort::Created => {
+                all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)))
+            }
+            RegistrySort::Size => {
+                all.sort_by(|a, b| a.bytes_used.cmp(&b.bytes_used).then(a.name.cmp(&b.name)))
+            }
+        }
+        if sort.desc {
+            all.reverse();
+        }
+        let n = all.len();
+        let end = (q.offset + q.limit).min(n);
+        items = all.into_iter().skip(q.offset).take(q.limit).collect();
+        next = (end < n).then(|| q.next_offset_link("/api/v1/registries", end));
+    }
     Ok(json(StatusCode::OK, &RegistryPage { items, total, next }))
 }
 
@@ -294,16 +341,16 @@ pub async fn update(mut c: Ctx<'_>) -> Result<Response<Body>> {
     Ok(json(StatusCode::OK, &c.view(&name, rec)?))
 }
 
-/// Delete a registry with its users. Refused (409) while it has
-/// repositories: deleting those comes with the repositories resource.
+/// Delete a registry with its repositories (manifests, tags, links), its
+/// users and the grants of tokens to it; blobs are left to garbage
+/// collection.
 #[utoipa::path(delete, path = "/registries/{name}", operation_id = "deleteRegistry", tag = "registries",
     params(("name" = String, Path, description = "registry name")),
     responses((status = 204, description = "deleted"), (status = 403, description = "read-only token"),
-        (status = 404, description = "no such registry"), (status = 409, description = "the registry still has repositories")))]
+        (status = 404, description = "no such registry"), (status = 409, description = "pushes kept creating repositories during the deletion; try again")))]
 pub async fn delete(c: Ctx<'_>) -> Result<Response<Body>> {
     let (name, _) = c.visible_registry()?;
     c.caller.need_write()?;
-    // checked and deleted in one transaction (Meta::delete_registry)
     let n = name.clone();
     let admin = c.api.admin.clone();
     c.meta()

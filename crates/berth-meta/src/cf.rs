@@ -41,10 +41,23 @@ pub enum Cf {
     /// ([`crate::Op::Add`]): stored blobs and bytes, manifests,
     /// repositories, registries
     Counters,
+    /// `registry \0 digest` → little-endian `i64`: how many repositories of
+    /// the registry link the blob (its bytes count once in the registry's
+    /// usage while this is above zero). Read with `get` and rewritten.
+    RegistryBlobs,
+    /// `repo \0 tag \0 {!ms:016x}{!seq:08x}{process:04x}` → [`crate::TagEvent`]: every
+    /// move of a tag, newest first.
+    TagHistory,
+    /// `repo` and `repo \0 digest` → little-endian `u64` milliseconds: when
+    /// the repository or manifest was last pulled (blind puts).
+    PulledAt,
+    /// `{!ms:016x}{!seq:08x}{process:04x}` → [`crate::AuditRecord`]: changes made
+    /// through the APIs, newest first.
+    Audit,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 15] = [
+    pub const ALL: [Cf; 19] = [
         Cf::Repos,
         Cf::Manifests,
         Cf::Tags,
@@ -60,6 +73,10 @@ impl Cf {
         Cf::Tokens,
         Cf::Settings,
         Cf::Counters,
+        Cf::RegistryBlobs,
+        Cf::TagHistory,
+        Cf::PulledAt,
+        Cf::Audit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +96,10 @@ impl Cf {
             Cf::Tokens => "tokens",
             Cf::Settings => "settings",
             Cf::Counters => "counters",
+            Cf::RegistryBlobs => "registry_blobs",
+            Cf::TagHistory => "tag_history",
+            Cf::PulledAt => "pulled_at",
+            Cf::Audit => "audit",
         }
     }
 }

@@ -44,6 +44,12 @@ macro_rules! contract_suite {
             race_tag_moves_and_deletes,
             race_token_update_vs_revoke,
             counters_add_blindly_and_exactly,
+            repo_figures_exact,
+            race_repo_figures_exact,
+            tag_history_and_restore,
+            delete_repository_takes_everything,
+            manifest_delete_refused_while_indexed,
+            pulls_and_audit,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -308,6 +314,7 @@ fn rec(media_type: &str, subject: Option<&Digest>) -> ManifestRecord {
         size: 3,
         artifact_type: None,
         subject: subject.map(|s| s.to_string()),
+        config_media_type: None,
         blobs: vec![],
         children: vec![],
         pushed_ms: 1,
@@ -325,6 +332,7 @@ fn put_m(m: &Meta, repo: &str, d: &Digest, tags: &[&str], refs: Vec<Ref>) -> Res
         referrer: None,
         refs,
         allow_missing: false,
+        by: "test",
     })
     .unwrap()
 }
@@ -426,6 +434,7 @@ pub fn manifests_tags_move_and_cascade(kv: impl KvStore) {
         )),
         refs: vec![],
         allow_missing: false,
+        by: "test",
     })
     .unwrap()
     .unwrap();
@@ -449,6 +458,7 @@ pub fn manifests_tags_move_and_cascade(kv: impl KvStore) {
         referrer: None,
         refs: vec![],
         allow_missing: false,
+        by: "test",
     })
     .unwrap()
     .unwrap();
@@ -464,13 +474,13 @@ pub fn manifests_tags_move_and_cascade(kv: impl KvStore) {
     );
 
     // Delete by tag removes only the tag.
-    assert!(m.delete_tag("a", "also").unwrap());
-    assert!(!m.delete_tag("a", "also").unwrap());
+    assert!(m.delete_tag("a", "also", "test").unwrap());
+    assert!(!m.delete_tag("a", "also", "test").unwrap());
     assert!(m.manifest_exists("a", &d2).unwrap());
     // Delete by digest removes the manifest, its tags and its referrer
     // entry, but not d1 (whose old tag v1 moved away).
-    assert!(m.delete_manifest("a", &d2).unwrap());
-    assert!(!m.delete_manifest("a", &d2).unwrap());
+    assert!(m.delete_manifest("a", &d2, "test").unwrap());
+    assert!(!m.delete_manifest("a", &d2, "test").unwrap());
     assert_eq!(
         m.list_tags("a", None, 10).unwrap().items,
         Vec::<String>::new()
@@ -576,6 +586,7 @@ pub fn manifest_references_checked_and_indexed(kv: impl KvStore) {
             digest: ghost.clone(),
         }],
         allow_missing: true,
+        by: "test",
     })
     .unwrap()
     .unwrap();
@@ -585,12 +596,12 @@ pub fn manifest_references_checked_and_indexed(kv: impl KvStore) {
     );
 
     // Deleting a manifest drops its index rows.
-    assert!(m.delete_manifest("r", &idx).unwrap());
+    assert!(m.delete_manifest("r", &idx, "test").unwrap());
     assert_eq!(
         m.referenced_by("r", &img, 10).unwrap(),
         Vec::<String>::new()
     );
-    assert!(m.delete_manifest("r", &img).unwrap());
+    assert!(m.delete_manifest("r", &img, "test").unwrap());
     assert_eq!(
         m.referenced_by("r", &layer, 10).unwrap(),
         Vec::<String>::new()
@@ -782,7 +793,7 @@ pub fn race_tag_moves_and_deletes(kv: impl KvStore) {
                 for i in 0..30 {
                     let d = &ds[(t + i) % ds.len()];
                     if t == 2 && i % 3 == 0 {
-                        m.delete_manifest("r", d).unwrap();
+                        m.delete_manifest("r", d, "test").unwrap();
                     } else {
                         put_m(m, "r", d, &["t", "u"], vec![]).unwrap();
                     }
@@ -900,4 +911,431 @@ pub fn counters_add_blindly_and_exactly(kv: impl KvStore) {
     assert_eq!(count("registries"), 1);
     assert_eq!(m.delete_registry("acme").unwrap(), RegistryDelete::Deleted);
     assert_eq!(count("registries"), 0);
+}
+
+/// Store a manifest whose config has media type `config` and whose size
+/// is `size`, with `tags`, pushed `by`.
+fn put_kind(
+    m: &Meta,
+    repo: &str,
+    d: &Digest,
+    tags: &[&str],
+    refs: Vec<Ref>,
+    (config, size): (Option<&str>, u64),
+    by: &str,
+) {
+    let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let mut record = rec(berth_core::media_types::OCI_MANIFEST, None);
+    record.config_media_type = config.map(str::to_string);
+    record.size = size;
+    m.put_manifest(PutManifest {
+        repo,
+        digest: d,
+        record,
+        body: b"body",
+        tags: &tags,
+        referrer: None,
+        refs,
+        allow_missing: false,
+        by,
+    })
+    .unwrap()
+    .unwrap();
+}
+
+fn blob_ref(d: &Digest, size: u64) -> Ref {
+    Ref::Blob {
+        digest: d.clone(),
+        size,
+    }
+}
+
+/// Repository and registry figures follow every change exactly: shared
+/// blobs count once per registry, manifests by kind, tags by name.
+pub fn repo_figures_exact(kv: impl KvStore) {
+    use berth_core::media_types::{ArtifactKind, HELM_CONFIG, OCI_IMAGE_CONFIG};
+    let m = Meta::new(kv);
+    let (base, top, other) = (
+        Digest::sha256_of(b"base"),
+        Digest::sha256_of(b"top"),
+        Digest::sha256_of(b"other"),
+    );
+    m.link_blob("t/app", &base, 100).unwrap();
+    m.link_blob("t/app", &top, 10).unwrap();
+    m.link_blob("t/app", &top, 10).unwrap(); // again: no change
+    m.link_blob("t/lib", &base, 100).unwrap();
+    m.link_blob("u/app", &base, 100).unwrap();
+    m.link_blob("t/chart", &other, 7).unwrap();
+    let img = Digest::sha256_of(b"img");
+    put_kind(
+        &m,
+        "t/app",
+        &img,
+        &["v1", "latest"],
+        vec![blob_ref(&base, 100), blob_ref(&top, 10)],
+        (Some(OCI_IMAGE_CONFIG), 50),
+        "admin",
+    );
+    // The same manifest again, one tag already there: nothing recounted.
+    put_kind(
+        &m,
+        "t/app",
+        &img,
+        &["v1", "v2"],
+        vec![blob_ref(&base, 100)],
+        (Some(OCI_IMAGE_CONFIG), 50),
+        "admin",
+    );
+    let chart = Digest::sha256_of(b"chart");
+    put_kind(
+        &m,
+        "t/chart",
+        &chart,
+        &["0.1.0"],
+        vec![],
+        (Some(HELM_CONFIG), 20),
+        "admin",
+    );
+
+    let app = m.repo_stats("t/app").unwrap();
+    assert_eq!(
+        (
+            app.bytes,
+            app.manifest_bytes,
+            app.artifacts,
+            app.tags,
+            app.size()
+        ),
+        (110, 50, 1, 3, 160)
+    );
+    assert_eq!(app.kind(), ArtifactKind::Image);
+    assert_eq!(
+        m.repo_stats("t/chart").unwrap().kind(),
+        ArtifactKind::HelmChart
+    );
+    assert_eq!(m.repo_stats("t/lib").unwrap().bytes, 100);
+    assert_eq!(m.repo_stats("nope").unwrap(), crate::RepoStats::default());
+    // base counts once in t, and once in u.
+    assert_eq!(m.registry_usage("t").unwrap(), (117, 70));
+    assert_eq!(m.registry_usage("u").unwrap(), (100, 0));
+
+    m.unlink_blob("t/app", &base).unwrap();
+    assert_eq!(m.repo_stats("t/app").unwrap().bytes, 10);
+    assert_eq!(
+        m.registry_usage("t").unwrap().0,
+        117,
+        "t/lib still links base"
+    );
+    m.unlink_blob("t/lib", &base).unwrap();
+    assert_eq!(m.registry_usage("t").unwrap().0, 17);
+
+    assert!(m.delete_tag("t/app", "v2", "admin").unwrap());
+    assert_eq!(m.repo_stats("t/app").unwrap().tags, 2);
+    assert!(m.delete_manifest("t/app", &img, "admin").unwrap());
+    let app = m.repo_stats("t/app").unwrap();
+    assert_eq!((app.artifacts, app.tags, app.manifest_bytes), (0, 0, 0));
+    assert_eq!(app.kinds, [0, 0, 0]);
+    assert_eq!(m.registry_usage("t").unwrap(), (17, 20));
+}
+
+/// Concurrent pushes of the same blobs and manifests into sibling
+/// repositories leave the figures exact (each first link and each new
+/// manifest or tag counted once).
+pub fn race_repo_figures_exact(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    let shared = Digest::sha256_of(b"shared");
+    let man = Digest::sha256_of(b"manifest");
+    let start = Barrier::new(4);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (m, start, shared, man) = (&m, &start, &shared, &man);
+            s.spawn(move || {
+                start.wait();
+                let repo = format!("r/{}", t % 2);
+                for i in 0..15u64 {
+                    m.link_blob(&repo, shared, 1000).unwrap();
+                    let own = Digest::sha256_of(format!("{t}/{i}").as_bytes());
+                    m.link_blob(&repo, &own, i + 1).unwrap();
+                    put_kind(
+                        m,
+                        &repo,
+                        man,
+                        &["latest", &format!("t{}", i % 4)],
+                        vec![blob_ref(shared, 1000)],
+                        (None, 9),
+                        "admin",
+                    );
+                }
+            });
+        }
+    });
+    let own: i64 = (1..=15).sum::<i64>() * 2; // two threads per repository
+    for r in ["r/0", "r/1"] {
+        let st = m.repo_stats(r).unwrap();
+        assert_eq!(
+            (st.bytes, st.artifacts, st.tags, st.manifest_bytes),
+            (1000 + own, 1, 5, 9),
+            "{r}"
+        );
+    }
+    assert_eq!(m.registry_usage("r").unwrap(), (1000 + 2 * own, 18));
+}
+
+/// Every tag move is recorded, newest first, with who did it; a restore
+/// points the tag back at an earlier manifest, which must still exist.
+pub fn tag_history_and_restore(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    let (d1, d2) = (Digest::sha256_of(b"h1"), Digest::sha256_of(b"h2"));
+    put_kind(&m, "h/r", &d1, &["v"], vec![], (None, 1), "user:h+alice");
+    put_kind(&m, "h/r", &d1, &["v"], vec![], (None, 1), "user:h+alice"); // not a move
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    put_kind(&m, "h/r", &d2, &["v", "w"], vec![], (None, 1), "token:t1");
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    assert!(m.delete_tag("h/r", "w", "admin").unwrap());
+
+    let v = m.tag_history("h/r", Some("v"), None, 10).unwrap();
+    let moves: Vec<_> = v
+        .iter()
+        .map(|(_, t, e)| (t.as_str(), e.from.clone(), e.to.clone(), e.by.as_str()))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            ("v", Some(d1.to_string()), Some(d2.to_string()), "token:t1"),
+            ("v", None, Some(d1.to_string()), "user:h+alice"),
+        ]
+    );
+    // The whole repository: by tag, then newest first; pages by cursor.
+    let all = m.tag_history("h/r", None, None, 10).unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[2].1, "w");
+    assert_eq!(
+        (all[2].2.from.clone(), all[2].2.to.clone()),
+        (Some(d2.to_string()), None)
+    );
+    let first = m.tag_history("h/r", None, None, 1).unwrap();
+    let rest = m.tag_history("h/r", None, Some(&first[0].0), 10).unwrap();
+    assert_eq!(rest, all[1..].to_vec());
+
+    // Restore v to d1.
+    assert!(m.set_tag("h/r", "v", &d1.to_string(), "admin").unwrap());
+    assert_eq!(m.tag("h/r", "v").unwrap().unwrap().digest, d1.to_string());
+    let latest = &m.tag_history("h/r", Some("v"), None, 1).unwrap()[0].2;
+    assert_eq!(
+        (latest.from.clone(), latest.to.clone(), latest.by.as_str()),
+        (Some(d2.to_string()), Some(d1.to_string()), "admin")
+    );
+    let gone = Digest::sha256_of(b"never");
+    assert!(!m.set_tag("h/r", "v", &gone.to_string(), "admin").unwrap());
+    assert_eq!(m.repo_stats("h/r").unwrap().tags, 1);
+    // Deleting a manifest records its tags' removal.
+    assert!(m.delete_manifest("h/r", &d1, "token:t2").unwrap());
+    let last = &m.tag_history("h/r", Some("v"), None, 1).unwrap()[0].2;
+    assert_eq!((last.to.clone(), last.by.as_str()), (None, "token:t2"));
+}
+
+/// Deleting a repository removes all it holds and uncounts it; its blobs
+/// stay (garbage collection's), other repositories are untouched.
+pub fn delete_repository_takes_everything(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    let (b, c) = (Digest::sha256_of(b"dr-b"), Digest::sha256_of(b"dr-c"));
+    for repo in ["d/app", "d/app2"] {
+        m.link_blob(repo, &b, 40).unwrap();
+    }
+    m.link_blob("d/app", &c, 2).unwrap();
+    let man = Digest::sha256_of(b"dr-m");
+    put_kind(
+        &m,
+        "d/app",
+        &man,
+        &["v1"],
+        vec![blob_ref(&b, 40)],
+        (None, 5),
+        "admin",
+    );
+    put_kind(
+        &m,
+        "d/app2",
+        &man,
+        &["v1"],
+        vec![blob_ref(&b, 40)],
+        (None, 5),
+        "admin",
+    );
+    m.record_pulls(&[("d/app".into(), man.to_string(), 3, 7)])
+        .unwrap();
+    assert_eq!(
+        m.counter(&crate::counter::registry_repositories("d"))
+            .unwrap(),
+        2
+    );
+
+    assert!(m.delete_repository("d/app").unwrap());
+    assert!(!m.delete_repository("d/app").unwrap());
+    assert!(m.repo("d/app").unwrap().is_none());
+    assert!(m.manifest("d/app", &man).unwrap().is_none());
+    assert!(m.tag("d/app", "v1").unwrap().is_none());
+    assert!(m.link("d/app", &b).unwrap().is_none());
+    assert_eq!(m.blob_repos(&b, None, 10).unwrap(), vec!["d/app2"]);
+    assert!(m.referenced_by("d/app", &b, 10).unwrap().is_empty());
+    assert!(m.tag_history("d/app", None, None, 10).unwrap().is_empty());
+    assert_eq!(m.repo_stats("d/app").unwrap(), crate::RepoStats::default());
+    assert_eq!(m.artifact_pulls("d/app", &man.to_string()).unwrap(), 0);
+    assert_eq!(m.pulled_at("d/app", None).unwrap(), None);
+    assert_eq!(
+        m.counter(&crate::counter::registry_repositories("d"))
+            .unwrap(),
+        1
+    );
+    assert_eq!(m.registry_usage("d").unwrap(), (40, 5));
+    assert!(
+        m.blob(&c).unwrap().is_some(),
+        "blobs stay for the collector"
+    );
+    // d/app2 untouched.
+    assert_eq!(
+        m.tag("d/app2", "v1").unwrap().unwrap().digest,
+        man.to_string()
+    );
+    assert_eq!(m.repo_stats("d/app2").unwrap().tags, 1);
+    // Nothing of d/app is left in any family.
+    for cf in Cf::ALL {
+        if matches!(cf, Cf::Blobs | Cf::Counters | Cf::Settings | Cf::Audit) {
+            continue;
+        }
+        for (k, _) in m.kv().scan(cf, b"", None, 1000).unwrap() {
+            let k = String::from_utf8_lossy(&k);
+            assert!(
+                !k.starts_with("d/app\0") && k != "d/app" && !k.ends_with("\0d/app"),
+                "{cf:?}: {k:?}"
+            );
+        }
+    }
+}
+
+/// A manifest an index lists is not deleted through the management API;
+/// the refusal names the index.
+pub fn manifest_delete_refused_while_indexed(kv: impl KvStore) {
+    use crate::ManifestDelete;
+    let m = Meta::new(kv);
+    let img = Digest::sha256_of(b"child");
+    let idx = Digest::sha256_of(b"index");
+    put_kind(&m, "i/r", &img, &[], vec![], (None, 1), "admin");
+    put_m(
+        &m,
+        "i/r",
+        &idx,
+        &["multi"],
+        vec![Ref::Manifest {
+            digest: img.clone(),
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        m.delete_manifest_unreferenced("i/r", &img.to_string(), "admin")
+            .unwrap(),
+        ManifestDelete::ReferencedBy(idx.to_string())
+    );
+    assert!(m.manifest_exists("i/r", &img).unwrap());
+    assert_eq!(
+        m.delete_manifest_unreferenced("i/r", &idx.to_string(), "admin")
+            .unwrap(),
+        ManifestDelete::Deleted
+    );
+    assert_eq!(
+        m.delete_manifest_unreferenced("i/r", &img.to_string(), "admin")
+            .unwrap(),
+        ManifestDelete::Deleted
+    );
+    assert_eq!(
+        m.delete_manifest_unreferenced("i/r", &img.to_string(), "admin")
+            .unwrap(),
+        ManifestDelete::NotFound
+    );
+    assert_eq!(m.repo_stats("i/r").unwrap().artifacts, 0);
+}
+
+/// Pull statistics add up across batches; the audit log lists newest
+/// first, filters, and pages by cursor and time range.
+pub fn pulls_and_audit(kv: impl KvStore) {
+    use crate::{AuditFilter, AuditRecord};
+    let m = Meta::new(kv);
+    m.record_pulls(&[
+        ("p/r".into(), "sha256:a".into(), 2, 100),
+        ("p/r".into(), "sha256:b".into(), 1, 90),
+    ])
+    .unwrap();
+    m.record_pulls(&[("p/r".into(), "sha256:a".into(), 3, 200)])
+        .unwrap();
+    assert_eq!(m.artifact_pulls("p/r", "sha256:a").unwrap(), 5);
+    assert_eq!(m.repo_stats("p/r").unwrap().pulls, 6);
+    assert_eq!(m.pulled_at("p/r", Some("sha256:a")).unwrap(), Some(200));
+    assert_eq!(m.pulled_at("p/r", None).unwrap(), Some(200));
+
+    for i in 0..10u64 {
+        m.append_audit(&AuditRecord {
+            at_ms: 1000 + i,
+            principal: if i % 2 == 0 {
+                "admin".into()
+            } else {
+                "token:x".into()
+            },
+            client: "127.0.0.1".into(),
+            action: if i < 5 {
+                "registry.create".into()
+            } else {
+                "manifest.push".into()
+            },
+            target: format!("t{i}"),
+            registry: Some(if i % 3 == 0 { "a".into() } else { "b".into() }),
+            status: 201,
+        })
+        .unwrap();
+    }
+    let all = m
+        .list_audit(&AuditFilter::default(), None, 100, 10_000)
+        .unwrap();
+    let targets: Vec<_> = all.items.iter().map(|(_, r)| r.target.clone()).collect();
+    assert_eq!(
+        targets,
+        (0..10).rev().map(|i| format!("t{i}")).collect::<Vec<_>>()
+    );
+    assert!(all.next.is_none());
+    let f = AuditFilter {
+        principal: Some("admin".into()),
+        action: Some("registry.create".into()),
+        ..Default::default()
+    };
+    let p = m.list_audit(&f, None, 100, 10_000).unwrap();
+    let t: Vec<_> = p.items.iter().map(|(_, r)| r.target.as_str()).collect();
+    assert_eq!(t, ["t4", "t2", "t0"]);
+    let g = AuditFilter {
+        registry: Some("a".into()),
+        ..Default::default()
+    };
+    let p = m.list_audit(&g, None, 100, 10_000).unwrap();
+    let t: Vec<_> = p.items.iter().map(|(_, r)| r.target.as_str()).collect();
+    assert_eq!(t, ["t9", "t6", "t3", "t0"]);
+    // Time range, inclusive at both ends, paged two at a time.
+    let r = AuditFilter {
+        since_ms: Some(1003),
+        until_ms: Some(1006),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let p = m.list_audit(&r, after.as_deref(), 2, 10_000).unwrap();
+        seen.extend(p.items.iter().map(|(_, r)| r.target.clone()));
+        match p.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["t6", "t5", "t4", "t3"]);
+    // A small read budget stops early with a cursor to go on from.
+    let p = m.list_audit(&f, None, 100, 6).unwrap();
+    assert_eq!(p.items.len(), 1);
+    let rest = m.list_audit(&f, p.next.as_deref(), 100, 10_000).unwrap();
+    assert_eq!(rest.items.len(), 2);
 }

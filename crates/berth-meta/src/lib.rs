@@ -22,6 +22,7 @@ mod kv;
 mod mem;
 mod meta;
 mod principals;
+mod repos;
 mod rocks;
 mod tx;
 
@@ -31,12 +32,13 @@ pub mod contract;
 pub use kv::{counter_value, Batch, Cond, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;
 pub use meta::{
-    counter, now_millis, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError, Page,
-    PutManifest, Ref, ReferrerRecord, Refused, RepoRecord, TagRecord, UploadRecord,
+    counter, now_millis, registry_of, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError,
+    Page, PutManifest, Ref, ReferrerRecord, Refused, RepoRecord, TagRecord, UploadRecord,
 };
 pub use principals::{
     RegistryDelete, RegistryRecord, RegistryStatus, TokenRecord, TokenStatus, UserRecord,
     UserRefused, Visibility,
 };
+pub use repos::{AuditFilter, AuditPage, AuditRecord, ManifestDelete, RepoStats, TagEvent};
 pub use rocks::RocksStore;
 pub use tx::{Tx, MAX_ATTEMPTS};

@@ -1,6 +1,7 @@
 use crate::cf::Cf;
 use crate::kv::{KvError, KvStore};
 use crate::tx::Tx;
+use berth_core::media_types::ArtifactKind;
 use berth_core::Digest;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::sync::Arc;
@@ -83,6 +84,10 @@ pub struct ManifestRecord {
     pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The config descriptor's media type (image manifests only): with the
+    /// media type and artifact type, what [`ManifestRecord::kind`] reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_media_type: Option<String>,
     /// Blobs (config and layers) the manifest references.
     #[serde(default)]
     pub blobs: Vec<String>,
@@ -90,6 +95,16 @@ pub struct ManifestRecord {
     #[serde(default)]
     pub children: Vec<String>,
     pub pushed_ms: u64,
+}
+
+impl ManifestRecord {
+    pub fn kind(&self) -> ArtifactKind {
+        ArtifactKind::of(
+            &self.media_type,
+            self.config_media_type.as_deref(),
+            self.artifact_type.as_deref(),
+        )
+    }
 }
 
 /// One referrer of a subject: the descriptor the referrers API returns.
@@ -145,7 +160,7 @@ pub(crate) fn key3(a: &str, b: &str, c: &str) -> Vec<u8> {
 }
 
 /// `a \0 b \0`: every key under `(a, b)`.
-fn prefix2(a: &str, b: &str) -> Vec<u8> {
+pub(crate) fn prefix2(a: &str, b: &str) -> Vec<u8> {
     let mut k = key2(a, b);
     k.push(SEP);
     k
@@ -177,7 +192,7 @@ pub(crate) fn last_component(cf: Cf, k: &[u8]) -> Result<String> {
 }
 
 /// Manifest values: 4-byte big-endian header length, JSON header, body.
-fn enc_manifest(rec: &ManifestRecord, body: &[u8]) -> Vec<u8> {
+pub(crate) fn enc_manifest(rec: &ManifestRecord, body: &[u8]) -> Vec<u8> {
     let h = enc(rec);
     let mut v = Vec::with_capacity(4 + h.len() + body.len());
     v.extend_from_slice(&(h.len() as u32).to_be_bytes());
@@ -186,7 +201,7 @@ fn enc_manifest(rec: &ManifestRecord, body: &[u8]) -> Vec<u8> {
     v
 }
 
-fn dec_manifest(v: &[u8]) -> Result<(ManifestRecord, Vec<u8>)> {
+pub(crate) fn dec_manifest(v: &[u8]) -> Result<(ManifestRecord, Vec<u8>)> {
     let corrupt = || MetaError::Corrupt {
         cf: Cf::Manifests.name(),
         reason: "short value".into(),
@@ -245,6 +260,8 @@ pub struct PutManifest<'a> {
     /// Store it even if some references are not in the repository (a
     /// sparse manifest, for partial mirrors).
     pub allow_missing: bool,
+    /// Who pushes it, for the tag history (a principal's subject).
+    pub by: &'a str,
 }
 
 /// Why a manifest was not stored.
@@ -273,11 +290,135 @@ pub mod counter {
     pub fn registry_repositories(registry: &str) -> String {
         format!("registry/{registry}/repositories")
     }
+
+    /// Bytes of the distinct blobs a registry's repositories link.
+    pub fn registry_blob_bytes(registry: &str) -> String {
+        format!("registry/{registry}/blob_bytes")
+    }
+
+    /// Bytes of the manifests stored in a registry's repositories.
+    pub fn registry_manifest_bytes(registry: &str) -> String {
+        format!("registry/{registry}/manifest_bytes")
+    }
+
+    /// Per-repository figures: `r \0 repo \0 stat`, so one scan of
+    /// [`repo_prefix`] reads them all.
+    pub fn repo(repo: &str, stat: &str) -> Vec<u8> {
+        let mut k = repo_prefix(repo);
+        k.extend_from_slice(stat.as_bytes());
+        k
+    }
+
+    pub fn repo_prefix(repo: &str) -> Vec<u8> {
+        let mut k = b"r\0".to_vec();
+        k.extend_from_slice(repo.as_bytes());
+        k.push(0);
+        k
+    }
+
+    /// Bytes of the distinct blobs the repository links.
+    pub const REPO_BYTES: &str = "bytes";
+    /// Manifests in the repository.
+    pub const REPO_ARTIFACTS: &str = "artifacts";
+    /// Bytes of the repository's manifests.
+    pub const REPO_MANIFEST_BYTES: &str = "manifest_bytes";
+    pub const REPO_TAGS: &str = "tags";
+    /// Manifest GETs (batched, not synced: see `record_pulls`).
+    pub const REPO_PULLS: &str = "pulls";
+
+    /// Manifests of one kind in the repository.
+    pub fn repo_kind(kind: berth_core::media_types::ArtifactKind) -> String {
+        format!("kind/{}", kind.as_str())
+    }
+
+    /// Pulls of one manifest: `p \0 repo \0 digest`.
+    pub fn artifact_pulls(repo: &str, digest: &str) -> Vec<u8> {
+        let mut k = b"p\0".to_vec();
+        k.extend_from_slice(repo.as_bytes());
+        k.push(0);
+        k.extend_from_slice(digest.as_bytes());
+        k
+    }
+
+    pub fn artifact_pulls_prefix(repo: &str) -> Vec<u8> {
+        let mut k = b"p\0".to_vec();
+        k.extend_from_slice(repo.as_bytes());
+        k.push(0);
+        k
+    }
+}
+
+/// The registry (tenant) a repository belongs to: its first component.
+pub fn registry_of(repo: &str) -> &str {
+    repo.split('/').next().unwrap_or(repo)
+}
+
+/// One more (`delta` 1) or one fewer (-1) repository of `repo`'s registry
+/// links `digest`: the registry's refcount of the blob, read with `get`
+/// (two repositories linking the same blob conflict and retry, so the
+/// first link and the last unlink are each seen exactly once), and the
+/// registry's deduplicated bytes when the count leaves or reaches zero.
+pub(crate) fn registry_link(
+    tx: &mut Tx<'_>,
+    repo: &str,
+    digest: &str,
+    size: u64,
+    delta: i64,
+) -> Result<()> {
+    let registry = registry_of(repo);
+    let k = key2(registry, digest);
+    let n = crate::kv::counter_value(tx.get(Cf::RegistryBlobs, &k)?.as_deref());
+    let m = (n + delta).max(0);
+    if n == 0 && m > 0 {
+        tx.add(
+            Cf::Counters,
+            counter::registry_blob_bytes(registry),
+            size as i64,
+        );
+    } else if n > 0 && m == 0 {
+        tx.add(
+            Cf::Counters,
+            counter::registry_blob_bytes(registry),
+            -(size as i64),
+        );
+    }
+    if m == 0 {
+        tx.delete(Cf::RegistryBlobs, k);
+    } else {
+        tx.put(Cf::RegistryBlobs, k, m.to_le_bytes().to_vec());
+    }
+    Ok(())
+}
+
+/// Count a manifest into (`delta` 1) or out of (-1) its repository's and
+/// registry's figures.
+pub(crate) fn count_manifest(tx: &mut Tx<'_>, repo: &str, rec: &ManifestRecord, delta: i64) {
+    let bytes = rec.size as i64 * delta;
+    tx.add(
+        Cf::Counters,
+        counter::repo(repo, counter::REPO_ARTIFACTS),
+        delta,
+    );
+    tx.add(
+        Cf::Counters,
+        counter::repo(repo, counter::REPO_MANIFEST_BYTES),
+        bytes,
+    );
+    tx.add(
+        Cf::Counters,
+        counter::repo(repo, &counter::repo_kind(rec.kind())),
+        delta,
+    );
+    tx.add(
+        Cf::Counters,
+        counter::registry_manifest_bytes(registry_of(repo)),
+        bytes,
+    );
 }
 
 /// The value kept in [`Cf::Refs`] for a reference.
 const REF_BLOB: &[u8] = b"b";
-const REF_MANIFEST: &[u8] = b"m";
+pub(crate) const REF_MANIFEST: &[u8] = b"m";
 
 impl Meta {
     pub fn new(kv: impl KvStore) -> Meta {
@@ -338,6 +479,29 @@ impl Meta {
         }
     }
 
+    /// Records whose keys start with `prefix`, in key order, after `after`
+    /// (a key outside the range: from its start, or nothing when past it),
+    /// at most `n`: one seek, however many the family holds.
+    pub(crate) fn scan_prefixed<T: DeserializeOwned>(
+        &self,
+        cf: Cf,
+        prefix: &str,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<(String, T)>> {
+        let after = match after {
+            Some(a) if a.starts_with(prefix) => Some(a),
+            Some(a) if a < prefix => None,
+            Some(_) => return Ok(Vec::new()),
+            None => None,
+        };
+        self.kv()
+            .scan(cf, prefix.as_bytes(), after.map(str::as_bytes), n)?
+            .into_iter()
+            .map(|(k, v)| Ok((utf8(cf, k)?, dec(cf, &v)?)))
+            .collect()
+    }
+
     pub(crate) fn get<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>> {
         match self.kv().get(cf, key)? {
             Some(v) => Ok(Some(dec(cf, &v)?)),
@@ -352,7 +516,7 @@ impl Meta {
 /// pushes into one repository do not conflict over it, while a transaction
 /// that reads it with `get` (deleting the repository, a sweep of its
 /// unreferenced blobs) conflicts with every change made meanwhile.
-fn touch_repo(tx: &mut Tx<'_>, repo: &str, now: u64) -> Result<()> {
+pub(crate) fn touch_repo(tx: &mut Tx<'_>, repo: &str, now: u64) -> Result<()> {
     let created_ms = match tx.peek_as::<RepoRecord>(Cf::Repos, repo.as_bytes())? {
         Some(r) => r.created_ms,
         // Creating it: the absence is a condition, so two creators agree.
@@ -360,8 +524,11 @@ fn touch_repo(tx: &mut Tx<'_>, repo: &str, now: u64) -> Result<()> {
             Some(r) => r.created_ms,
             None => {
                 tx.add(Cf::Counters, counter::REPOSITORIES, 1);
-                let registry = repo.split('/').next().unwrap_or(repo);
-                tx.add(Cf::Counters, counter::registry_repositories(registry), 1);
+                tx.add(
+                    Cf::Counters,
+                    counter::registry_repositories(registry_of(repo)),
+                    1,
+                );
                 now
             }
         },
@@ -421,6 +588,12 @@ fn add_link(
         },
     );
     tx.put(Cf::BlobRepos, key2(&d, repo), Vec::new());
+    tx.add(
+        Cf::Counters,
+        counter::repo(repo, counter::REPO_BYTES),
+        size as i64,
+    );
+    registry_link(tx, repo, &d, size, 1)?;
     touch_repo(tx, repo, now)?;
     Ok(Some(size))
 }
@@ -489,11 +662,17 @@ impl Meta {
         let d = digest.to_string();
         self.transact(|tx| {
             let k = key2(repo, &d);
-            if tx.get(Cf::Links, &k)?.is_none() {
+            let Some(link) = tx.get_as::<LinkRecord>(Cf::Links, &k)? else {
                 return Ok(false);
-            }
+            };
             tx.delete(Cf::Links, k);
             tx.delete(Cf::BlobRepos, key2(&d, repo));
+            tx.add(
+                Cf::Counters,
+                counter::repo(repo, counter::REPO_BYTES),
+                -(link.size as i64),
+            );
+            registry_link(tx, repo, &d, link.size, -1)?;
             touch_repo(tx, repo, now_millis())?;
             Ok(true)
         })
@@ -591,33 +770,25 @@ impl Meta {
             }
             let now = now_millis();
             let mk = key2(p.repo, &d);
-            // Keep the first push time when the same manifest comes again.
+            // Read as a condition: the repository's artifact count and
+            // bytes change exactly once however many push it at once.
             let mut record = record.clone();
-            if let Some(v) = tx.peek(Cf::Manifests, &mk)? {
-                record.pushed_ms = dec_manifest(&v)?.0.pushed_ms;
+            match tx.get(Cf::Manifests, &mk)? {
+                Some(v) => {
+                    let old = dec_manifest(&v)?.0;
+                    // Keep the first push time when the same manifest comes
+                    // again.
+                    record.pushed_ms = old.pushed_ms;
+                    if old.size != record.size || old.kind() != record.kind() {
+                        count_manifest(tx, p.repo, &old, -1);
+                        count_manifest(tx, p.repo, &record, 1);
+                    }
+                }
+                None => count_manifest(tx, p.repo, &record, 1),
             }
             tx.put(Cf::Manifests, mk, enc_manifest(&record, p.body));
             for tag in p.tags {
-                let tk = key2(p.repo, tag);
-                let created_ms = match tx.get_as::<TagRecord>(Cf::Tags, &tk)? {
-                    Some(old) => {
-                        if old.digest != d {
-                            tx.delete(Cf::TagsByDigest, key3(p.repo, &old.digest, tag));
-                        }
-                        old.created_ms
-                    }
-                    None => now,
-                };
-                tx.put_as(
-                    Cf::Tags,
-                    tk,
-                    &TagRecord {
-                        digest: d.clone(),
-                        created_ms,
-                        updated_ms: now,
-                    },
-                );
-                tx.put(Cf::TagsByDigest, key3(p.repo, &d, tag), Vec::new());
+                point_tag(tx, p.repo, tag, &d, now, p.by)?;
             }
             if let Some((subject, r)) = &p.referrer {
                 tx.put_as(Cf::Referrers, key3(p.repo, &subject.to_string(), &d), r);
@@ -645,61 +816,30 @@ impl Meta {
             .collect()
     }
 
-    /// Remove a tag only. Returns whether it existed.
-    pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+    /// Remove a tag only, recording the removal in the tag's history as
+    /// done `by` a principal. Returns whether it existed.
+    pub fn delete_tag(&self, repo: &str, tag: &str, by: &str) -> Result<bool> {
         self.transact(|tx| {
-            let tk = key2(repo, tag);
-            let Some(old) = tx.get_as::<TagRecord>(Cf::Tags, &tk)? else {
-                return Ok(false);
-            };
-            tx.delete(Cf::Tags, tk);
-            tx.delete(Cf::TagsByDigest, key3(repo, &old.digest, tag));
-            touch_repo(tx, repo, now_millis())?;
-            Ok(true)
+            let now = now_millis();
+            let found = remove_tag(tx, repo, tag, None, now, by)?;
+            if found {
+                touch_repo(tx, repo, now)?;
+            }
+            Ok(found)
         })
     }
 
-    /// Remove a manifest, every tag pointing at it, its referrer entry and
-    /// its reference index rows. Returns whether it existed.
-    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+    /// Remove a manifest, every tag pointing at it (each removal recorded
+    /// in the tag history as done `by`), its referrer entry and its
+    /// reference index rows. Returns whether it existed.
+    pub fn delete_manifest(&self, repo: &str, digest: &Digest, by: &str) -> Result<bool> {
         let d = digest.to_string();
         self.transact(|tx| {
-            let mk = key2(repo, &d);
-            // The manifest record guards the tags pointing at it: every tag
-            // put onto it writes the record too.
-            let Some(v) = tx.get(Cf::Manifests, &mk)? else {
-                return Ok(false);
-            };
-            let (rec, _) = dec_manifest(&v)?;
-            tx.delete(Cf::Manifests, mk);
-            let prefix = prefix2(repo, &d);
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let rows = tx.scan(Cf::TagsByDigest, &prefix, after.as_deref(), 1000)?;
-                let Some((last, _)) = rows.last() else { break };
-                after = Some(last.clone());
-                for (k, _) in &rows {
-                    let tag = last_component(Cf::TagsByDigest, k)?;
-                    let tk = key2(repo, &tag);
-                    // A tag moved away meanwhile is not ours to delete: the
-                    // read makes a concurrent move conflict with us.
-                    if tx
-                        .get_as::<TagRecord>(Cf::Tags, &tk)?
-                        .is_some_and(|t| t.digest == d)
-                    {
-                        tx.delete(Cf::Tags, tk);
-                    }
-                    tx.delete(Cf::TagsByDigest, k.clone());
-                }
+            let found = remove_manifest(tx, repo, &d, by)?;
+            if found {
+                touch_repo(tx, repo, now_millis())?;
             }
-            if let Some(subject) = &rec.subject {
-                tx.delete(Cf::Referrers, key3(repo, subject, &d));
-            }
-            for target in rec.blobs.iter().chain(&rec.children) {
-                tx.delete(Cf::Refs, key3(repo, target, &d));
-            }
-            touch_repo(tx, repo, now_millis())?;
-            Ok(true)
+            Ok(found)
         })
     }
 
@@ -834,9 +974,117 @@ fn check_refs(
     Ok(Ok(()))
 }
 
-fn utf8(cf: Cf, k: Vec<u8>) -> Result<String> {
+pub(crate) fn utf8(cf: Cf, k: Vec<u8>) -> Result<String> {
     String::from_utf8(k).map_err(|e| MetaError::Corrupt {
         cf: cf.name(),
         reason: e.to_string(),
     })
+}
+
+/// Point `tag` at manifest `d` (creating or moving it), counting a new tag
+/// and recording a move in the tag's history. The tag is read with `get`,
+/// so concurrent moves of one tag are serialised and each recorded once.
+pub(crate) fn point_tag(
+    tx: &mut Tx<'_>,
+    repo: &str,
+    tag: &str,
+    d: &str,
+    now: u64,
+    by: &str,
+) -> Result<()> {
+    let tk = key2(repo, tag);
+    let (created_ms, from) = match tx.get_as::<TagRecord>(Cf::Tags, &tk)? {
+        Some(old) if old.digest == d => {
+            // Pushed again onto the same manifest: not a move.
+            tx.put_as(
+                Cf::Tags,
+                tk,
+                &TagRecord {
+                    updated_ms: now,
+                    ..old
+                },
+            );
+            return Ok(());
+        }
+        Some(old) => {
+            tx.delete(Cf::TagsByDigest, key3(repo, &old.digest, tag));
+            (old.created_ms, Some(old.digest))
+        }
+        None => {
+            tx.add(Cf::Counters, counter::repo(repo, counter::REPO_TAGS), 1);
+            (now, None)
+        }
+    };
+    tx.put_as(
+        Cf::Tags,
+        tk,
+        &TagRecord {
+            digest: d.to_string(),
+            created_ms,
+            updated_ms: now,
+        },
+    );
+    tx.put(Cf::TagsByDigest, key3(repo, d, tag), Vec::new());
+    crate::repos::record_tag_event(tx, repo, tag, from, Some(d.to_string()), now, by);
+    Ok(())
+}
+
+/// Remove `tag` if it exists (and, with `only_if`, points at that
+/// digest), recording the removal. Returns whether it was removed.
+pub(crate) fn remove_tag(
+    tx: &mut Tx<'_>,
+    repo: &str,
+    tag: &str,
+    only_if: Option<&str>,
+    now: u64,
+    by: &str,
+) -> Result<bool> {
+    let tk = key2(repo, tag);
+    let Some(old) = tx.get_as::<TagRecord>(Cf::Tags, &tk)? else {
+        return Ok(false);
+    };
+    if only_if.is_some_and(|d| d != old.digest) {
+        return Ok(false);
+    }
+    tx.delete(Cf::Tags, tk);
+    tx.delete(Cf::TagsByDigest, key3(repo, &old.digest, tag));
+    tx.add(Cf::Counters, counter::repo(repo, counter::REPO_TAGS), -1);
+    crate::repos::record_tag_event(tx, repo, tag, Some(old.digest), None, now, by);
+    Ok(true)
+}
+
+/// Remove manifest `d` of `repo` with its tags, referrer entry and
+/// reference rows, uncounting it. Returns whether it existed.
+pub(crate) fn remove_manifest(tx: &mut Tx<'_>, repo: &str, d: &str, by: &str) -> Result<bool> {
+    let mk = key2(repo, d);
+    // The manifest record guards the tags pointing at it: every tag put
+    // onto it writes the record too.
+    let Some(v) = tx.get(Cf::Manifests, &mk)? else {
+        return Ok(false);
+    };
+    let (rec, _) = dec_manifest(&v)?;
+    tx.delete(Cf::Manifests, mk);
+    count_manifest(tx, repo, &rec, -1);
+    let now = now_millis();
+    let prefix = prefix2(repo, d);
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = tx.scan(Cf::TagsByDigest, &prefix, after.as_deref(), 1000)?;
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(last.clone());
+        for (k, _) in &rows {
+            let tag = last_component(Cf::TagsByDigest, k)?;
+            // A tag moved away meanwhile is not ours to delete: the read
+            // makes a concurrent move conflict with us.
+            remove_tag(tx, repo, &tag, Some(d), now, by)?;
+            tx.delete(Cf::TagsByDigest, k.clone());
+        }
+    }
+    if let Some(subject) = &rec.subject {
+        tx.delete(Cf::Referrers, key3(repo, subject, d));
+    }
+    for target in rec.blobs.iter().chain(&rec.children) {
+        tx.delete(Cf::Refs, key3(repo, target, d));
+    }
+    Ok(true)
 }

@@ -192,6 +192,19 @@ impl Meta {
             for (k, _) in tx.scan(Cf::Users, &prefix, None, usize::MAX)? {
                 tx.delete(Cf::Users, k);
             }
+            // Grants to it go too: a registry made later under the same
+            // name is not reachable with a token scoped to this one.
+            for (k, _) in tx.scan(Cf::Tokens, b"", None, usize::MAX)? {
+                let Some(mut t) = tx.get_as::<TokenRecord>(Cf::Tokens, &k)? else {
+                    continue;
+                };
+                if let Some(list) = &mut t.registries {
+                    if list.iter().any(|r| r == name) {
+                        list.retain(|r| r != name);
+                        tx.put_as(Cf::Tokens, k, &t);
+                    }
+                }
+            }
             Ok(RegistryDelete::Deleted)
         })
     }
@@ -204,28 +217,7 @@ impl Meta {
         after: Option<&str>,
         n: usize,
     ) -> Result<Vec<(String, RegistryRecord)>> {
-        let after = match after {
-            Some(a) if a.starts_with(prefix) => Some(a),
-            // before the range: from its start; after it: nothing left
-            Some(a) if a < prefix => None,
-            Some(_) => return Ok(Vec::new()),
-            None => None,
-        };
-        self.kv()
-            .scan(
-                Cf::Registries,
-                prefix.as_bytes(),
-                after.map(str::as_bytes),
-                n,
-            )?
-            .into_iter()
-            .map(|(k, v)| {
-                Ok((
-                    String::from_utf8_lossy(&k).into_owned(),
-                    dec(Cf::Registries, &v)?,
-                ))
-            })
-            .collect()
+        self.scan_prefixed(Cf::Registries, prefix, after, n)
     }
 
     /// Registries in name order, after `after`, at most `n`.
@@ -317,6 +309,17 @@ impl Meta {
         f: impl FnMut(&mut TokenRecord) -> bool,
     ) -> Result<Option<TokenRecord>> {
         self.update(Cf::Tokens, id.as_bytes(), f)
+    }
+
+    /// Delete a token record; false if there was none.
+    pub fn delete_token(&self, id: &str) -> Result<bool> {
+        self.transact(|tx| {
+            if tx.get(Cf::Tokens, id.as_bytes())?.is_none() {
+                return Ok(false);
+            }
+            tx.delete(Cf::Tokens, id.as_bytes());
+            Ok(true)
+        })
     }
 
     pub fn list_tokens(&self) -> Result<Vec<(String, TokenRecord)>> {

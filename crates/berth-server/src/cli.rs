@@ -38,15 +38,38 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the data lives, for the offline administration commands.
+/// Where the administration commands act: a running server through the
+/// management API (the default), or, with `--offline` (or `--data-dir` /
+/// `--config`), a stopped server's data directory — for recovery.
 #[derive(clap::Args)]
 pub struct DataArgs {
-    /// A TOML configuration file.
+    /// Act on a stopped server's data directory instead of through the API.
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// A TOML configuration file (offline).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
-    /// Data directory [default: ./berth-data].
+    /// Data directory [default: ./berth-data] (offline).
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// The server's URL [default: BERTH_URL, then `url` in the CLI file
+    /// (BERTH_CLI_CONFIG, default ~/.config/berth/cli.toml), then
+    /// http://127.0.0.1:5000].
+    #[arg(long, value_name = "URL", global = true)]
+    pub url: Option<String>,
+    /// An API or admin token [default: BERTH_TOKEN, then `token` in the CLI
+    /// file].
+    #[arg(long, value_name = "TOKEN", global = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON (online).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl DataArgs {
+    pub fn offline(&self) -> bool {
+        self.offline || self.data_dir.is_some() || self.config.is_some()
+    }
 }
 
 #[derive(Subcommand)]
@@ -61,6 +84,9 @@ pub enum RegistryCmd {
         /// repository (partial mirrors).
         #[arg(long)]
         allow_sparse: bool,
+        /// Storage limit in bytes (online).
+        #[arg(long, value_name = "BYTES")]
+        storage_limit: Option<u64>,
     },
     /// Change a registry's settings.
     Update {
@@ -73,10 +99,30 @@ pub enum RegistryCmd {
         allow_sparse: Option<bool>,
     },
     List,
-    /// Delete a registry record and its users (repositories stay until cleanup).
+    /// One registry: usage, limit, repositories (online).
+    Show {
+        name: String,
+    },
+    /// Delete a registry with its repositories, users and token grants
+    /// (blobs are left to garbage collection).
     Delete {
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum RepoCmd {
+    /// A registry's repositories, by name.
+    List { registry: String },
+    /// One repository: size, artifacts, tags, pulls, kind (online).
+    Show {
+        registry: String,
+        /// The name within the registry (`app`, `team/app`).
+        name: String,
+    },
+    /// Delete a repository: manifests, tags and links (blobs are left to
+    /// garbage collection).
+    Delete { registry: String, name: String },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +185,9 @@ pub enum TokenCmd {
         #[arg(long)]
         expires_days: Option<u64>,
     },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,26 +210,33 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
-    /// Registries (tenants), on a stopped server's data directory.
+    /// Registries (tenants).
     Registry {
         #[command(flatten)]
         data: DataArgs,
         #[command(subcommand)]
         cmd: RegistryCmd,
     },
-    /// Registry users, on a stopped server's data directory.
+    /// Registry users.
     User {
         #[command(flatten)]
         data: DataArgs,
         #[command(subcommand)]
         cmd: UserCmd,
     },
-    /// API tokens, on a stopped server's data directory.
+    /// API tokens.
     Token {
         #[command(flatten)]
         data: DataArgs,
         #[command(subcommand)]
         cmd: TokenCmd,
+    },
+    /// Repositories of a registry.
+    Repo {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(subcommand)]
+        cmd: RepoCmd,
     },
 }
 

@@ -19,6 +19,7 @@ pub struct Config {
     pub limits: Limits,
     pub uploads: Uploads,
     pub listing: Listing,
+    pub stats: Stats,
     pub log: Log,
     pub auth: Auth,
 }
@@ -106,6 +107,20 @@ pub struct Listing {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
+pub struct Stats {
+    /// Count manifest GETs per artifact and repository (batched in memory,
+    /// written about once a second). `BERTH_STATS_PULLS`.
+    pub pulls: bool,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats { pulls: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Log {
     /// A tracing filter such as `info` or `berth=debug,info`. `BERTH_LOG_LEVEL`
     /// (`RUST_LOG` wins when set).
@@ -123,6 +138,7 @@ impl Default for Config {
             limits: Limits::default(),
             uploads: Uploads::default(),
             listing: Listing::default(),
+            stats: Stats::default(),
             log: Log::default(),
             auth: Auth::default(),
         }

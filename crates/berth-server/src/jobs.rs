@@ -16,3 +16,15 @@ pub fn spawn_upload_reaper(dist: Distribution, every: Duration) {
         }
     });
 }
+
+/// Pull statistics to the metadata store, every `every`.
+pub fn spawn_pull_flusher(dist: Distribution, every: Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = dist.flush_pulls().await {
+                tracing::warn!(error = %e, "pull statistics not written; kept for the next flush");
+            }
+        }
+    });
+}

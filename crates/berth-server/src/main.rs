@@ -4,8 +4,9 @@
 //! `wiring.rs` (stores and APIs from the settings), `http.rs` (path prefix →
 //! API, request ids, spans, metrics), `ops.rs` (health and metrics
 //! endpoints), `listener.rs` (accept loop, graceful shutdown), `jobs.rs`
-//! (background jobs), `offline.rs` (administration on a stopped server's
-//! data directory), `metrics.rs`.
+//! (background jobs), `online.rs` (the administration commands, through the
+//! management API), `offline.rs` (the same on a stopped server's data
+//! directory), `metrics.rs`.
 
 mod cli;
 mod config;
@@ -14,6 +15,7 @@ mod jobs;
 mod listener;
 mod metrics;
 mod offline;
+mod online;
 mod ops;
 mod wiring;
 
@@ -81,9 +83,14 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Command::Registry { data, cmd } => offline::registry(data, cmd),
-        Command::User { data, cmd } => offline::user(data, cmd),
-        Command::Token { data, cmd } => offline::token(data, cmd),
+        Command::Registry { data, cmd } if data.offline() => offline::registry(data, cmd),
+        Command::User { data, cmd } if data.offline() => offline::user(data, cmd),
+        Command::Token { data, cmd } if data.offline() => offline::token(data, cmd),
+        Command::Repo { data, cmd } if data.offline() => offline::repo(data, cmd),
+        Command::Registry { data, cmd } => online::registry(&data, cmd),
+        Command::User { data, cmd } => online::user(&data, cmd),
+        Command::Token { data, cmd } => online::token(&data, cmd),
+        Command::Repo { data, cmd } => online::repo(&data, cmd),
     }
 }
 
@@ -116,6 +123,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         app.dist.clone(),
         Duration::from_secs(cfg.uploads.reap_interval_secs.max(1)),
     );
+    jobs::spawn_pull_flusher(app.dist.clone(), Duration::from_secs(1));
     let router = Arc::new(http::Router {
         ops: ops::Ops {
             dist: app.dist.clone(),

@@ -2,7 +2,7 @@
 //! they open a stopped server's data directory and call the same
 //! [`Admin`] the management API uses.
 
-use crate::cli::{DataArgs, RegistryCmd, TokenCmd, UserCmd};
+use crate::cli::{DataArgs, RegistryCmd, RepoCmd, TokenCmd, UserCmd};
 use crate::config::{Config, Overrides};
 use berth_management::Admin;
 use berth_meta::{Meta, RocksStore, Visibility};
@@ -58,10 +58,12 @@ pub fn registry(data: DataArgs, cmd: RegistryCmd) -> anyhow::Result<()> {
                 name,
                 public,
                 allow_sparse,
+                storage_limit,
             } => {
                 let r = admin.create_registry_with(&name, |r| {
                     r.visibility = visibility(public);
                     r.allow_sparse = allow_sparse;
+                    r.storage_limit = storage_limit;
                 })?;
                 println!("created registry {name} ({})", r.id);
             }
@@ -82,6 +84,13 @@ pub fn registry(data: DataArgs, cmd: RegistryCmd) -> anyhow::Result<()> {
                     let sparse = if r.allow_sparse { "\tallow-sparse" } else { "" };
                     println!("{name}\t{:?}\t{}{sparse}", r.visibility, r.id);
                 }
+            }
+            RegistryCmd::Show { name } => {
+                let r = admin
+                    .meta()
+                    .registry(&name)?
+                    .ok_or_else(|| anyhow::anyhow!("no registry {name}"))?;
+                println!("{name}\t{:?}\t{}", r.visibility, r.id);
             }
             RegistryCmd::Delete { name } => {
                 admin.delete_registry(&name)?;
@@ -176,6 +185,52 @@ pub fn token(data: DataArgs, cmd: TokenCmd) -> anyhow::Result<()> {
             TokenCmd::Regenerate { id } => {
                 let c = admin.regenerate_token(&id)?;
                 println!("token: {}\n(the token is shown only now)", c.secret);
+            }
+            TokenCmd::Delete { id } => {
+                admin.delete_token(&id)?;
+                println!("deleted token {id}");
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn repo(data: DataArgs, cmd: RepoCmd) -> anyhow::Result<()> {
+    with_admin(data, |admin| {
+        let meta = admin.meta();
+        match cmd {
+            RepoCmd::List { registry } => {
+                let prefix = format!("{registry}/");
+                let mut after: Option<String> = None;
+                loop {
+                    let page = meta.list_repos_with_prefix(&prefix, after.as_deref(), 1000)?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = Some(last.clone());
+                    for (name, _) in &page {
+                        println!("{}", &name[prefix.len()..]);
+                    }
+                }
+            }
+            RepoCmd::Show { registry, name } => {
+                let full = format!("{registry}/{name}");
+                meta.repo(&full)?
+                    .ok_or_else(|| anyhow::anyhow!("no repository {full}"))?;
+                let st = meta.repo_stats(&full)?;
+                println!(
+                    "{full}\t{}\tsize={}\tartifacts={}\ttags={}\tpulls={}",
+                    st.kind().as_str(),
+                    st.size(),
+                    st.artifacts,
+                    st.tags,
+                    st.pulls
+                );
+            }
+            RepoCmd::Delete { registry, name } => {
+                let full = format!("{registry}/{name}");
+                if !meta.delete_repository(&full)? {
+                    anyhow::bail!("no repository {full}");
+                }
+                println!("deleted repository {full}");
             }
         }
         Ok(())

@@ -113,6 +113,7 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
         upload_max_age: Duration::from_secs(cfg.uploads.max_age_secs),
         default_page_size: cfg.listing.default_page_size,
         max_page_size: cfg.listing.max_page_size,
+        count_pulls: cfg.stats.pulls,
         realm: format!(
             "{}/token",
             cfg.auth
@@ -134,7 +135,7 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
         .unwrap_or_else(|| cfg.listen.to_string());
     let dist = Distribution::new(
         meta.clone(),
-        blobs,
+        blobs.clone(),
         Some(auth.clone()),
         dcfg,
         Gauges {
@@ -144,7 +145,7 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
     Ok(App {
         token: dist.token_service(),
         dist,
-        management: Management::new(Admin::new(meta), Some(auth.clone()), host),
+        management: Management::new(Admin::new(meta), Some(auth.clone()), host).with_blobs(blobs),
         auth,
         metrics,
         data_dir,

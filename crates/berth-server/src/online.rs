@@ -1,0 +1,411 @@
+//! The administration commands (`berth registry|user|token|repo …`)
+//! through a running server's management API. The URL and token come from
+//! flags, then `BERTH_URL` / `BERTH_TOKEN`, then the CLI file
+//! (`BERTH_CLI_CONFIG`, default `~/.config/berth/cli.toml`: `url = "…"`,
+//! `token = "…"`). Output is the offline commands' (`key: value` lines for
+//! secrets, one tab-separated line per entry for lists); `--json` prints
+//! the API's JSON instead.
+
+use crate::cli::{DataArgs, RegistryCmd, RepoCmd, TokenCmd, UserCmd};
+use anyhow::{bail, Context};
+use reqwest::blocking::Client;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const DEFAULT_URL: &str = "http://127.0.0.1:5000";
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CliFile {
+    url: Option<String>,
+    token: Option<String>,
+}
+
+fn cli_file() -> anyhow::Result<CliFile> {
+    let path = match std::env::var_os("BERTH_CLI_CONFIG") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => match std::env::var_os("HOME") {
+            Some(h) => std::path::Path::new(&h).join(".config/berth/cli.toml"),
+            None => return Ok(CliFile::default()),
+        },
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) => toml::from_str(&s).with_context(|| format!("reading {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CliFile::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+struct Api {
+    base: String,
+    token: Option<String>,
+    json: bool,
+    http: Client,
+}
+
+/// A path segment, URL-encoded (repository names hold `/`).
+fn seg(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl Api {
+    fn new(a: &DataArgs) -> anyhow::Result<Api> {
+        let file = cli_file()?;
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let base = a
+            .url
+            .clone()
+            .or_else(|| env("BERTH_URL"))
+            .or(file.url)
+            .unwrap_or_else(|| DEFAULT_URL.into());
+        let token = a
+            .token
+            .clone()
+            .or_else(|| env("BERTH_TOKEN"))
+            .or(file.token);
+        Ok(Api {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            json: a.json,
+            http: Client::builder().build()?,
+        })
+    }
+
+    /// Call the API; the JSON answer, or an error with the problem's detail.
+    fn call(&self, m: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut rq = self.http.request(m.clone(), &url);
+        if let Some(t) = &self.token {
+            rq = rq.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rq = rq.json(&b);
+        }
+        let r = rq
+            .send()
+            .with_context(|| format!("cannot reach {} (is berth running? --offline works on a stopped server's data directory)", self.base))?;
+        let status = r.status();
+        let text = r.text()?;
+        let v: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("{m} {url}: not JSON: {text}"))?
+        };
+        if !status.is_success() {
+            let why = v["detail"].as_str().unwrap_or(text.as_str());
+            let hint = if status == 401 {
+                " (give a token: --token, BERTH_TOKEN or the CLI file)"
+            } else {
+                ""
+            };
+            bail!("{m} {path}: {status}: {why}{hint}");
+        }
+        Ok(v)
+    }
+
+    /// Every page of a list.
+    fn all(&self, path: &str) -> anyhow::Result<Vec<Value>> {
+        let mut items = Vec::new();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut next = Some(format!("{path}{sep}limit=1000"));
+        while let Some(p) = next {
+            let v = self.call(Method::GET, &p, None)?;
+            items.extend(v["items"].as_array().cloned().unwrap_or_default());
+            next = v["next"]
+                .as_str()
+                .map(|n| n.strip_prefix("/api/v1").unwrap_or(n).to_string());
+        }
+        Ok(items)
+    }
+
+    /// Print `v` as JSON with `--json`, else `human(v)`.
+    fn show(&self, v: &Value, human: impl FnOnce(&Value)) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v).expect("json"));
+        } else {
+            human(v);
+        }
+    }
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match &v[k] {
+        Value::String(x) => x.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn expires_at(days: Option<u64>) -> Value {
+    match days {
+        Some(d) => json!(berth_core::time::rfc3339_ms(
+            berth_meta::now_millis() + d * 86_400_000
+        )),
+        None => Value::Null,
+    }
+}
+
+fn print_secret(username: &str, what: &str, secret: &str) {
+    println!("username: {username}\n{what}: {secret}\n(the {what} is shown only now)");
+}
+
+pub fn registry(a: &DataArgs, cmd: RegistryCmd) -> anyhow::Result<()> {
+    let api = Api::new(a)?;
+    let line = |r: &Value| {
+        println!(
+            "{}\t{}\t{}\tbytes={}\trepositories={}",
+            s(r, "name"),
+            s(r, "visibility"),
+            s(r, "id"),
+            s(r, "bytesUsed"),
+            s(r, "repositoryCount")
+        )
+    };
+    match cmd {
+        RegistryCmd::Create {
+            name,
+            public,
+            allow_sparse,
+            storage_limit,
+        } => {
+            let v = api.call(
+                Method::POST,
+                "/registries",
+                Some(json!({
+                    "name": name,
+                    "visibility": if public { "public" } else { "private" },
+                    "allowSparse": allow_sparse,
+                    "storageLimitBytes": storage_limit,
+                })),
+            )?;
+            api.show(&v, |v| println!("created registry {name} ({})", s(v, "id")));
+        }
+        RegistryCmd::Update {
+            name,
+            public,
+            allow_sparse,
+        } => {
+            let mut body = json!({});
+            if let Some(p) = public {
+                body["visibility"] = json!(if p { "public" } else { "private" });
+            }
+            if let Some(sp) = allow_sparse {
+                body["allowSparse"] = json!(sp);
+            }
+            let v = api.call(
+                Method::PATCH,
+                &format!("/registries/{}", seg(&name)),
+                Some(body),
+            )?;
+            api.show(&v, |v| {
+                println!(
+                    "registry {name}: {}, sparse manifests {}",
+                    s(v, "visibility"),
+                    if v["allowSparse"] == true {
+                        "allowed"
+                    } else {
+                        "refused"
+                    }
+                )
+            });
+        }
+        RegistryCmd::List => {
+            let items = api.all("/registries")?;
+            api.show(&json!(items), |_| items.iter().for_each(line));
+        }
+        RegistryCmd::Show { name } => {
+            let v = api.call(Method::GET, &format!("/registries/{}", seg(&name)), None)?;
+            api.show(&v, line);
+        }
+        RegistryCmd::Delete { name } => {
+            api.call(Method::DELETE, &format!("/registries/{}", seg(&name)), None)?;
+            api.show(&json!({"deleted": name}), |_| {
+                println!("deleted registry {name}")
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn user(a: &DataArgs, cmd: UserCmd) -> anyhow::Result<()> {
+    let api = Api::new(a)?;
+    let users = |r: &str| format!("/registries/{}/users", seg(r));
+    match cmd {
+        UserCmd::Create {
+            registry,
+            name,
+            push,
+            expires_days,
+        } => {
+            let v = api.call(
+                Method::POST,
+                &users(&registry),
+                Some(json!({"name": name, "canPush": push, "expiresAt": expires_at(expires_days)})),
+            )?;
+            api.show(&v, |v| {
+                print_secret(&s(v, "username"), "password", &s(v, "password"))
+            });
+        }
+        UserCmd::List { registry } => {
+            let items = api.all(&users(&registry))?;
+            api.show(&json!(items), |_| {
+                for u in &items {
+                    let perm = if u["canPush"] == true {
+                        "pull,push"
+                    } else {
+                        "pull"
+                    };
+                    println!(
+                        "{}\t{perm}\texpires={}",
+                        s(u, "username"),
+                        s(u, "expiresAt")
+                    );
+                }
+            });
+        }
+        UserCmd::Delete { registry, name } => {
+            api.call(
+                Method::DELETE,
+                &format!("{}/{}", users(&registry), seg(&name)),
+                None,
+            )?;
+            api.show(&json!({"deleted": name}), |_| {
+                println!("deleted user {registry}+{name}")
+            });
+        }
+        UserCmd::ResetPassword { registry, name } => {
+            let v = api.call(
+                Method::POST,
+                &format!("{}/{}/reset-password", users(&registry), seg(&name)),
+                None,
+            )?;
+            api.show(&v, |v| {
+                print_secret(&s(v, "username"), "password", &s(v, "password"))
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn token(a: &DataArgs, cmd: TokenCmd) -> anyhow::Result<()> {
+    let api = Api::new(a)?;
+    let secret = |v: &Value| {
+        println!(
+            "id: {}\ntoken: {}\n(the token is shown only now)",
+            s(v, "id"),
+            s(v, "secret")
+        )
+    };
+    match cmd {
+        TokenCmd::Create {
+            name,
+            registries,
+            read_only,
+            expires_days,
+        } => {
+            let regs = (!registries.is_empty()).then_some(registries);
+            let v = api.call(
+                Method::POST,
+                "/tokens",
+                Some(
+                    json!({"name": name, "registries": regs, "readWrite": !read_only,
+                            "expiresAt": expires_at(expires_days)}),
+                ),
+            )?;
+            api.show(&v, secret);
+        }
+        TokenCmd::List => {
+            let items = api.all("/tokens")?;
+            api.show(&json!(items), |_| {
+                for t in &items {
+                    let scope = match t["registries"].as_array() {
+                        Some(l) => l
+                            .iter()
+                            .map(|r| r.as_str().unwrap_or(""))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        None => "*".into(),
+                    };
+                    let mode = if t["readWrite"] == true {
+                        "read-write"
+                    } else {
+                        "read-only"
+                    };
+                    println!(
+                        "{}\t{}\t{scope}\t{mode}\t{}\tlastUsed={}",
+                        s(t, "id"),
+                        s(t, "name"),
+                        s(t, "status"),
+                        s(t, "lastUsedAt")
+                    );
+                }
+            });
+        }
+        TokenCmd::Revoke { id } => {
+            let v = api.call(Method::POST, &format!("/tokens/{}/revoke", seg(&id)), None)?;
+            api.show(&v, |_| println!("revoked token {id}"));
+        }
+        TokenCmd::Refresh { id, expires_days } => {
+            let v = api.call(
+                Method::POST,
+                &format!("/tokens/{}/refresh", seg(&id)),
+                Some(json!({"expiresAt": expires_at(expires_days)})),
+            )?;
+            api.show(&v, |v| {
+                let e = v["expiresAt"].as_str().unwrap_or("never");
+                println!("token {id} now expires: {e}")
+            });
+        }
+        TokenCmd::Regenerate { id } => {
+            let v = api.call(
+                Method::POST,
+                &format!("/tokens/{}/regenerate", seg(&id)),
+                None,
+            )?;
+            api.show(&v, |v| {
+                println!("token: {}\n(the token is shown only now)", s(v, "secret"))
+            });
+        }
+        TokenCmd::Delete { id } => {
+            api.call(Method::DELETE, &format!("/tokens/{}", seg(&id)), None)?;
+            api.show(&json!({"deleted": id}), |_| println!("deleted token {id}"));
+        }
+    }
+    Ok(())
+}
+
+pub fn repo(a: &DataArgs, cmd: RepoCmd) -> anyhow::Result<()> {
+    let api = Api::new(a)?;
+    let path = |r: &str, n: &str| format!("/registries/{}/repositories/{}", seg(r), seg(n));
+    match cmd {
+        RepoCmd::List { registry } => {
+            let items = api.all(&format!("/registries/{}/repositories", seg(&registry)))?;
+            api.show(&json!(items), |_| {
+                for r in &items {
+                    println!("{}", s(r, "name"));
+                }
+            });
+        }
+        RepoCmd::Show { registry, name } => {
+            let v = api.call(Method::GET, &path(&registry, &name), None)?;
+            api.show(&v, |r| {
+                println!(
+                    "{}\t{}\tsize={}\tartifacts={}\ttags={}\tpulls={}",
+                    s(r, "fullName"),
+                    s(r, "kind"),
+                    s(r, "sizeBytes"),
+                    s(r, "artifactCount"),
+                    s(r, "tagCount"),
+                    s(r, "pullCount")
+                )
+            });
+        }
+        RepoCmd::Delete { registry, name } => {
+            api.call(Method::DELETE, &path(&registry, &name), None)?;
+            api.show(&json!({"deleted": format!("{registry}/{name}")}), |_| {
+                println!("deleted repository {registry}/{name}")
+            });
+        }
+    }
+    Ok(())
+}
