@@ -639,6 +639,7 @@ fn audit_log_of_a_scripted_sequence() {
             ("api.tags.delete".into(), "admin".into(), 204),
             ("api.tags.delete".into(), format!("token:{ro_id}"), 403),
             ("v2.manifest.put".into(), "admin".into(), 201),
+            ("api.registries.create".into(), "admin".into(), 201),
         ]
     );
     let e = &v["items"][0];

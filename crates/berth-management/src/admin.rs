@@ -129,6 +129,8 @@ impl Admin {
         const ROUNDS: usize = 8;
         let prefix = format!("{name}/");
         for _ in 0..ROUNDS {
+            // a repository named as the registry itself, then those under it
+            self.meta.delete_repository(name)?;
             loop {
                 let page = self.meta.list_repos_with_prefix(&prefix, None, 100)?;
                 if page.is_empty() {

@@ -186,11 +186,20 @@ impl ApiHandler for Management {
             body,
         };
         let out = self.route_op(&operation, c).await;
-        if let Some((principal, target, registry)) = audit {
+        if let Some((principal, target, mut registry)) = audit {
             let status = match &out {
                 Ok(r) => r.status().as_u16(),
                 Err(e) => e.status.as_u16(),
             };
+            // A created registry is named by where it now is.
+            if let (None, Ok(r)) = (&registry, &out) {
+                registry = r
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| l.strip_prefix("/api/v1/registries/"))
+                    .map(|rest| rest.split('/').next().unwrap_or(rest).to_string());
+            }
             audit::record(
                 self.inner.admin.meta(),
                 berth_meta::AuditRecord {
