@@ -58,8 +58,7 @@ pub(crate) async fn get_manifest(
     if !head {
         *resp.body_mut() = full(body);
         if s.cfg.count_pulls {
-            s.pulls
-                .count(name.as_str(), &digest.to_string(), now_millis());
+            s.pulls.count(name.as_str(), &digest, now_millis());
         }
     }
     Ok(resp)

@@ -4,6 +4,7 @@
 //! second, as one unsynced batch of blind adds ([`Meta::record_pulls`]).
 //! A crash loses at most the last interval's counts, never a pull.
 
+use berth_core::Digest;
 use berth_meta::{Meta, MetaError};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -11,10 +12,20 @@ use std::sync::Mutex;
 
 const SHARDS: usize = 16;
 
-type Tally = HashMap<(String, String), (i64, u64)>;
+/// Pulls of one manifest since the last flush.
+struct Tally {
+    repo: String,
+    digest: Digest,
+    count: i64,
+    last_ms: u64,
+}
+
+/// By the hash of (repository, digest): a repeated pull finds its tally
+/// without allocating; the rare hash collision shares a bucket.
+type Shard = HashMap<u64, Vec<Tally>>;
 
 pub struct PullStats {
-    shards: Vec<Mutex<Tally>>,
+    shards: Vec<Mutex<Shard>>,
     hasher: RandomState,
 }
 
@@ -28,27 +39,41 @@ impl Default for PullStats {
 }
 
 impl PullStats {
-    /// Count one pull of `digest` from `repo` at `now_ms`.
-    pub fn count(&self, repo: &str, digest: &str, now_ms: u64) {
-        let shard = self.hasher.hash_one((repo, digest)) as usize % SHARDS;
-        let mut t = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
-        match t.get_mut(&(repo.to_string(), digest.to_string())) {
-            Some(e) => {
-                e.0 += 1;
-                e.1 = e.1.max(now_ms);
+    /// Count `count` pulls of `digest` from `repo`, the last at `now_ms`.
+    fn add(&self, repo: &str, digest: &Digest, count: i64, now_ms: u64) {
+        let h = self.hasher.hash_one((repo, digest));
+        let mut shard = self.shards[h as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let bucket = shard.entry(h).or_default();
+        match bucket
+            .iter_mut()
+            .find(|t| t.repo == repo && t.digest == *digest)
+        {
+            Some(t) => {
+                t.count += count;
+                t.last_ms = t.last_ms.max(now_ms);
             }
-            None => {
-                t.insert((repo.to_string(), digest.to_string()), (1, now_ms));
-            }
+            None => bucket.push(Tally {
+                repo: repo.to_string(),
+                digest: digest.clone(),
+                count,
+                last_ms: now_ms,
+            }),
         }
     }
 
+    /// Count one pull of `digest` from `repo` at `now_ms`.
+    pub fn count(&self, repo: &str, digest: &Digest, now_ms: u64) {
+        self.add(repo, digest, 1, now_ms)
+    }
+
     /// Everything counted since the last take.
-    pub fn take(&self) -> Vec<(String, String, i64, u64)> {
+    fn take(&self) -> Vec<Tally> {
         let mut out = Vec::new();
         for s in &self.shards {
-            let t = std::mem::take(&mut *s.lock().unwrap_or_else(|p| p.into_inner()));
-            out.extend(t.into_iter().map(|((r, d), (n, at))| (r, d, n, at)));
+            let shard = std::mem::take(&mut *s.lock().unwrap_or_else(|p| p.into_inner()));
+            out.extend(shard.into_values().flatten());
         }
         out
     }
@@ -56,19 +81,18 @@ impl PullStats {
     /// Write the tally to `meta` (blocking). On failure the counts are put
     /// back for the next flush.
     pub fn flush(&self, meta: &Meta) -> Result<usize, MetaError> {
-        let batch = self.take();
-        let n = batch.len();
+        let taken = self.take();
+        let batch: Vec<(String, String, i64, u64)> = taken
+            .iter()
+            .map(|t| (t.repo.clone(), t.digest.to_string(), t.count, t.last_ms))
+            .collect();
         if let Err(e) = meta.record_pulls(&batch) {
-            for (r, d, c, at) in batch {
-                let shard = self.hasher.hash_one((r.as_str(), d.as_str())) as usize % SHARDS;
-                let mut t = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
-                let e = t.entry((r, d)).or_insert((0, 0));
-                e.0 += c;
-                e.1 = e.1.max(at);
+            for t in taken {
+                self.add(&t.repo, &t.digest, t.count, t.last_ms);
             }
             return Err(e);
         }
-        Ok(n)
+        Ok(batch.len())
     }
 }
 
@@ -80,20 +104,24 @@ mod tests {
     fn tallies_and_flushes() {
         let meta = Meta::new(berth_meta::MemStore::new());
         let p = PullStats::default();
+        let (x, y) = (Digest::sha256_of(b"x"), Digest::sha256_of(b"y"));
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
                     for i in 0..100 {
-                        p.count("a/b", "sha256:x", i);
+                        p.count("a/b", &x, i);
                     }
                 });
             }
         });
-        p.count("a/c", "sha256:y", 5);
-        assert_eq!(p.flush(&meta).unwrap(), 2);
-        assert_eq!(meta.artifact_pulls("a/b", "sha256:x").unwrap(), 400);
-        assert_eq!(meta.pulled_at("a/b", Some("sha256:x")).unwrap(), Some(99));
+        p.count("a/c", &y, 5);
+        p.count("a/b", &y, 7);
+        assert_eq!(p.flush(&meta).unwrap(), 3);
+        let xs = x.to_string();
+        assert_eq!(meta.artifact_pulls("a/b", &xs).unwrap(), 400);
+        assert_eq!(meta.pulled_at("a/b", Some(&xs)).unwrap(), Some(99));
         assert_eq!(meta.repo_stats("a/c").unwrap().pulls, 1);
+        assert_eq!(meta.repo_stats("a/b").unwrap().pulls, 401);
         assert_eq!(p.flush(&meta).unwrap(), 0, "taken once");
     }
 }

@@ -397,8 +397,8 @@ impl Ctx<'_> {
 /// digest prefix), or sorted by `pushed`, `pulled` or `size` (at most
 /// 10000 read).
 #[utoipa::path(get, path = "/registries/{name}/repositories/{repository}/artifacts", operation_id = "listArtifacts", tag = "artifacts",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded"),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app"),
         PageQuery, SortQuery, ArtifactSearch),
     responses((status = 200, body = ArtifactPage), (status = 400, description = "bad parameters, or too many to sort"),
         (status = 404, description = "no such registry or repository")))]
@@ -508,9 +508,9 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// One artifact, by digest or by tag.
 #[utoipa::path(get, path = "/registries/{name}/repositories/{repository}/artifacts/{reference}", operation_id = "getArtifact", tag = "artifacts",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded"),
-        ("reference" = String, Path, description = "a digest or a tag")),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app"),
+        ("reference" = String, Path, description = "a digest or a tag", example = "v1")),
     responses((status = 200, body = ArtifactView), (status = 400, description = "malformed reference"),
         (status = 404, description = "no such registry, repository, tag or manifest")))]
 pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
@@ -536,9 +536,9 @@ fn referenced(repo: &str, d: &str, index: &str) -> ManagementError {
 /// Delete an artifact (by digest, or the manifest a tag points at) with
 /// all its tags. 409 while an index of the repository lists it.
 #[utoipa::path(delete, path = "/registries/{name}/repositories/{repository}/artifacts/{reference}", operation_id = "deleteArtifact", tag = "artifacts",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded"),
-        ("reference" = String, Path, description = "a digest or a tag")),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app"),
+        ("reference" = String, Path, description = "a digest or a tag", example = "v1")),
     responses((status = 204, description = "deleted"), (status = 400, description = "malformed reference"),
         (status = 403, description = "read-only token"), (status = 404, description = "not found"),
         (status = 409, description = "an index still references it (named in the detail)")))]
@@ -562,8 +562,8 @@ pub async fn delete(c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// List a repository's tags, by name.
 #[utoipa::path(get, path = "/registries/{name}/repositories/{repository}/tags", operation_id = "listTags", tag = "artifacts",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded"),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app"),
         PageQuery),
     responses((status = 200, body = TagPage), (status = 400, description = "bad parameters"),
         (status = 404, description = "no such registry or repository")))]
@@ -599,9 +599,9 @@ pub async fn list_tags(c: Ctx<'_>) -> Result<Response<Body>> {
 /// Point a tag at a manifest of the repository: a restore to an earlier
 /// digest from the tag's history, or a new tag. Recorded in the history.
 #[utoipa::path(put, path = "/registries/{name}/repositories/{repository}/tags/{tag}", operation_id = "setTag", tag = "artifacts",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded"),
-        ("tag" = String, Path, description = "tag")),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app"),
+        ("tag" = String, Path, description = "tag", example = "v1")),
     request_body = SetTag,
     responses((status = 200, body = TagView), (status = 400, description = "malformed tag or digest"),
         (status = 403, description = "read-only token"), (status = 404, description = "no such repository or manifest"),
@@ -637,9 +637,9 @@ pub async fn set_tag(mut c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// Delete one tag (the manifest stays).
 #[utoipa::path(delete, path = "/registries/{name}/repositories/{repository}/tags/{tag}", operation_id = "deleteTag", tag = "artifacts",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded"),
-        ("tag" = String, Path, description = "tag")),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app"),
+        ("tag" = String, Path, description = "tag", example = "v1")),
     responses((status = 204, description = "deleted"), (status = 400, description = "malformed tag"),
         (status = 403, description = "read-only token"), (status = 404, description = "no such tag")))]
 pub async fn delete_tag(c: Ctx<'_>) -> Result<Response<Body>> {
@@ -679,9 +679,9 @@ fn history_page(c: &Ctx<'_>, repo: &str, tag: Option<&str>, path: &str) -> Resul
 
 /// Every move of one tag, newest first (created, moved, deleted; by whom).
 #[utoipa::path(get, path = "/registries/{name}/repositories/{repository}/tags/{tag}/history", operation_id = "getTagHistory", tag = "artifacts",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded"),
-        ("tag" = String, Path, description = "tag"), PageQuery),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app"),
+        ("tag" = String, Path, description = "tag", example = "v1"), PageQuery),
     responses((status = 200, body = TagHistoryPage), (status = 400, description = "bad parameters"),
         (status = 404, description = "no such registry or repository")))]
 pub async fn tag_history(c: Ctx<'_>) -> Result<Response<Body>> {
@@ -693,8 +693,8 @@ pub async fn tag_history(c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// Every tag move in a repository: by tag name, then newest first.
 #[utoipa::path(get, path = "/registries/{name}/repositories/{repository}/history", operation_id = "getRepositoryHistory", tag = "artifacts",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded"),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app"),
         PageQuery),
     responses((status = 200, body = TagHistoryPage), (status = 400, description = "bad parameters"),
         (status = 404, description = "no such registry or repository")))]
@@ -708,8 +708,8 @@ pub async fn repository_history(c: Ctx<'_>) -> Result<Response<Body>> {
 /// fails on its own (one transaction each), and the answer says which
 /// and why.
 #[utoipa::path(post, path = "/registries/{name}/repositories/{repository}/cleanup", operation_id = "cleanupRepository", tag = "artifacts",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded")),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app")),
     request_body = CleanupRequest,
     responses((status = 200, body = CleanupResult), (status = 400, description = "not JSON, or more than 1000 items"),
         (status = 403, description = "read-only token"), (status = 404, description = "no such repository"),

@@ -304,7 +304,7 @@ pub async fn create(mut c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// One registry.
 #[utoipa::path(get, path = "/registries/{name}", operation_id = "getRegistry", tag = "registries",
-    params(("name" = String, Path, description = "registry name")),
+    params(("name" = String, Path, description = "registry name", example = "acme")),
     responses((status = 200, body = RegistryView), (status = 404, description = "no such registry (or not visible to the caller)")))]
 pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
     let (name, rec) = c.visible_registry()?;
@@ -313,7 +313,7 @@ pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// Change a registry's visibility, storage limit or sparse setting.
 #[utoipa::path(patch, path = "/registries/{name}", operation_id = "updateRegistry", tag = "registries",
-    params(("name" = String, Path, description = "registry name")), request_body = UpdateRegistry,
+    params(("name" = String, Path, description = "registry name", example = "acme")), request_body = UpdateRegistry,
     responses((status = 200, body = RegistryView), (status = 403, description = "read-only token"),
         (status = 404, description = "no such registry"), (status = 422, description = "a field of the wrong type or unknown")))]
 pub async fn update(mut c: Ctx<'_>) -> Result<Response<Body>> {
@@ -345,7 +345,7 @@ pub async fn update(mut c: Ctx<'_>) -> Result<Response<Body>> {
 /// users and the grants of tokens to it; blobs are left to garbage
 /// collection.
 #[utoipa::path(delete, path = "/registries/{name}", operation_id = "deleteRegistry", tag = "registries",
-    params(("name" = String, Path, description = "registry name")),
+    params(("name" = String, Path, description = "registry name", example = "acme")),
     responses((status = 204, description = "deleted"), (status = 403, description = "read-only token"),
         (status = 404, description = "no such registry"), (status = 409, description = "pushes kept creating repositories during the deletion; try again")))]
 pub async fn delete(c: Ctx<'_>) -> Result<Response<Body>> {

@@ -170,7 +170,7 @@ impl Ctx<'_> {
 /// List a registry's repositories: by name (keyset pages with `cursor`),
 /// or sorted by `updated` or `size` (at most 10000 read).
 #[utoipa::path(get, path = "/registries/{name}/repositories", operation_id = "listRepositories", tag = "repositories",
-    params(("name" = String, Path, description = "registry name"), PageQuery, SortQuery, RepoSearch),
+    params(("name" = String, Path, description = "registry name", example = "acme"), PageQuery, SortQuery, RepoSearch),
     responses((status = 200, body = RepositoryPage), (status = 400, description = "bad parameters, or too many to sort"),
         (status = 404, description = "no such registry")))]
 pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
@@ -267,7 +267,7 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// Names only, in name order (keyset pages; the cheapest listing).
 #[utoipa::path(get, path = "/registries/{name}/repository-names", operation_id = "listRepositoryNames", tag = "repositories",
-    params(("name" = String, Path, description = "registry name"), PageQuery),
+    params(("name" = String, Path, description = "registry name", example = "acme"), PageQuery),
     responses((status = 200, body = RepositoryNamePage), (status = 400, description = "bad parameters"),
         (status = 404, description = "no such registry")))]
 pub async fn names(c: Ctx<'_>) -> Result<Response<Body>> {
@@ -301,8 +301,8 @@ pub async fn names(c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// One repository.
 #[utoipa::path(get, path = "/registries/{name}/repositories/{repository}", operation_id = "getRepository", tag = "repositories",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded (`team%2Fapp`)")),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded (`team%2Fapp`)", example = "app")),
     responses((status = 200, body = RepositoryView), (status = 400, description = "malformed repository name"),
         (status = 404, description = "no such registry or repository")))]
 pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
@@ -314,8 +314,8 @@ pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
 /// Delete a repository: its manifests, tags and links go at once (one
 /// transaction); its blobs are left to garbage collection.
 #[utoipa::path(delete, path = "/registries/{name}/repositories/{repository}", operation_id = "deleteRepository", tag = "repositories",
-    params(("name" = String, Path, description = "registry name"),
-        ("repository" = String, Path, description = "repository name within the registry, URL-encoded")),
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app")),
     responses((status = 204, description = "deleted"), (status = 403, description = "read-only token"),
         (status = 404, description = "no such registry or repository")))]
 pub async fn delete(c: Ctx<'_>) -> Result<Response<Body>> {

@@ -493,7 +493,7 @@ pub async fn delete(c: Ctx<'_>) -> Result<Response<Body>> {
 /// registry. Use it as is with
 /// `kubectl create secret generic regcred --from-file=.dockerconfigjson=config.json --type=kubernetes.io/dockerconfigjson`.
 #[utoipa::path(post, path = "/registries/{name}/docker-credentials", operation_id = "createDockerCredentials", tag = "tokens",
-    params(("name" = String, Path, description = "registry name")), request_body = CreateCredentials,
+    params(("name" = String, Path, description = "registry name", example = "acme")), request_body = CreateCredentials,
     responses((status = 201, body = TokenWithSecret), (status = 400, description = "malformed name or expiry"),
         (status = 403, description = "read-only token"), (status = 404, description = "no such registry"),
         (status = 422, description = "a field of the wrong type or unknown")))]

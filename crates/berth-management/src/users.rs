@@ -136,7 +136,7 @@ impl Ctx<'_> {
 /// List a registry's users (registries hold few: read whole, then sorted
 /// and filtered).
 #[utoipa::path(get, path = "/registries/{name}/users", operation_id = "listUsers", tag = "users",
-    params(("name" = String, Path, description = "registry name"), UserQuery),
+    params(("name" = String, Path, description = "registry name", example = "acme"), UserQuery),
     responses((status = 200, body = UserPage), (status = 400, description = "bad parameters"),
         (status = 404, description = "no such registry")))]
 pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
@@ -192,7 +192,7 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// Create a user; the password is in this answer only.
 #[utoipa::path(post, path = "/registries/{name}/users", operation_id = "createUser", tag = "users",
-    params(("name" = String, Path, description = "registry name")), request_body = CreateUser,
+    params(("name" = String, Path, description = "registry name", example = "acme")), request_body = CreateUser,
     responses((status = 201, body = UserWithPassword), (status = 400, description = "malformed name or expiry"),
         (status = 403, description = "read-only token"), (status = 404, description = "no such registry"),
         (status = 409, description = "the user exists"), (status = 422, description = "a field of the wrong type or unknown")))]
@@ -227,7 +227,7 @@ pub async fn create(mut c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// One user.
 #[utoipa::path(get, path = "/registries/{name}/users/{user}", operation_id = "getUser", tag = "users",
-    params(("name" = String, Path, description = "registry name"), ("user" = String, Path, description = "user name")),
+    params(("name" = String, Path, description = "registry name", example = "acme"), ("user" = String, Path, description = "user name", example = "ci")),
     responses((status = 200, body = UserView), (status = 404, description = "no such registry or user")))]
 pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
     let (registry, name, rec) = c.user_param()?;
@@ -236,7 +236,7 @@ pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// Change a user's permission or expiry (at once on `/v2/`).
 #[utoipa::path(patch, path = "/registries/{name}/users/{user}", operation_id = "updateUser", tag = "users",
-    params(("name" = String, Path, description = "registry name"), ("user" = String, Path, description = "user name")),
+    params(("name" = String, Path, description = "registry name", example = "acme"), ("user" = String, Path, description = "user name", example = "ci")),
     request_body = UpdateUser,
     responses((status = 200, body = UserView), (status = 400, description = "malformed expiry"),
         (status = 403, description = "read-only token"), (status = 404, description = "no such user"),
@@ -268,7 +268,7 @@ pub async fn update(mut c: Ctx<'_>) -> Result<Response<Body>> {
 
 /// A new password, in this answer only; the old one stops working at once.
 #[utoipa::path(post, path = "/registries/{name}/users/{user}/reset-password", operation_id = "resetUserPassword", tag = "users",
-    params(("name" = String, Path, description = "registry name"), ("user" = String, Path, description = "user name")),
+    params(("name" = String, Path, description = "registry name", example = "acme"), ("user" = String, Path, description = "user name", example = "ci")),
     responses((status = 200, body = UserWithPassword), (status = 403, description = "read-only token"),
         (status = 404, description = "no such user")))]
 pub async fn reset_password(c: Ctx<'_>) -> Result<Response<Body>> {
@@ -295,7 +295,7 @@ pub async fn reset_password(c: Ctx<'_>) -> Result<Response<Body>> {
 /// Delete a user: its next `/v2/` request fails, with tokens issued to it
 /// before too.
 #[utoipa::path(delete, path = "/registries/{name}/users/{user}", operation_id = "deleteUser", tag = "users",
-    params(("name" = String, Path, description = "registry name"), ("user" = String, Path, description = "user name")),
+    params(("name" = String, Path, description = "registry name", example = "acme"), ("user" = String, Path, description = "user name", example = "ci")),
     responses((status = 204, description = "deleted"), (status = 403, description = "read-only token"),
         (status = 404, description = "no such user")))]
 pub async fn delete(c: Ctx<'_>) -> Result<Response<Body>> {
