@@ -318,7 +318,33 @@ fn registries_list_in_pages() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(rest, ["reg-5", "reg-6"]);
-    for bad in ["limit=0", "limit=1001", "limit=x"] {
+    // sorted by size (bytes used), by creation, searched, in both directions
+    push_image(&admin_client(), &s, "reg-3/app", "v1", "big one");
+    let names = |q: &str| -> Vec<String> {
+        let (st, p) = call(api(&s, a, M::GET, &format!("/registries?{q}")));
+        assert_eq!(st, 200, "{q}: {p}");
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("sort=-size&limit=1"), ["reg-3"]);
+    let (_, p) = call(api(&s, a, M::GET, "/registries/reg-3"));
+    assert!(p["bytesUsed"].as_i64().unwrap() > 1000, "{p}");
+    assert_eq!(names("sort=created&limit=2"), ["reg-0", "reg-1"]);
+    assert_eq!(names("sort=-created&limit=1&search=reg"), ["reg-6"]);
+    assert_eq!(names("search=g-4"), ["reg-4"]);
+    assert_eq!(names("sort=-name&offset=6"), ["reg-0", "other"]);
+    assert_eq!(names("sort=-created&limit=1"), ["other"]);
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "sort=colour",
+        "offset=10001",
+    ] {
         let (st, v) = call(api(&s, a, M::GET, &format!("/registries?{bad}")));
         assert_eq!(
             (st, v["code"].as_str()),

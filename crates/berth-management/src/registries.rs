@@ -160,9 +160,9 @@ enum RegistrySort {
 }
 
 /// List registries: by name (keyset pages), or sorted by `created` or
-/// `size` (at most 10000 read).
+/// `size`, or searched by a part of the name (at most 10000 read).
 #[utoipa::path(get, path = "/registries", operation_id = "listRegistries", tag = "registries",
-    params(PageQuery, SortQuery),
+    params(PageQuery, SortQuery, crate::repositories::RepoSearch),
     responses((status = 200, body = RegistryPage), (status = 400, description = "bad parameters, or too many to sort"), (status = 401)))]
 pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
     let q = c.page_query()?;
@@ -177,7 +177,8 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
             desc: false,
         },
     )?;
-    let keyset = sort.field == RegistrySort::Name && !sort.desc;
+    let search = c.text("search")?;
+    let keyset = sort.field == RegistrySort::Name && !sort.desc && search.is_none();
     let prefix = q.prefix.as_deref().unwrap_or("");
     // The registries in name order after `after` (at most `n`) that the
     // caller sees, and how many it sees in all (without a prefix).
@@ -241,17 +242,20 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
         if rows.len() > MAX_SORTED {
             return Err(too_many_to_sort("registries"));
         }
+        // (creation time, view): the view's time is to the second
         let mut all = Vec::with_capacity(rows.len());
         for (n, r) in rows {
-            all.push(c.view(&n, r)?);
+            if search.as_ref().is_none_or(|s| n.contains(s.as_str())) {
+                all.push((r.created_ms, c.view(&n, r)?));
+            }
         }
         match sort.field {
             RegistrySort::Name => {}
             RegistrySort::Created => {
-                all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)))
+                all.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.name.cmp(&b.1.name)))
             }
             RegistrySort::Size => {
-                all.sort_by(|a, b| a.bytes_used.cmp(&b.bytes_used).then(a.name.cmp(&b.name)))
+                all.sort_by(|a, b| (a.1.bytes_used, &a.1.name).cmp(&(b.1.bytes_used, &b.1.name)))
             }
         }
         if sort.desc {
@@ -259,7 +263,12 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
         }
         let n = all.len();
         let end = (q.offset + q.limit).min(n);
-        items = all.into_iter().skip(q.offset).take(q.limit).collect();
+        items = all
+            .into_iter()
+            .skip(q.offset)
+            .take(q.limit)
+            .map(|(_, v)| v)
+            .collect();
         next = (end < n).then(|| q.next_offset_link("/api/v1/registries", end));
     }
     Ok(json(StatusCode::OK, &RegistryPage { items, total, next }))

@@ -99,10 +99,10 @@ const REPO_SORTS: [(&str, RepoSort); 3] = [
     ("size", RepoSort::Size),
 ];
 
-/// `search` of a repository list.
+/// `search` of a list of names.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents what list reads
+#[allow(dead_code)] // documents what the lists read
 pub struct RepoSearch {
     /// Only names containing this (bounded: reads at most 10000 names).
     search: Option<String>,
