@@ -94,6 +94,23 @@ fn unavailable(what: impl std::fmt::Display) -> ApiError {
 
 impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> ApiError {
+        if let MetaError::OverQuota {
+            registry,
+            limit,
+            usage,
+            need,
+        } = &e
+        {
+            return ApiError::new(ErrorCode::Denied)
+                .message("storage limit reached")
+                .detail(json!({
+                    "registry": registry,
+                    "storageLimitBytes": limit,
+                    "usedBytes": usage,
+                    "neededBytes": need,
+                    "reason": e.to_string(),
+                }));
+        }
         if e.is_retryable() {
             unavailable(e)
         } else {

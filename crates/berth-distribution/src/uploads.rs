@@ -55,6 +55,17 @@ fn check_id(id: &str) -> Result<String> {
         .map_err(|_| unknown_upload(id))
 }
 
+/// Refuse a blob of `size` bytes the registry does not hold yet that would
+/// take it over its storage limit, before the bytes are read (the linking
+/// transaction checks again).
+async fn precheck_quota(s: &Inner, name: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+    let (registry, d) = (name.first_component().to_string(), digest.to_string());
+    s.meta
+        .run(move |m| m.check_quota(&registry, &d, size))
+        .await?;
+    Ok(())
+}
+
 fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
     match h.get(header::CONTENT_LENGTH) {
         None => Ok(None),
@@ -210,6 +221,9 @@ where
         // Monolithic upload: the whole blob in this request.
         let digest = crate::router::digest(d)?;
         let len = content_length(h)?;
+        if let Some(n) = len {
+            precheck_quota(s, name, &digest, n).await?;
+        }
         let id = uuid::Uuid::new_v4().to_string();
         s.blobs.create_upload(&id).await?;
         let mut state = SessionState::default();
@@ -314,6 +328,9 @@ where
     };
     let (mut guard, rec) = locked_session(s, name, &id).await?;
     let len = expected_len(h, name, &id, rec.offset)?;
+    if let Some(n) = len {
+        precheck_quota(s, name, &digest, rec.offset + n).await?;
+    }
     let mut offset = rec.offset;
     if len != Some(0) {
         offset = s

@@ -78,6 +78,9 @@ impl From<AdminError> for ManagementError {
             AdminError::NotFound(m) => Self::not_found(m),
             AdminError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             AdminError::NotEmpty(m) => Self::new(StatusCode::CONFLICT, "registry_not_empty", m),
+            AdminError::Meta(m @ berth_meta::MetaError::OverQuota { .. }) => {
+                Self::new(StatusCode::FORBIDDEN, "over_quota", m.to_string())
+            }
             AdminError::Meta(m) if m.is_retryable() => {
                 tracing::warn!(error = %m, "metadata store busy");
                 Self::new(

@@ -50,6 +50,8 @@ macro_rules! contract_suite {
             delete_repository_takes_everything,
             manifest_delete_refused_while_indexed,
             pulls_and_audit,
+            quota_charged_refused_and_released,
+            race_quota_never_overshoots,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1338,4 +1340,119 @@ pub fn pulls_and_audit(kv: impl KvStore) {
     assert_eq!(p.items.len(), 1);
     let rest = m.list_audit(&f, p.next.as_deref(), 100, 10_000).unwrap();
     assert_eq!(rest.items.len(), 2);
+}
+
+fn limited_registry(m: &Meta, name: &str, limit: u64) {
+    let mut r = RegistryRecord::new(format!("id-{name}"), Visibility::Private);
+    r.storage_limit = Some(limit);
+    assert!(m.create_registry(name, &r).unwrap());
+}
+
+fn over_quota<T: std::fmt::Debug>(r: Result<T, crate::MetaError>) -> bool {
+    matches!(r, Err(crate::MetaError::OverQuota { .. }))
+}
+
+/// A registry's usage is charged when a blob first enters it and when a
+/// manifest is stored, refused past the limit with nothing written, free
+/// for what the registry already holds, and released when the last link
+/// goes.
+pub fn quota_charged_refused_and_released(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    limited_registry(&m, "q", 100);
+    let (a, b, c) = (
+        Digest::sha256_of(b"qa"),
+        Digest::sha256_of(b"qb"),
+        Digest::sha256_of(b"qc"),
+    );
+    m.link_blob("q/one", &a, 60).unwrap();
+    assert!(over_quota(m.link_blob("q/one", &b, 41)), "60 + 41 > 100");
+    assert!(m.link("q/one", &b).unwrap().is_none(), "nothing written");
+    assert!(m.blob(&b).unwrap().is_none());
+    assert!(over_quota(m.check_quota("q", &b.to_string(), 41)));
+    m.check_quota("q", &a.to_string(), 1000).unwrap(); // already held: free
+    m.link_blob("q/one", &b, 30).unwrap();
+    assert_eq!(m.registry_usage("q").unwrap(), (90, 0));
+    // a blob the registry holds costs nothing in another repository
+    m.link_blob("q/two", &a, 60).unwrap();
+    assert!(over_quota(m.mount_blob("q/two", &c, None)) || m.blob(&c).unwrap().is_none());
+    m.link_blob("other/x", &c, 50).unwrap(); // other registries: unlimited
+    assert!(
+        over_quota(m.mount_blob("q/two", &c, Some("other/x"))),
+        "a mount is charged too"
+    );
+    // a manifest is charged its size
+    let man = Digest::sha256_of(b"qm");
+    let mut record = rec(berth_core::media_types::OCI_MANIFEST, None);
+    record.size = 11;
+    let put = |record: ManifestRecord| {
+        m.put_manifest(PutManifest {
+            repo: "q/one",
+            digest: &man,
+            record,
+            body: b"m",
+            tags: &["v1".to_string()],
+            referrer: None,
+            refs: vec![],
+            allow_missing: false,
+            by: "test",
+        })
+    };
+    assert!(over_quota(put(record.clone())), "90 + 11 > 100");
+    assert!(m.tag("q/one", "v1").unwrap().is_none());
+    record.size = 10;
+    put(record).unwrap().unwrap();
+    assert_eq!(m.registry_usage("q").unwrap(), (90, 10));
+    // released: only when the registry's last link to a blob goes
+    m.unlink_blob("q/one", &a).unwrap();
+    assert_eq!(m.registry_usage("q").unwrap().0, 90, "q/two still links a");
+    m.unlink_blob("q/two", &a).unwrap();
+    assert_eq!(m.registry_usage("q").unwrap().0, 30);
+    m.delete_manifest("q/one", &man, "test").unwrap();
+    assert_eq!(m.registry_usage("q").unwrap(), (30, 0));
+    m.link_blob("q/two", &c, 50).unwrap();
+    assert_eq!(m.registry_usage("q").unwrap(), (80, 0));
+}
+
+/// 32 writers linking distinct blobs into a registry near its limit: the
+/// usage never passes the limit, and it equals a recount from the links.
+pub fn race_quota_never_overshoots(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    limited_registry(&m, "r", 1000);
+    m.link_blob("r/base", &Digest::sha256_of(b"base"), 800)
+        .unwrap();
+    let start = Barrier::new(32);
+    let admitted = AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for t in 0..32u32 {
+            let (m, start, admitted) = (&m, &start, &admitted);
+            s.spawn(move || {
+                start.wait();
+                let d = Digest::sha256_of(format!("r{t}").as_bytes());
+                match m.link_blob(&format!("r/app{}", t % 4), &d, 7 + u64::from(t % 3)) {
+                    Ok(()) => {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(crate::MetaError::OverQuota { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            });
+        }
+    });
+    let (blobs, manifests) = m.registry_usage("r").unwrap();
+    assert!(blobs + manifests <= 1000, "usage {blobs} over the limit");
+    // recount from scratch: the distinct blobs linked in the registry
+    let mut seen = std::collections::BTreeMap::new();
+    for (k, v) in m.kv().scan(Cf::Links, b"r/", None, usize::MAX).unwrap() {
+        let rest = String::from_utf8(k).unwrap();
+        let (_, digest) = rest.split_once('\0').unwrap();
+        let l: crate::LinkRecord = serde_json::from_slice(&v).unwrap();
+        seen.insert(digest.to_string(), l.size);
+    }
+    assert_eq!(blobs, seen.values().sum::<u64>() as i64);
+    // 32 blobs of 7 to 9 bytes do not fit in the 200 left: some were
+    // refused, each when less room was left than its size, so less than 9
+    // is left now
+    let n = admitted.load(Ordering::Relaxed);
+    assert!(n > 0 && n < 32, "{n} admitted");
+    assert!(blobs > 1000 - 9, "left room: usage {blobs}");
 }

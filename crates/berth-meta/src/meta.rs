@@ -22,6 +22,15 @@ pub enum MetaError {
     Corrupt { cf: &'static str, reason: String },
     #[error("metadata task failed: {0}")]
     Task(String),
+    /// The change would take a registry over its storage limit. Nothing
+    /// was written.
+    #[error("registry {registry} is at {usage} of its {limit} bytes; {need} more would exceed its storage limit")]
+    OverQuota {
+        registry: String,
+        limit: u64,
+        usage: i64,
+        need: u64,
+    },
 }
 
 impl MetaError {
@@ -370,6 +379,7 @@ pub(crate) fn registry_link(
     let n = crate::kv::counter_value(tx.get(Cf::RegistryBlobs, &k)?.as_deref());
     let m = (n + delta).max(0);
     if n == 0 && m > 0 {
+        charge(tx, registry, size)?;
         tx.add(
             Cf::Counters,
             counter::registry_blob_bytes(registry),
@@ -386,6 +396,40 @@ pub(crate) fn registry_link(
         tx.delete(Cf::RegistryBlobs, k);
     } else {
         tx.put(Cf::RegistryBlobs, k, m.to_le_bytes().to_vec());
+    }
+    Ok(())
+}
+
+/// Charge `bytes` more to `registry`'s usage, or refuse with
+/// [`MetaError::OverQuota`] when that would exceed its storage limit. The
+/// usage counters are read with `get`: any other change to the usage
+/// commits before this one or makes it run again, so concurrent pushers
+/// can never overshoot the limit together. A registry without a limit
+/// reads nothing (its pushes do not conflict over its usage).
+pub(crate) fn charge(tx: &mut Tx<'_>, registry: &str, bytes: u64) -> Result<()> {
+    if bytes == 0 {
+        return Ok(());
+    }
+    let Some(limit) = tx
+        .peek_as::<crate::RegistryRecord>(Cf::Registries, registry.as_bytes())?
+        .and_then(|r| r.storage_limit)
+    else {
+        return Ok(());
+    };
+    let mut usage = 0;
+    for k in [
+        counter::registry_blob_bytes(registry),
+        counter::registry_manifest_bytes(registry),
+    ] {
+        usage += crate::kv::counter_value(tx.get(Cf::Counters, k.as_bytes())?.as_deref());
+    }
+    if usage.saturating_add(bytes as i64) > limit as i64 {
+        return Err(MetaError::OverQuota {
+            registry: registry.to_string(),
+            limit,
+            usage,
+            need: bytes,
+        });
     }
     Ok(())
 }
@@ -780,11 +824,19 @@ impl Meta {
                     // again.
                     record.pushed_ms = old.pushed_ms;
                     if old.size != record.size || old.kind() != record.kind() {
+                        charge(
+                            tx,
+                            registry_of(p.repo),
+                            record.size.saturating_sub(old.size),
+                        )?;
                         count_manifest(tx, p.repo, &old, -1);
                         count_manifest(tx, p.repo, &record, 1);
                     }
                 }
-                None => count_manifest(tx, p.repo, &record, 1),
+                None => {
+                    charge(tx, registry_of(p.repo), record.size)?;
+                    count_manifest(tx, p.repo, &record, 1)
+                }
             }
             tx.put(Cf::Manifests, mk, enc_manifest(&record, p.body));
             for tag in p.tags {

@@ -228,6 +228,21 @@ impl Meta {
         Ok(counter_value(self.kv().get(Cf::Counters, k)?.as_deref()))
     }
 
+    /// Refuse ([`MetaError::OverQuota`]) a blob of `bytes` that the
+    /// registry does not hold yet and that would take it over its limit: a
+    /// read, to refuse an upload before its bytes are sent. The charge
+    /// itself is checked again in the transaction that links the blob.
+    pub fn check_quota(&self, registry: &str, digest: &str, bytes: u64) -> Result<()> {
+        if self
+            .kv()
+            .get(Cf::RegistryBlobs, &key2(registry, digest))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        self.transact(|tx| crate::meta::charge(tx, registry, bytes))
+    }
+
     /// A registry's usage: deduplicated blob bytes and manifest bytes.
     pub fn registry_usage(&self, registry: &str) -> Result<(i64, i64)> {
         Ok((

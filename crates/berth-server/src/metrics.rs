@@ -19,6 +19,8 @@ pub struct Metrics {
     pub open_uploads: IntGauge,
     session_locks: IntGauge,
     stored: IntGaugeVec,
+    registry_used: IntGaugeVec,
+    registry_limit: IntGaugeVec,
     keys: GaugeVec,
     engine: GaugeVec,
     blob_ops: IntCounterVec,
@@ -98,6 +100,28 @@ impl Metrics {
             )
             .expect("metric"),
         );
+        let registry_used = reg(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "berth_registry_used_bytes",
+                    "Storage a registry uses, exactly: its distinct blobs once, plus its manifests",
+                ),
+                &["registry"],
+            )
+            .expect("metric"),
+        );
+        let registry_limit = reg(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "berth_registry_limit_bytes",
+                    "A registry's storage limit (registries without one are absent)",
+                ),
+                &["registry"],
+            )
+            .expect("metric"),
+        );
         let keys = reg(
             &r,
             GaugeVec::new(
@@ -156,6 +180,8 @@ impl Metrics {
             open_uploads,
             session_locks,
             stored,
+            registry_used,
+            registry_limit,
             keys,
             engine,
             blob_ops,
@@ -182,6 +208,22 @@ impl Metrics {
             }
             Err(e) => tracing::warn!(error = %e, "metrics: metadata figures unavailable"),
         }
+        match meta.run(registry_usage).await {
+            Ok(rows) => {
+                // Deleted registries go from the families.
+                self.registry_used.reset();
+                self.registry_limit.reset();
+                for (name, used, limit) in rows {
+                    self.registry_used.with_label_values(&[&name]).set(used);
+                    if let Some(l) = limit {
+                        self.registry_limit
+                            .with_label_values(&[&name])
+                            .set(l.min(i64::MAX as u64) as i64);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: registry usage unavailable"),
+        }
         self.session_locks
             .set(dist.blobs().session_entries() as i64);
         set_counters(&self.blob_ops, dist.blobs().op_counts().iter().copied());
@@ -192,6 +234,21 @@ impl Metrics {
             .expect("text encoding");
         buf
     }
+}
+
+/// Most registries a scrape reports usage for.
+const MAX_REGISTRIES: usize = 10_000;
+
+/// Each registry's usage and limit (two counter reads each).
+fn registry_usage(
+    m: &berth_meta::Meta,
+) -> Result<Vec<(String, i64, Option<u64>)>, berth_meta::MetaError> {
+    let mut out = Vec::new();
+    for (name, r) in m.list_registries(None, MAX_REGISTRIES)? {
+        let (blobs, manifests) = m.registry_usage(&name)?;
+        out.push((name, blobs + manifests, r.storage_limit));
+    }
+    Ok(out)
 }
 
 /// Counters whose values are kept elsewhere: set each child to its total.
