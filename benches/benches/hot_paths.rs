@@ -68,6 +68,7 @@ fn pages(c: &mut Criterion) {
         blobs: vec![],
         children: vec![],
         pushed_ms: 0,
+        rev: 0,
     };
     let mut g = c.benchmark_group("metadata");
     for n in [100usize, 10_000] {

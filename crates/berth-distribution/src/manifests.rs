@@ -171,6 +171,7 @@ where
         blobs: Vec::new(),
         children: Vec::new(),
         pushed_ms: now_millis(),
+        rev: 0,
     };
     let referrer = subject.clone().map(|sd| {
         (

@@ -52,6 +52,7 @@ macro_rules! contract_suite {
             pulls_and_audit,
             quota_charged_refused_and_released,
             race_quota_never_overshoots,
+            guard_rewrites_are_seen,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -320,6 +321,7 @@ fn rec(media_type: &str, subject: Option<&Digest>) -> ManifestRecord {
         blobs: vec![],
         children: vec![],
         pushed_ms: 1,
+        rev: 0,
     }
 }
 
@@ -1455,4 +1457,69 @@ pub fn race_quota_never_overshoots(kv: impl KvStore) {
     let n = admitted.load(Ordering::Relaxed);
     assert!(n > 0 && n < 32, "{n} admitted");
     assert!(blobs > 1000 - 9, "left room: usage {blobs}");
+}
+
+/// A writer that rewrites a guard key with the value it had (a push of the
+/// same manifest with a new tag; a push into a repository in the same
+/// millisecond) between another transaction's read of that key and its
+/// commit still makes that transaction retry: guard records change on
+/// every write. Forced here: the deleting transaction's first attempt
+/// waits for the push to commit.
+pub fn guard_rewrites_are_seen(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    let d = Digest::sha256_of(b"guarded");
+    put_m(&m, "g/r", &d, &["a"], vec![]).unwrap();
+    let mut attempts = 0;
+    m.transact(|tx| {
+        attempts += 1;
+        let found = crate::meta::remove_manifest(tx, "g/r", &d.to_string(), "test")?;
+        if attempts == 1 {
+            std::thread::scope(|s| {
+                s.spawn(|| put_m(&m, "g/r", &d, &["b"], vec![]).unwrap())
+                    .join()
+                    .unwrap()
+            });
+        }
+        Ok::<_, crate::MetaError>(found)
+    })
+    .unwrap();
+    assert!(attempts > 1, "the rewrite went unnoticed");
+    assert!(!m.manifest_exists("g/r", &d).unwrap());
+    for t in ["a", "b"] {
+        assert!(
+            m.tag("g/r", t).unwrap().is_none(),
+            "tag {t} points at a deleted manifest"
+        );
+    }
+    assert_eq!(m.repo_stats("g/r").unwrap().tags, 0);
+
+    // The repository record: a push into the repository while it is
+    // being deleted (in the same millisecond, the record's times alike).
+    let (b1, b2) = (Digest::sha256_of(b"g1"), Digest::sha256_of(b"g2"));
+    m.link_blob("g/s", &b1, 5).unwrap();
+    let mut attempts = 0;
+    m.transact(|tx| {
+        attempts += 1;
+        if tx.get(Cf::Repos, b"g/s")?.is_none() {
+            return Ok::<_, crate::MetaError>(());
+        }
+        for (k, _) in tx.scan(Cf::Links, b"g/s\0", None, usize::MAX)? {
+            tx.delete(Cf::Links, k);
+        }
+        tx.delete(Cf::Repos, b"g/s");
+        if attempts == 1 {
+            std::thread::scope(|s| {
+                s.spawn(|| m.link_blob("g/s", &b2, 6).unwrap())
+                    .join()
+                    .unwrap()
+            });
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(attempts > 1, "the push into the repository went unnoticed");
+    assert!(
+        m.link("g/s", &b2).unwrap().is_none(),
+        "a link left in a deleted repository"
+    );
 }

@@ -58,6 +58,18 @@ pub fn now_millis() -> u64 {
 pub struct RepoRecord {
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// Random, new on every write: the record guards everything in the
+    /// repository, so a rewrite must never look like no write to a
+    /// transaction that read it (see [`fresh_rev`]).
+    #[serde(default)]
+    pub rev: u64,
+}
+
+/// A value for a guard record's `rev`: random, so no write of a guard key
+/// ever leaves it as another transaction read it (conditions compare
+/// values; a write of the same value would go unnoticed).
+pub(crate) fn fresh_rev() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -104,6 +116,11 @@ pub struct ManifestRecord {
     #[serde(default)]
     pub children: Vec<String>,
     pub pushed_ms: u64,
+    /// Random, new on every write (set by [`Meta::put_manifest`]): the
+    /// record guards the tags pointing at the manifest, and a push of the
+    /// same manifest with another tag must change it.
+    #[serde(default)]
+    pub rev: u64,
 }
 
 impl ManifestRecord {
@@ -583,6 +600,7 @@ pub(crate) fn touch_repo(tx: &mut Tx<'_>, repo: &str, now: u64) -> Result<()> {
         &RepoRecord {
             created_ms,
             updated_ms: now,
+            rev: fresh_rev(),
         },
     );
     Ok(())
@@ -838,6 +856,7 @@ impl Meta {
                     count_manifest(tx, p.repo, &record, 1)
                 }
             }
+            record.rev = fresh_rev();
             tx.put(Cf::Manifests, mk, enc_manifest(&record, p.body));
             for tag in p.tags {
                 point_tag(tx, p.repo, tag, &d, now, p.by)?;

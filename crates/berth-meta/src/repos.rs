@@ -419,7 +419,8 @@ impl Meta {
             let Some(v) = tx.get(Cf::Manifests, &mk)? else {
                 return Ok(false);
             };
-            let (rec, body) = dec_manifest(&v)?;
+            let (mut rec, body) = dec_manifest(&v)?;
+            rec.rev = crate::meta::fresh_rev();
             tx.put(Cf::Manifests, mk, enc_manifest(&rec, &body));
             let now = crate::now_millis();
             point_tag(tx, repo, tag, digest, now, by)?;
