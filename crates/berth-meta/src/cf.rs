@@ -54,10 +54,13 @@ pub enum Cf {
     /// `{!ms:016x}{!seq:08x}{process:04x}` → [`crate::AuditRecord`]: changes made
     /// through the APIs, newest first.
     Audit,
+    /// `digest` → u64 LE ms: blobs whose records garbage collection has
+    /// removed and whose bytes it is deleting; a new record of one waits.
+    Deleting,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 19] = [
+    pub const ALL: [Cf; 20] = [
         Cf::Repos,
         Cf::Manifests,
         Cf::Tags,
@@ -77,6 +80,7 @@ impl Cf {
         Cf::TagHistory,
         Cf::PulledAt,
         Cf::Audit,
+        Cf::Deleting,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +104,7 @@ impl Cf {
             Cf::TagHistory => "tag_history",
             Cf::PulledAt => "pulled_at",
             Cf::Audit => "audit",
+            Cf::Deleting => "deleting",
         }
     }
 }

@@ -53,6 +53,9 @@ macro_rules! contract_suite {
             quota_charged_refused_and_released,
             race_quota_never_overshoots,
             guard_rewrites_are_seen,
+            gc_steps_keep_what_is_reached,
+            race_gc_unlink_vs_manifest_push,
+            race_gc_untagged_vs_tag_push,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1522,4 +1525,186 @@ pub fn guard_rewrites_are_seen(kv: impl KvStore) {
         m.link("g/s", &b2).unwrap().is_none(),
         "a link left in a deleted repository"
     );
+}
+
+/// Collection's steps delete only what nothing reaches and what is older
+/// than the grace; a blob being deleted cannot be recorded again until
+/// its bytes are gone.
+pub fn gc_steps_keep_what_is_reached(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    let (layer, loose, young) = (
+        Digest::sha256_of(b"gc-layer"),
+        Digest::sha256_of(b"gc-loose"),
+        Digest::sha256_of(b"gc-young"),
+    );
+    for (d, size) in [(&layer, 10), (&loose, 20)] {
+        m.link_blob("gc/r", d, size).unwrap();
+    }
+    let tagged = Digest::sha256_of(b"gc-tagged");
+    let child = Digest::sha256_of(b"gc-child");
+    let index = Digest::sha256_of(b"gc-index");
+    let orphan = Digest::sha256_of(b"gc-orphan");
+    put_m(&m, "gc/r", &tagged, &["v1"], vec![blob_ref(&layer, 10)]).unwrap();
+    put_m(&m, "gc/r", &child, &[], vec![blob_ref(&layer, 10)]).unwrap();
+    put_m(
+        &m,
+        "gc/r",
+        &index,
+        &["multi"],
+        vec![Ref::Manifest {
+            digest: child.clone(),
+        }],
+    )
+    .unwrap();
+    put_m(&m, "gc/r", &orphan, &[], vec![blob_ref(&loose, 20)]).unwrap();
+    let later = crate::now_millis() + 1000;
+    m.link_blob("gc/r", &young, 5).unwrap();
+
+    // manifests: only the untagged one nothing reaches
+    for d in [&tagged, &child, &index] {
+        assert_eq!(
+            m.gc_delete_untagged("gc/r", &d.to_string(), later, false, "gc")
+                .unwrap(),
+            None,
+            "{d}"
+        );
+    }
+    assert_eq!(
+        m.gc_delete_untagged("gc/r", &orphan.to_string(), 0, false, "gc")
+            .unwrap(),
+        None,
+        "younger than the grace"
+    );
+    assert_eq!(
+        m.gc_delete_untagged("gc/r", &orphan.to_string(), later, true, "gc")
+            .unwrap(),
+        Some(3),
+        "dry run"
+    );
+    assert!(m.manifest_exists("gc/r", &orphan).unwrap());
+    assert_eq!(
+        m.gc_delete_untagged("gc/r", &orphan.to_string(), later, false, "gc")
+            .unwrap(),
+        Some(3)
+    );
+    assert!(!m.manifest_exists("gc/r", &orphan).unwrap());
+    // links: loose is no longer referenced; layer is; young is too young
+    assert_eq!(
+        m.gc_unlink_unreferenced("gc/r", &layer.to_string(), later, false)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        m.gc_unlink_unreferenced("gc/r", &young.to_string(), 0, false)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        m.gc_unlink_unreferenced("gc/r", &loose.to_string(), later, false)
+            .unwrap(),
+        Some(20)
+    );
+    assert!(m.link("gc/r", &loose).unwrap().is_none());
+    assert_eq!(m.repo_stats("gc/r").unwrap().bytes, 15);
+    // blobs: loose is linked nowhere now
+    let gen = m.blob(&loose).unwrap().unwrap().generation;
+    assert_eq!(
+        m.gc_blob_begin(
+            &layer.to_string(),
+            m.blob(&layer).unwrap().unwrap().generation,
+            later
+        )
+        .unwrap(),
+        None,
+        "linked"
+    );
+    assert_eq!(
+        m.gc_blob_begin(&loose.to_string(), gen + 1, later).unwrap(),
+        None,
+        "a newer generation"
+    );
+    assert_eq!(
+        m.gc_blob_begin(&loose.to_string(), gen, later).unwrap(),
+        Some(20)
+    );
+    assert!(m.blob(&loose).unwrap().is_none());
+    assert_eq!(m.gc_deleting(None, 10).unwrap(), vec![loose.to_string()]);
+    // a new upload of it waits while the bytes are being deleted
+    assert!(matches!(
+        m.link_blob("gc/other", &loose, 20),
+        Err(crate::MetaError::BlobBeingDeleted(_))
+    ));
+    m.gc_blob_end(&loose.to_string()).unwrap();
+    m.link_blob("gc/other", &loose, 20).unwrap();
+    assert_eq!(m.gc_deleting(None, 10).unwrap(), Vec::<String>::new());
+    // the listings collection walks
+    assert_eq!(m.list_links(None, 100).unwrap().len(), 3);
+    assert_eq!(m.list_blobs(None, 100).unwrap().len(), 3);
+}
+
+/// Collection unlinking an unreferenced blob while a manifest referencing
+/// it is pushed: a stored manifest always has its blobs linked.
+pub fn race_gc_unlink_vs_manifest_push(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    for round in 0..40 {
+        let d = Digest::sha256_of(format!("gcr blob {round}").as_bytes());
+        let man = Digest::sha256_of(format!("gcr manifest {round}").as_bytes());
+        m.link_blob("gcr/r", &d, 4).unwrap();
+        let later = crate::now_millis() + 1000;
+        let start = Barrier::new(2);
+        let (pushed, unlinked) = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                start.wait();
+                put_m(&m, "gcr/r", &man, &[], vec![blob_ref(&d, 4)])
+            });
+            let b = s.spawn(|| {
+                start.wait();
+                m.gc_unlink_unreferenced("gcr/r", &d.to_string(), later, false)
+                    .unwrap()
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let stored = m.manifest_exists("gcr/r", &man).unwrap();
+        let linked = m.link("gcr/r", &d).unwrap().is_some();
+        assert_eq!(stored, pushed.is_ok(), "round {round}");
+        assert!(
+            !stored || linked,
+            "round {round}: a stored manifest lost its blob"
+        );
+        assert!(
+            stored || unlinked.is_some(),
+            "round {round}: one of them wins"
+        );
+    }
+}
+
+/// Collection deleting an untagged manifest while a push tags it: a tag
+/// always points at a stored manifest.
+pub fn race_gc_untagged_vs_tag_push(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    for round in 0..40 {
+        let man = Digest::sha256_of(format!("gct {round}").as_bytes());
+        put_m(&m, "gct/r", &man, &[], vec![]).unwrap();
+        let later = crate::now_millis() + 1000;
+        let tag = format!("t{round}");
+        let start = Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                start.wait();
+                put_m(&m, "gct/r", &man, &[tag.as_str()], vec![]).unwrap();
+            });
+            s.spawn(|| {
+                start.wait();
+                m.gc_delete_untagged("gct/r", &man.to_string(), later, false, "gc")
+                    .unwrap();
+            });
+        });
+        if let Some(t) = m.tag("gct/r", &tag).unwrap() {
+            assert_eq!(t.digest, man.to_string());
+            assert!(
+                m.manifest_exists("gct/r", &man).unwrap(),
+                "round {round}: a tag on a deleted manifest"
+            );
+        }
+    }
 }

@@ -18,6 +18,7 @@
 //! the moment something becomes visible.
 
 pub mod cf;
+mod gc;
 mod kv;
 mod mem;
 mod meta;

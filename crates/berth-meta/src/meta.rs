@@ -22,6 +22,10 @@ pub enum MetaError {
     Corrupt { cf: &'static str, reason: String },
     #[error("metadata task failed: {0}")]
     Task(String),
+    /// Garbage collection is deleting this blob's bytes: a new record of it
+    /// must wait until that is done (and the bytes be checked again).
+    #[error("blob {0} is being deleted by garbage collection; try again")]
+    BlobBeingDeleted(String),
     /// The change would take a registry over its storage limit. Nothing
     /// was written.
     #[error("registry {registry} is at {usage} of its {limit} bytes; {need} more would exceed its storage limit")]
@@ -39,7 +43,7 @@ impl MetaError {
     pub fn is_retryable(&self) -> bool {
         match self {
             MetaError::Kv(e) => e.is_retryable(),
-            MetaError::Contended(_) => true,
+            MetaError::Contended(_) | MetaError::BlobBeingDeleted(_) => true,
             _ => false,
         }
     }
@@ -629,6 +633,11 @@ fn add_link(
             b
         }
         (None, Some(size)) => {
+            // Bytes garbage collection is deleting cannot become a blob
+            // again until it is done (gc.rs).
+            if tx.get(Cf::Deleting, d.as_bytes())?.is_some() {
+                return Err(MetaError::BlobBeingDeleted(d));
+            }
             tx.add(Cf::Counters, counter::BLOBS, 1);
             tx.add(Cf::Counters, counter::BLOB_BYTES, size as i64);
             BlobRecord {

@@ -1,0 +1,202 @@
+//! Garbage collection's steps, each one transaction that re-checks its
+//! candidate and deletes it, so collection runs online: pushes and pulls go
+//! on, and a push racing a step makes one of the two retry.
+//!
+//! - [`Meta::gc_delete_untagged`]: a manifest no tag, index or live
+//!   subject reaches.
+//! - [`Meta::gc_unlink_unreferenced`]: a link no manifest of its
+//!   repository references.
+//! - [`Meta::gc_blob_begin`] / [`Meta::gc_blob_end`]: a blob no repository
+//!   links — its record goes, a marker stays while the caller deletes the
+//!   bytes (a new upload of the digest waits for it, `meta.rs` `add_link`).
+//!
+//! Each step reads the repository record with `get`: every change in a
+//! repository rewrites it (with a fresh `rev`), so a push into the
+//! repository between the step's reads and its commit makes it retry and
+//! see the push. Candidates younger than the caller's grace are kept
+//! (uploads and pushes in flight).
+
+use crate::cf::Cf;
+use crate::meta::{
+    counter, dec, dec_manifest, key2, prefix2, registry_link, remove_manifest, BlobRecord,
+    LinkRecord, Meta, MetaError, REF_MANIFEST,
+};
+use crate::tx::Tx;
+
+type Result<T> = std::result::Result<T, MetaError>;
+
+/// Whether the repository exists, read as the guard of everything in it.
+fn guard(tx: &mut Tx<'_>, repo: &str) -> Result<bool> {
+    Ok(tx.get(Cf::Repos, repo.as_bytes())?.is_some())
+}
+
+impl Meta {
+    /// Delete manifest `digest` of `repo` if it was pushed before
+    /// `pushed_before_ms` and nothing reaches it: no tag, no index of the
+    /// repository listing it, no stored subject it refers to. Returns its
+    /// size when deleted (with `dry_run`, what would be).
+    pub fn gc_delete_untagged(
+        &self,
+        repo: &str,
+        digest: &str,
+        pushed_before_ms: u64,
+        dry_run: bool,
+        by: &str,
+    ) -> Result<Option<u64>> {
+        self.transact(|tx| {
+            if !guard(tx, repo)? {
+                return Ok(None);
+            }
+            let Some(v) = tx.get(Cf::Manifests, &key2(repo, digest))? else {
+                return Ok(None);
+            };
+            let (rec, _) = dec_manifest(&v)?;
+            if rec.pushed_ms >= pushed_before_ms
+                || !tx
+                    .scan(Cf::TagsByDigest, &prefix2(repo, digest), None, 1)?
+                    .is_empty()
+                || tx
+                    .scan(Cf::Refs, &prefix2(repo, digest), None, usize::MAX)?
+                    .iter()
+                    .any(|(_, kind)| kind == REF_MANIFEST)
+            {
+                return Ok(None);
+            }
+            if let Some(subject) = &rec.subject {
+                if tx.get(Cf::Manifests, &key2(repo, subject))?.is_some() {
+                    return Ok(None);
+                }
+            }
+            if !dry_run {
+                remove_manifest(tx, repo, digest, by)?;
+            }
+            Ok(Some(rec.size))
+        })
+    }
+
+    /// Remove `repo`'s link to `digest` if it was made before
+    /// `linked_before_ms` and no manifest of the repository references the
+    /// blob. Returns the link's size when removed (with `dry_run`, what
+    /// would be).
+    pub fn gc_unlink_unreferenced(
+        &self,
+        repo: &str,
+        digest: &str,
+        linked_before_ms: u64,
+        dry_run: bool,
+    ) -> Result<Option<u64>> {
+        self.transact(|tx| {
+            if !guard(tx, repo)? {
+                return Ok(None);
+            }
+            let lk = key2(repo, digest);
+            let Some(link) = tx.get_as::<LinkRecord>(Cf::Links, &lk)? else {
+                return Ok(None);
+            };
+            if link.linked_ms >= linked_before_ms
+                || !tx
+                    .scan(Cf::Refs, &prefix2(repo, digest), None, 1)?
+                    .is_empty()
+            {
+                return Ok(None);
+            }
+            if !dry_run {
+                tx.delete(Cf::Links, lk);
+                tx.delete(Cf::BlobRepos, key2(digest, repo));
+                tx.add(
+                    Cf::Counters,
+                    counter::repo(repo, counter::REPO_BYTES),
+                    -(link.size as i64),
+                );
+                registry_link(tx, repo, digest, link.size, -1)?;
+            }
+            Ok(Some(link.size))
+        })
+    }
+
+    /// Remove the record of a blob no repository links, created before
+    /// `created_before_ms`, provided nothing linked it since its generation
+    /// was `generation`, and mark it as being deleted. Returns its size
+    /// when removed: the caller deletes the bytes, then calls
+    /// [`Meta::gc_blob_end`].
+    pub fn gc_blob_begin(
+        &self,
+        digest: &str,
+        generation: u64,
+        created_before_ms: u64,
+    ) -> Result<Option<u64>> {
+        self.transact(|tx| {
+            let Some(b) = tx.get_as::<BlobRecord>(Cf::Blobs, digest.as_bytes())? else {
+                return Ok(None);
+            };
+            if b.generation != generation
+                || b.created_ms >= created_before_ms
+                || !tx
+                    .scan(Cf::BlobRepos, &crate::meta::prefix1(digest), None, 1)?
+                    .is_empty()
+            {
+                return Ok(None);
+            }
+            tx.delete(Cf::Blobs, digest.as_bytes());
+            tx.add(Cf::Counters, counter::BLOBS, -1);
+            tx.add(Cf::Counters, counter::BLOB_BYTES, -(b.size as i64));
+            tx.put(
+                Cf::Deleting,
+                digest.as_bytes(),
+                crate::now_millis().to_le_bytes().to_vec(),
+            );
+            Ok(Some(b.size))
+        })
+    }
+
+    /// The blob's bytes are gone: new uploads of it may be recorded again.
+    pub fn gc_blob_end(&self, digest: &str) -> Result<()> {
+        self.transact(|tx| {
+            tx.delete(Cf::Deleting, digest.as_bytes());
+            Ok(())
+        })
+    }
+
+    /// Blobs whose bytes a collection was deleting when it stopped (a crash
+    /// between `gc_blob_begin` and `gc_blob_end`): the next run finishes
+    /// them. In digest order, after `after`, at most `n`.
+    pub fn gc_deleting(&self, after: Option<&str>, n: usize) -> Result<Vec<String>> {
+        self.kv()
+            .scan(Cf::Deleting, b"", after.map(str::as_bytes), n)?
+            .into_iter()
+            .map(|(k, _)| crate::meta::utf8(Cf::Deleting, k))
+            .collect()
+    }
+
+    /// Blob records in digest order, after `after`, at most `n`.
+    pub fn list_blobs(&self, after: Option<&str>, n: usize) -> Result<Vec<(String, BlobRecord)>> {
+        self.kv()
+            .scan(Cf::Blobs, b"", after.map(str::as_bytes), n)?
+            .into_iter()
+            .map(|(k, v)| Ok((crate::meta::utf8(Cf::Blobs, k)?, dec(Cf::Blobs, &v)?)))
+            .collect()
+    }
+
+    /// Links of every repository, in (repository, digest) order, after the
+    /// key `after` (`repo \0 digest`), at most `n`: (repository, digest,
+    /// record).
+    pub fn list_links(
+        &self,
+        after: Option<(&str, &str)>,
+        n: usize,
+    ) -> Result<Vec<(String, String, LinkRecord)>> {
+        let after = after.map(|(r, d)| key2(r, d));
+        self.kv()
+            .scan(Cf::Links, b"", after.as_deref(), n)?
+            .into_iter()
+            .map(|(k, v)| {
+                let s = crate::meta::utf8(Cf::Links, k)?;
+                let (r, d) = s.split_once('\0').ok_or_else(|| MetaError::Corrupt {
+                    cf: Cf::Links.name(),
+                    reason: "a key without a separator".into(),
+                })?;
+                Ok((r.to_string(), d.to_string(), dec(Cf::Links, &v)?))
+            })
+            .collect()
+    }
+}
