@@ -168,6 +168,32 @@ impl Meta {
             .collect()
     }
 
+    /// A blob's record by its digest's text.
+    pub fn blob_by_str(&self, digest: &str) -> Result<Option<BlobRecord>> {
+        self.get(Cf::Blobs, digest.as_bytes())
+    }
+
+    /// A repository's links in digest order, after `after`, at most `n`.
+    pub fn repo_links(
+        &self,
+        repo: &str,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<(String, LinkRecord)>> {
+        let p = crate::meta::prefix1(repo);
+        let after = after.map(|a| key2(repo, a));
+        self.kv()
+            .scan(Cf::Links, &p, after.as_deref(), n)?
+            .into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    crate::meta::utf8(Cf::Links, k[p.len()..].to_vec())?,
+                    dec(Cf::Links, &v)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Blob records in digest order, after `after`, at most `n`.
     pub fn list_blobs(&self, after: Option<&str>, n: usize) -> Result<Vec<(String, BlobRecord)>> {
         self.kv()

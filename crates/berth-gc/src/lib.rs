@@ -1,0 +1,524 @@
+//! Online garbage collection: walk the metadata store and apply its
+//! transactional steps (`berth-meta/src/gc.rs`), then delete the bytes of
+//! the blobs they removed. Nothing is paused: each step re-checks its
+//! candidate in the transaction that deletes it, and candidates younger
+//! than the grace are kept, so pushes and pulls go on during a run.
+//!
+//! Phases: (1) with `delete_untagged`, manifests nothing reaches (repeated
+//! while a pass deletes some: an index's children become unreachable with
+//! it); (2) links no manifest references; (3) for the instance, blobs no
+//! repository links — their records, then their bytes (a marker keeps a
+//! new upload of the digest waiting meanwhile; markers a crash left are
+//! finished first). A registry-scoped run deletes the bytes only of blobs
+//! its own unlinking left unlinked everywhere.
+//!
+//! No HTTP here: the server schedules runs and the management API starts
+//! and reports them.
+
+use berth_core::Digest;
+use berth_meta::{Meta, MetaError};
+use berth_storage::BlobStore;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// What a run does.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only this registry's repositories (`None`: the instance).
+    pub registry: Option<String>,
+    /// Delete manifests no tag, index or stored subject reaches.
+    pub delete_untagged: bool,
+    /// Count what would go; delete nothing.
+    pub dry_run: bool,
+    /// Keep what was pushed, linked or created less than this long ago.
+    pub grace_ms: u64,
+}
+
+/// What a run did (or, dry, would do).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub manifests_deleted: u64,
+    pub manifest_bytes: u64,
+    pub links_removed: u64,
+    pub blobs_deleted: u64,
+    /// Bytes of the deleted blobs: what the object store got back.
+    pub bytes_freed: u64,
+    /// Items a step could not settle (left for the next run).
+    pub errors: Vec<String>,
+}
+
+/// Where a run is, for the API to show while it runs; and its cancel flag.
+#[derive(Debug, Default)]
+pub struct Progress {
+    phase: AtomicU8,
+    seen: AtomicU64,
+    cancelled: AtomicBool,
+}
+
+/// The phase names, in order.
+pub const PHASES: [&str; 4] = ["starting", "manifests", "links", "blobs"];
+
+impl Progress {
+    pub fn phase(&self) -> &'static str {
+        PHASES[(self.phase.load(Ordering::Relaxed) as usize).min(PHASES.len() - 1)]
+    }
+
+    /// Candidates looked at so far.
+    pub fn seen(&self) -> u64 {
+        self.seen.load(Ordering::Relaxed)
+    }
+
+    /// Ask the run to stop at its next candidate.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    fn enter(&self, phase: usize) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    fn saw(&self) {
+        self.seen.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("cancelled")]
+    Cancelled(Report),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// Rows read per page of every walk.
+const PAGE: usize = 1000;
+/// Most passes over the manifests (each deletes what the last one freed).
+const MAX_PASSES: usize = 8;
+
+/// The collector over one metadata store and blob store. Cheap to clone.
+#[derive(Clone)]
+pub struct Collector {
+    meta: Meta,
+    blobs: Arc<BlobStore>,
+}
+
+impl Collector {
+    pub fn new(meta: Meta, blobs: Arc<BlobStore>) -> Collector {
+        Collector { meta, blobs }
+    }
+
+    /// One run with `o`, reporting into `p`.
+    pub async fn run(&self, o: &Options, p: &Progress) -> Result<Report, GcError> {
+        let cutoff = berth_meta::now_millis().saturating_sub(o.grace_ms);
+        let mut r = Report::default();
+        let prefix = o
+            .registry
+            .as_ref()
+            .map(|g| format!("{g}/"))
+            .unwrap_or_default();
+        let repos = self.repos(&prefix).await?;
+        if o.delete_untagged {
+            p.enter(1);
+            for _ in 0..MAX_PASSES {
+                let before = r.manifests_deleted;
+                for repo in &repos {
+                    self.manifests(repo, cutoff, o.dry_run, p, &mut r).await?;
+                }
+                if o.dry_run || r.manifests_deleted == before {
+                    break;
+                }
+            }
+        }
+        p.enter(2);
+        let mut unlinked = Vec::new();
+        for repo in &repos {
+            self.links(repo, cutoff, o.dry_run, p, &mut r, &mut unlinked)
+                .await?;
+        }
+        p.enter(3);
+        if o.registry.is_none() {
+            self.finish_deleting(o.dry_run, &mut r).await?;
+            let mut after: Option<String> = None;
+            loop {
+                let a = after.clone();
+                let page = self
+                    .meta
+                    .run(move |m| m.list_blobs(a.as_deref(), PAGE))
+                    .await?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                for (d, b) in page {
+                    self.blob(&d, b.generation, cutoff, o.dry_run, p, &mut r)
+                        .await?;
+                }
+            }
+        } else {
+            for d in unlinked {
+                let dd = d.clone();
+                if let Some(b) = self.meta.run(move |m| m.blob_by_str(&dd)).await? {
+                    self.blob(&d, b.generation, cutoff, o.dry_run, p, &mut r)
+                        .await?;
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    async fn repos(&self, prefix: &str) -> Result<Vec<String>, GcError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (pre, a) = (prefix.to_string(), after.clone());
+            let page = self
+                .meta
+                .run(move |m| m.list_repos_with_prefix(&pre, a.as_deref(), PAGE))
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            out.extend(page.into_iter().map(|(n, _)| n));
+        }
+        Ok(out)
+    }
+
+    async fn manifests(
+        &self,
+        repo: &str,
+        cutoff: u64,
+        dry: bool,
+        p: &Progress,
+        r: &mut Report,
+    ) -> Result<(), GcError> {
+        let mut after: Option<String> = None;
+        loop {
+            let (rp, a) = (repo.to_string(), after.clone());
+            let page = self
+                .meta
+                .run(move |m| m.list_manifests(&rp, "", a.as_deref(), PAGE))
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (d, _) in page {
+                check(p, r)?;
+                p.saw();
+                let rp = repo.to_string();
+                match self
+                    .meta
+                    .run(move |m| m.gc_delete_untagged(&rp, &d, cutoff, dry, "gc"))
+                    .await
+                {
+                    Ok(Some(size)) => {
+                        r.manifests_deleted += 1;
+                        r.manifest_bytes += size;
+                    }
+                    Ok(None) => {}
+                    Err(e) => r.errors.push(format!("manifest {repo}: {e}")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn links(
+        &self,
+        repo: &str,
+        cutoff: u64,
+        dry: bool,
+        p: &Progress,
+        r: &mut Report,
+        unlinked: &mut Vec<String>,
+    ) -> Result<(), GcError> {
+        let mut after: Option<String> = None;
+        loop {
+            let (rp, a) = (repo.to_string(), after.clone());
+            let page = self
+                .meta
+                .run(move |m| m.repo_links(&rp, a.as_deref(), PAGE))
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (d, _) in page {
+                check(p, r)?;
+                p.saw();
+                let (rp, dd) = (repo.to_string(), d.clone());
+                match self
+                    .meta
+                    .run(move |m| m.gc_unlink_unreferenced(&rp, &dd, cutoff, dry))
+                    .await
+                {
+                    Ok(Some(_)) => {
+                        r.links_removed += 1;
+                        unlinked.push(d);
+                    }
+                    Ok(None) => {}
+                    Err(e) => r.errors.push(format!("link {repo}@{d}: {e}")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete a blob no repository links: its record (re-checked), then
+    /// its bytes, then the marker.
+    async fn blob(
+        &self,
+        d: &str,
+        generation: u64,
+        cutoff: u64,
+        dry: bool,
+        p: &Progress,
+        r: &mut Report,
+    ) -> Result<(), GcError> {
+        check(p, r)?;
+        p.saw();
+        let dd = d.to_string();
+        if dry {
+            let linked = self
+                .meta
+                .run(move |m| {
+                    let dg = Digest::parse(&dd).map_err(|e| MetaError::Corrupt {
+                        cf: "blobs",
+                        reason: e.to_string(),
+                    })?;
+                    Ok(!m.blob_repos(&dg, None, 1)?.is_empty()
+                        || m.blob(&dg)?.is_none_or(|b| b.created_ms >= cutoff))
+                })
+                .await?;
+            if !linked {
+                r.blobs_deleted += 1;
+                let dd = d.to_string();
+                if let Some(b) = self.meta.run(move |m| m.blob_by_str(&dd)).await? {
+                    r.bytes_freed += b.size;
+                }
+            }
+            return Ok(());
+        }
+        match self
+            .meta
+            .run(move |m| m.gc_blob_begin(&dd, generation, cutoff))
+            .await
+        {
+            Ok(Some(size)) => {
+                if let Err(e) = self.delete_bytes(d).await {
+                    r.errors.push(e);
+                    return Ok(());
+                }
+                r.blobs_deleted += 1;
+                r.bytes_freed += size;
+            }
+            Ok(None) => {}
+            Err(e) => r.errors.push(format!("blob {d}: {e}")),
+        }
+        Ok(())
+    }
+
+    /// Delete a blob's bytes and lift its marker.
+    async fn delete_bytes(&self, d: &str) -> Result<(), String> {
+        let dg = Digest::parse(d).map_err(|e| format!("blob {d}: {e}"))?;
+        match self.blobs.delete(&dg).await {
+            Ok(()) | Err(berth_storage::StorageError::NotFound) => {}
+            Err(e) => return Err(format!("blob {d}: bytes not deleted: {e}")),
+        }
+        let dd = d.to_string();
+        self.meta
+            .run(move |m| m.gc_blob_end(&dd))
+            .await
+            .map_err(|e| format!("blob {d}: marker: {e}"))
+    }
+
+    /// Blobs a stopped run was deleting: delete their bytes, lift markers.
+    async fn finish_deleting(&self, dry: bool, r: &mut Report) -> Result<(), GcError> {
+        if dry {
+            return Ok(());
+        }
+        loop {
+            let page = self.meta.run(|m| m.gc_deleting(None, PAGE)).await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            let n = page.len();
+            let mut failed = 0;
+            for d in page {
+                if let Err(e) = self.delete_bytes(&d).await {
+                    r.errors.push(e);
+                    failed += 1;
+                }
+            }
+            if failed == n {
+                return Ok(()); // nothing moves: leave them for the next run
+            }
+        }
+    }
+}
+
+fn check(p: &Progress, r: &Report) -> Result<(), GcError> {
+    if p.is_cancelled() {
+        Err(GcError::Cancelled(r.clone()))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_meta::{ManifestRecord, MemStore, PutManifest, Ref};
+    use berth_storage::{SessionState, Then};
+
+    async fn store_blob(blobs: &BlobStore, meta: &Meta, repo: &str, data: &[u8]) -> Digest {
+        let d = Digest::sha256_of(data);
+        let id = format!("u-{}", &d.to_string()[7..19]);
+        blobs.create_upload(&id).await.unwrap();
+        let mut st = SessionState::default();
+        let body = futures::stream::iter(vec![Ok::<_, String>(bytes::Bytes::from(data.to_vec()))]);
+        let n = blobs
+            .append(&id, &mut st, 0, body, Some(data.len() as u64), Then::Commit)
+            .await
+            .unwrap();
+        blobs.commit(&id, &mut st, n, &d).await.unwrap();
+        meta.link_blob(repo, &d, n).unwrap();
+        d
+    }
+
+    fn put(
+        meta: &Meta,
+        repo: &str,
+        name: &[u8],
+        tags: &[&str],
+        blobs: &[(&Digest, u64)],
+    ) -> Digest {
+        let d = Digest::sha256_of(name);
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        meta.put_manifest(PutManifest {
+            repo,
+            digest: &d,
+            record: ManifestRecord {
+                media_type: berth_core::media_types::OCI_MANIFEST.into(),
+                size: name.len() as u64,
+                artifact_type: None,
+                subject: None,
+                config_media_type: None,
+                blobs: vec![],
+                children: vec![],
+                pushed_ms: 0,
+                rev: 0,
+            },
+            body: name,
+            tags: &tags,
+            referrer: None,
+            refs: blobs
+                .iter()
+                .map(|(d, size)| Ref::Blob {
+                    digest: (*d).clone(),
+                    size: *size,
+                })
+                .collect(),
+            allow_missing: false,
+            by: "test",
+        })
+        .unwrap()
+        .unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn collects_what_nothing_reaches_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Arc::new(BlobStore::local(dir.path()).unwrap());
+        let meta = Meta::new(MemStore::new());
+        let kept = store_blob(&blobs, &meta, "g/app", b"kept layer").await;
+        let loose = store_blob(&blobs, &meta, "g/app", b"loose layer").await;
+        let shared = store_blob(&blobs, &meta, "g/app", b"shared layer").await;
+        meta.link_blob("h/app", &shared, 12).unwrap();
+        put(&meta, "h/app", b"in h", &["v1"], &[(&shared, 12)]);
+        put(&meta, "g/app", b"tagged", &["v1"], &[(&kept, 10)]);
+        let untagged = put(
+            &meta,
+            "g/app",
+            b"untagged",
+            &[],
+            &[(&loose, 11), (&shared, 12)],
+        );
+        let gc = Collector::new(meta.clone(), blobs.clone());
+        let p = Progress::default();
+
+        // dry: what would go; nothing goes
+        let o = Options {
+            delete_untagged: true,
+            dry_run: true,
+            ..Default::default()
+        };
+        let dry = gc.run(&o, &p).await.unwrap();
+        assert_eq!((dry.manifests_deleted, dry.links_removed), (1, 0));
+        assert!(meta.manifest_exists("g/app", &untagged).unwrap());
+
+        let o = Options {
+            delete_untagged: true,
+            ..Default::default()
+        };
+        let r = gc.run(&o, &Progress::default()).await.unwrap();
+        assert_eq!(r.errors, Vec::<String>::new());
+        assert_eq!((r.manifests_deleted, r.manifest_bytes), (1, 8));
+        // loose and shared unlinked from g/app; loose linked nowhere: gone
+        assert_eq!(
+            (r.links_removed, r.blobs_deleted, r.bytes_freed),
+            (2, 1, 11)
+        );
+        assert!(!meta.manifest_exists("g/app", &untagged).unwrap());
+        assert_eq!(blobs.stat(&loose).await.unwrap(), None, "bytes deleted");
+        assert!(meta.blob(&loose).unwrap().is_none());
+        assert_eq!(blobs.stat(&kept).await.unwrap(), Some(10));
+        assert_eq!(
+            blobs.stat(&shared).await.unwrap(),
+            Some(12),
+            "h/app links it"
+        );
+        assert!(meta.link("h/app", &shared).unwrap().is_some());
+        assert!(meta.gc_deleting(None, 10).unwrap().is_empty());
+        // a second run finds nothing
+        let again = gc.run(&o, &Progress::default()).await.unwrap();
+        assert_eq!(again, Report::default());
+    }
+
+    #[tokio::test]
+    async fn grace_scope_and_cancel() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Arc::new(BlobStore::local(dir.path()).unwrap());
+        let meta = Meta::new(MemStore::new());
+        let a = store_blob(&blobs, &meta, "ra/x", b"unreferenced in ra").await;
+        let b = store_blob(&blobs, &meta, "rb/x", b"unreferenced in rb").await;
+        let gc = Collector::new(meta.clone(), blobs.clone());
+        // within the grace: kept
+        let graced = Options {
+            grace_ms: 3_600_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            gc.run(&graced, &Progress::default()).await.unwrap(),
+            Report::default()
+        );
+        // one registry's run leaves the other's alone
+        let scoped = Options {
+            registry: Some("ra".into()),
+            ..Default::default()
+        };
+        let r = gc.run(&scoped, &Progress::default()).await.unwrap();
+        assert_eq!((r.links_removed, r.blobs_deleted), (1, 1));
+        assert_eq!(blobs.stat(&a).await.unwrap(), None);
+        assert!(meta.link("rb/x", &b).unwrap().is_some());
+        // a cancelled run stops
+        let p = Progress::default();
+        p.cancel();
+        assert!(matches!(
+            gc.run(&Options::default(), &p).await,
+            Err(GcError::Cancelled(_))
+        ));
+        assert!(meta.link("rb/x", &b).unwrap().is_some());
+    }
+}
