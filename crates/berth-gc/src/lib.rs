@@ -18,7 +18,7 @@
 use berth_core::Digest;
 use berth_meta::{Meta, MetaError};
 use berth_storage::BlobStore;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ pub struct Options {
 }
 
 /// What a run did (or, dry, would do).
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub manifests_deleted: u64,

@@ -5,7 +5,7 @@
 
 use crate::caller::Caller;
 use crate::error::{ManagementError, PROBLEM_JSON};
-use crate::{artifacts, audit, registries, repositories, tokens, users};
+use crate::{artifacts, audit, gc, registries, repositories, tokens, users};
 use berth_http::Body;
 use berth_meta::Meta;
 use futures::StreamExt;
@@ -36,6 +36,7 @@ const MAX_LIMIT: usize = 1000;
         users::list, users::create, users::get, users::update, users::reset_password, users::delete,
         tokens::list, tokens::create, tokens::get, tokens::update, tokens::refresh,
         tokens::regenerate, tokens::revoke, tokens::delete, tokens::docker_credentials,
+        gc::start, gc::list, gc::get, gc::cancel,
     ),
     components(schemas(
         Root, Problem,
@@ -53,6 +54,7 @@ const MAX_LIMIT: usize = 1000;
         tokens::TokenStatusView, tokens::TokenView, tokens::DockerConfig, tokens::TokenWithSecret,
         tokens::CreateToken, tokens::UpdateToken, tokens::RefreshToken, tokens::CreateCredentials,
         tokens::TokenPage,
+        gc::StartGc, gc::GcReportView, gc::GcRunView, gc::GcRunPage,
     )),
     modifiers(&Security, &Errors),
     security(("token" = [])),
@@ -61,6 +63,7 @@ const MAX_LIMIT: usize = 1000;
         (name = "artifacts", description = "Manifests of a repository, their tags, tag history and bulk cleanup"),
         (name = "users", description = "A registry's docker login accounts"),
         (name = "tokens", description = "API tokens, and docker / Kubernetes credentials"),
+        (name = "gc", description = "Online garbage collection: start, follow, list, cancel"),
         (name = "audit", description = "Every change through this API and every push and delete on /v2/")),
 )]
 pub struct ApiDoc;

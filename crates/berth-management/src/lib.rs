@@ -13,6 +13,7 @@ mod artifacts;
 mod audit;
 mod caller;
 mod error;
+mod gc;
 mod registries;
 mod repositories;
 mod tokens;
@@ -45,6 +46,10 @@ pub(crate) struct Inner {
     /// Where blobs are read from (image configs, for platforms); `None`
     /// shows no platforms.
     pub blobs: Option<Arc<berth_storage::BlobStore>>,
+    /// The garbage collector (with the blobs), and the runs this process
+    /// runs, by id.
+    pub gc: Option<berth_gc::Collector>,
+    pub gc_live: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<berth_gc::Progress>>>>,
 }
 
 /// What a `/api/v1/` request asks for: an operation of the OpenAPI
@@ -64,15 +69,20 @@ impl Management {
                 host,
                 routes: Routes::from_doc(),
                 blobs: None,
+                gc: None,
+                gc_live: Default::default(),
             }),
         }
     }
 
     /// Read image configs from `blobs` (for the platforms artifacts show).
     pub fn with_blobs(mut self, blobs: Arc<berth_storage::BlobStore>) -> Management {
-        Arc::get_mut(&mut self.inner)
-            .expect("with_blobs before the API is shared")
-            .blobs = Some(blobs);
+        let inner = Arc::get_mut(&mut self.inner).expect("with_blobs before the API is shared");
+        inner.gc = Some(berth_gc::Collector::new(
+            inner.admin.meta().clone(),
+            blobs.clone(),
+        ));
+        inner.blobs = Some(blobs);
         self
     }
 }
@@ -117,6 +127,10 @@ fn label(op: &str) -> &'static str {
         "revokeToken" => "api.tokens.revoke",
         "deleteToken" => "api.tokens.delete",
         "createDockerCredentials" => "api.docker_credentials.create",
+        "startGc" => "api.gc.start",
+        "listGcRuns" => "api.gc.list",
+        "getGcRun" => "api.gc.get",
+        "cancelGcRun" => "api.gc.cancel",
         _ => "api.other",
     }
 }
@@ -262,6 +276,10 @@ impl Management {
             "revokeToken" => tokens::revoke(c).await,
             "deleteToken" => tokens::delete(c).await,
             "createDockerCredentials" => tokens::docker_credentials(c).await,
+            "startGc" => gc::start(c).await,
+            "listGcRuns" => gc::list(c).await,
+            "getGcRun" => gc::get(c).await,
+            "cancelGcRun" => gc::cancel(c).await,
             other => Err(ManagementError::new(
                 http::StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",

@@ -57,10 +57,14 @@ pub enum Cf {
     /// `digest` → u64 LE ms: blobs whose records garbage collection has
     /// removed and whose bytes it is deleting; a new record of one waits.
     Deleting,
+    /// `a \0 scope` → [`crate::GcRun`] (the active run of a scope: `*` or
+    /// a registry) and `r \0 {!ms:016x} id` → [`crate::GcRun`] (every run,
+    /// newest first).
+    GcRuns,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 20] = [
+    pub const ALL: [Cf; 21] = [
         Cf::Repos,
         Cf::Manifests,
         Cf::Tags,
@@ -81,6 +85,7 @@ impl Cf {
         Cf::PulledAt,
         Cf::Audit,
         Cf::Deleting,
+        Cf::GcRuns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +110,7 @@ impl Cf {
             Cf::PulledAt => "pulled_at",
             Cf::Audit => "audit",
             Cf::Deleting => "deleting",
+            Cf::GcRuns => "gc_runs",
         }
     }
 }

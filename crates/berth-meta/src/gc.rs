@@ -25,6 +25,38 @@ use crate::tx::Tx;
 
 type Result<T> = std::result::Result<T, MetaError>;
 
+/// A collection run, as recorded for the API (its report is the
+/// collector's, kept as JSON).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct GcRun {
+    pub id: String,
+    /// `None`: the instance.
+    pub registry: Option<String>,
+    pub delete_untagged: bool,
+    pub dry_run: bool,
+    /// `running`, `succeeded`, `failed`, `cancelled`.
+    pub status: String,
+    pub started_ms: u64,
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
+    #[serde(default)]
+    pub report: Option<serde_json::Value>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// How long a running run's lock holds without being finished: a run
+/// whose process died gives its scope back after this.
+pub const GC_LOCK_TTL_MS: u64 = 6 * 3600 * 1000;
+
+fn run_key(r: &GcRun) -> Vec<u8> {
+    format!("r\0{:016x}{}", u64::MAX - r.started_ms, r.id).into_bytes()
+}
+
+fn active_key(registry: Option<&str>) -> Vec<u8> {
+    format!("a\0{}", registry.unwrap_or("*")).into_bytes()
+}
+
 /// Whether the repository exists, read as the guard of everything in it.
 fn guard(tx: &mut Tx<'_>, repo: &str) -> Result<bool> {
     Ok(tx.get(Cf::Repos, repo.as_bytes())?.is_some())
@@ -224,5 +256,75 @@ impl Meta {
                 Ok((r.to_string(), d.to_string(), dec(Cf::Links, &v)?))
             })
             .collect()
+    }
+}
+
+impl Meta {
+    /// Record a new run as running, unless its scope has one running
+    /// (checked and written in one transaction: of two starts, one wins).
+    /// An instance run and registry runs do not exclude each other.
+    /// Returns the running one when refused.
+    pub fn gc_start(&self, run: &GcRun) -> Result<std::result::Result<(), GcRun>> {
+        self.transact(|tx| {
+            let ak = active_key(run.registry.as_deref());
+            if let Some(active) = tx.get_as::<GcRun>(Cf::GcRuns, &ak)? {
+                if active.started_ms + GC_LOCK_TTL_MS > crate::now_millis() {
+                    return Ok(Err(active));
+                }
+            }
+            tx.put_as(Cf::GcRuns, ak, run);
+            tx.put_as(Cf::GcRuns, run_key(run), run);
+            Ok(Ok(()))
+        })
+    }
+
+    /// Record how a run ended and give its scope back.
+    pub fn gc_finish(&self, run: &GcRun) -> Result<()> {
+        self.transact(|tx| {
+            let ak = active_key(run.registry.as_deref());
+            if tx
+                .get_as::<GcRun>(Cf::GcRuns, &ak)?
+                .is_some_and(|a| a.id == run.id)
+            {
+                tx.delete(Cf::GcRuns, ak);
+            }
+            tx.put_as(Cf::GcRuns, run_key(run), run);
+            Ok(())
+        })
+    }
+
+    /// Runs, newest first, after the cursor `after` (a run id of the
+    /// previous page, with its start: `{started_ms}-{id}`), at most `n`.
+    pub fn gc_runs(&self, after: Option<&str>, n: usize) -> Result<Vec<GcRun>> {
+        let start = after.and_then(|c| {
+            let (ms, id) = c.split_once('-')?;
+            let ms: u64 = ms.parse().ok()?;
+            Some(format!("r\0{:016x}{id}", u64::MAX - ms).into_bytes())
+        });
+        self.kv()
+            .scan(Cf::GcRuns, b"r\0", start.as_deref(), n)?
+            .into_iter()
+            .map(|(_, v)| dec(Cf::GcRuns, &v))
+            .collect()
+    }
+
+    /// One run by id (a scan of the newest runs: ids are random).
+    pub fn gc_run(&self, id: &str) -> Result<Option<GcRun>> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let rows = self.kv().scan(Cf::GcRuns, b"r\0", after.as_deref(), 1000)?;
+            let Some((last, _)) = rows.last() else {
+                return Ok(None);
+            };
+            after = Some(last.clone());
+            for (k, v) in &rows {
+                if k.ends_with(id.as_bytes()) {
+                    let r: GcRun = dec(Cf::GcRuns, v)?;
+                    if r.id == id {
+                        return Ok(Some(r));
+                    }
+                }
+            }
+        }
     }
 }
