@@ -207,6 +207,38 @@ fn who_may_collect() {
         200,
         "a tagged image stays"
     );
+    // `berth gc` through the API: follows the run, prints its report
+    let out = std::process::Command::new(berth_bin())
+        .args([
+            "gc",
+            "--registry",
+            "acme",
+            "--delete-untagged",
+            "--dry-run",
+            "--url",
+        ])
+        .arg(s.base())
+        .args(["--token", ADMIN_TOKEN])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("succeeded (dry run): 0 manifests"), "{text}");
+    let out = std::process::Command::new(berth_bin())
+        .args(["gc", "--json", "--url"])
+        .arg(s.base())
+        .args(["--token", ADMIN_TOKEN])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["registry"].clone()),
+        (Some("succeeded"), Value::Null)
+    );
 }
 
 #[test]

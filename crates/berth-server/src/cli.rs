@@ -231,6 +231,23 @@ pub enum Command {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Run an online garbage collection through the API and follow it.
+    Gc {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Only this registry (default: the instance).
+        #[arg(long)]
+        registry: Option<String>,
+        /// Also delete manifests no tag, index or stored subject reaches.
+        #[arg(long)]
+        delete_untagged: bool,
+        /// Count what would go; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep what is younger than this many seconds [default: 3600].
+        #[arg(long)]
+        grace_seconds: Option<u64>,
+    },
     /// Repositories of a registry.
     Repo {
         #[command(flatten)]

@@ -91,6 +91,13 @@ fn main() -> anyhow::Result<()> {
         Command::User { data, cmd } => online::user(&data, cmd),
         Command::Token { data, cmd } => online::token(&data, cmd),
         Command::Repo { data, cmd } => online::repo(&data, cmd),
+        Command::Gc {
+            data,
+            registry,
+            delete_untagged,
+            dry_run,
+            grace_seconds,
+        } => online::gc(&data, registry, delete_untagged, dry_run, grace_seconds),
     }
 }
 

@@ -409,3 +409,65 @@ pub fn repo(a: &DataArgs, cmd: RepoCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Start a collection and follow it: a progress line on a terminal, the
+/// report at the end (`--json`: the run's record).
+pub fn gc(
+    a: &DataArgs,
+    registry: Option<String>,
+    delete_untagged: bool,
+    dry_run: bool,
+    grace_seconds: Option<u64>,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let api = Api::new(a)?;
+    let run = api.call(
+        Method::POST,
+        "/gc",
+        Some(
+            json!({"registry": registry, "deleteUntagged": delete_untagged,
+                    "dryRun": dry_run, "graceSeconds": grace_seconds}),
+        ),
+    )?;
+    let id = s(&run, "id");
+    let tty = std::io::stderr().is_terminal() && !api.json;
+    let done = loop {
+        let r = api.call(Method::GET, &format!("/gc/runs/{}", seg(&id)), None)?;
+        if r["status"] != "running" {
+            break r;
+        }
+        if tty {
+            eprint!("\r{id}: {} — {} seen   ", s(&r, "phase"), s(&r, "seen"));
+            let _ = std::io::stderr().flush();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    if tty {
+        eprintln!();
+    }
+    api.show(&done, |v| {
+        let r = &v["report"];
+        println!(
+            "{} {}{}: {} manifests ({} bytes), {} links, {} blobs ({} bytes freed)",
+            s(v, "id"),
+            s(v, "status"),
+            if v["dryRun"] == true {
+                " (dry run)"
+            } else {
+                ""
+            },
+            s(r, "manifestsDeleted"),
+            s(r, "manifestBytes"),
+            s(r, "linksRemoved"),
+            s(r, "blobsDeleted"),
+            s(r, "bytesFreed")
+        );
+        for e in r["errors"].as_array().into_iter().flatten() {
+            println!("error: {}", e.as_str().unwrap_or(""));
+        }
+    });
+    if done["status"] != "succeeded" {
+        bail!("collection {id} {}", s(&done, "status"));
+    }
+    Ok(())
+}
