@@ -75,6 +75,8 @@ fn collects_what_nothing_reaches_and_keeps_the_rest() {
     let graced = gc(&s, A, json!({"deleteUntagged": true}));
     assert_eq!(graced["report"]["manifestsDeleted"], 0, "{graced}");
 
+    let (st, est) = call(api(&s, A, M::GET, "/gc/estimate?graceSeconds=0"));
+    assert_eq!(st, 200, "{est}");
     let run = gc(&s, A, json!({"deleteUntagged": true, "graceSeconds": 0}));
     let r = &run["report"];
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -88,6 +90,19 @@ fn collects_what_nothing_reaches_and_keeps_the_rest() {
         "{run}"
     );
     assert_eq!(r["errors"], json!([]));
+    // the estimate was what the run freed
+    assert_eq!(est["withUntagged"], *r, "{est}");
+    let freed = r["bytesFreed"].as_u64().unwrap() + r["manifestBytes"].as_u64().unwrap();
+    assert_eq!(est["sizeSummary"].as_u64(), Some(freed));
+    assert_eq!(
+        est["sizeNonReferenced"].as_u64(),
+        Some(est["nonReferenced"]["bytesFreed"].as_u64().unwrap())
+    );
+    assert_eq!(
+        est["sizeNonReferenced"].as_u64(),
+        Some(26),
+        "the loose upload alone"
+    );
     let files = blob_files(&s);
     assert_eq!(files, {
         let mut k = vec![keep.config.clone(), keep.layer.clone()];

@@ -114,8 +114,11 @@ impl Collector {
         Collector { meta, blobs }
     }
 
-    /// One run with `o`, reporting into `p`.
+    /// One run with `o`, reporting into `p` (a dry run is [`Collector::estimate`]).
     pub async fn run(&self, o: &Options, p: &Progress) -> Result<Report, GcError> {
+        if o.dry_run {
+            return self.estimate(o, p).await;
+        }
         let cutoff = berth_meta::now_millis().saturating_sub(o.grace_ms);
         let mut r = Report::default();
         let prefix = o
@@ -129,9 +132,9 @@ impl Collector {
             for _ in 0..MAX_PASSES {
                 let before = r.manifests_deleted;
                 for repo in &repos {
-                    self.manifests(repo, cutoff, o.dry_run, p, &mut r).await?;
+                    self.manifests(repo, cutoff, p, &mut r).await?;
                 }
-                if o.dry_run || r.manifests_deleted == before {
+                if r.manifests_deleted == before {
                     break;
                 }
             }
@@ -139,12 +142,11 @@ impl Collector {
         p.enter(2);
         let mut unlinked = Vec::new();
         for repo in &repos {
-            self.links(repo, cutoff, o.dry_run, p, &mut r, &mut unlinked)
-                .await?;
+            self.links(repo, cutoff, p, &mut r, &mut unlinked).await?;
         }
         p.enter(3);
         if o.registry.is_none() {
-            self.finish_deleting(o.dry_run, &mut r).await?;
+            self.finish_deleting(&mut r).await?;
             let mut after: Option<String> = None;
             loop {
                 let a = after.clone();
@@ -155,17 +157,170 @@ impl Collector {
                 let Some((last, _)) = page.last() else { break };
                 after = Some(last.clone());
                 for (d, b) in page {
-                    self.blob(&d, b.generation, cutoff, o.dry_run, p, &mut r)
-                        .await?;
+                    self.blob(&d, b.generation, cutoff, p, &mut r).await?;
                 }
             }
         } else {
             for d in unlinked {
                 let dd = d.clone();
                 if let Some(b) = self.meta.run(move |m| m.blob_by_str(&dd)).await? {
-                    self.blob(&d, b.generation, cutoff, o.dry_run, p, &mut r)
-                        .await?;
+                    self.blob(&d, b.generation, cutoff, p, &mut r).await?;
                 }
+            }
+        }
+        Ok(r)
+    }
+
+    /// What a run with `o` would delete, computed without deleting: the
+    /// manifests no tag or young manifest reaches (through index children
+    /// and referrers' subjects), the links only those reference, the blobs
+    /// only such links hold. Equal to what the run frees if nothing is
+    /// pushed or deleted between the two.
+    pub async fn estimate(&self, o: &Options, p: &Progress) -> Result<Report, GcError> {
+        use std::collections::{HashMap, HashSet};
+        let cutoff = berth_meta::now_millis().saturating_sub(o.grace_ms);
+        let mut r = Report::default();
+        let prefix = o
+            .registry
+            .as_ref()
+            .map(|g| format!("{g}/"))
+            .unwrap_or_default();
+        let repos = self.repos(&prefix).await?;
+        let mut doomed: HashSet<(String, String)> = HashSet::new();
+        if o.delete_untagged {
+            p.enter(1);
+            for repo in &repos {
+                let rp = repo.clone();
+                let reach = self
+                    .meta
+                    .run(move |m| {
+                        let mut out = HashMap::new();
+                        let mut after: Option<String> = None;
+                        loop {
+                            let page = m.list_manifests(&rp, "", after.as_deref(), PAGE)?;
+                            let Some((last, _)) = page.last() else { break };
+                            after = Some(last.clone());
+                            for (d, _) in page {
+                                if let Some(x) = m.gc_reach(&rp, &d)? {
+                                    out.insert(d, x);
+                                }
+                            }
+                        }
+                        Ok(out)
+                    })
+                    .await?;
+                // kept: tagged or young, and what kept manifests reach
+                // (their children; the referrers of a kept subject)
+                let mut kept: HashSet<&str> = reach
+                    .iter()
+                    .filter(|(_, x)| x.tagged || x.pushed_ms >= cutoff)
+                    .map(|(d, _)| d.as_str())
+                    .collect();
+                loop {
+                    let more: Vec<&str> = reach
+                        .iter()
+                        .filter(|(d, _)| !kept.contains(d.as_str()))
+                        .filter(|(_, x)| {
+                            x.parents.iter().any(|q| kept.contains(q.as_str()))
+                                || x.subject.as_deref().is_some_and(|s| kept.contains(s))
+                        })
+                        .map(|(d, _)| d.as_str())
+                        .collect();
+                    if more.is_empty() {
+                        break;
+                    }
+                    kept.extend(more);
+                }
+                for (d, x) in &reach {
+                    p.saw();
+                    if !kept.contains(d.as_str()) {
+                        r.manifests_deleted += 1;
+                        r.manifest_bytes += x.size;
+                        doomed.insert((repo.clone(), d.clone()));
+                    }
+                }
+            }
+        }
+        p.enter(2);
+        let mut gone_links: HashSet<(String, String)> = HashSet::new();
+        for repo in &repos {
+            let (rp, dm) = (repo.clone(), doomed.clone());
+            let gone = self
+                .meta
+                .run(move |m| {
+                    let mut out = Vec::new();
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = m.repo_links(&rp, after.as_deref(), PAGE)?;
+                        let Some((last, _)) = page.last() else { break };
+                        after = Some(last.clone());
+                        for (d, l) in page {
+                            if l.linked_ms >= cutoff {
+                                continue;
+                            }
+                            let dg = Digest::parse(&d).map_err(|e| MetaError::Corrupt {
+                                cf: "links",
+                                reason: e.to_string(),
+                            })?;
+                            let users = m.referenced_by(&rp, &dg, usize::MAX)?;
+                            if users.iter().all(|u| dm.contains(&(rp.clone(), u.clone()))) {
+                                out.push(d);
+                            }
+                        }
+                    }
+                    Ok(out)
+                })
+                .await?;
+            for d in gone {
+                p.saw();
+                r.links_removed += 1;
+                gone_links.insert((repo.clone(), d));
+            }
+        }
+        p.enter(3);
+        let candidates: Vec<String> = if o.registry.is_none() {
+            let mut all = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let a = after.clone();
+                let page = self
+                    .meta
+                    .run(move |m| m.list_blobs(a.as_deref(), PAGE))
+                    .await?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                all.extend(page.into_iter().map(|(d, _)| d));
+            }
+            all
+        } else {
+            let mut v: Vec<String> = gone_links.iter().map(|(_, d)| d.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        for d in candidates {
+            p.saw();
+            let (dd, gl) = (d.clone(), gone_links.clone());
+            let freed = self
+                .meta
+                .run(move |m| {
+                    let Some(b) = m.blob_by_str(&dd)? else {
+                        return Ok(None);
+                    };
+                    let dg = Digest::parse(&dd).map_err(|e| MetaError::Corrupt {
+                        cf: "blobs",
+                        reason: e.to_string(),
+                    })?;
+                    let repos = m.blob_repos(&dg, None, usize::MAX)?;
+                    let all_gone = repos
+                        .iter()
+                        .all(|rp| gl.contains(&(rp.clone(), dd.clone())));
+                    Ok((all_gone && b.created_ms < cutoff).then_some(b.size))
+                })
+                .await?;
+            if let Some(size) = freed {
+                r.blobs_deleted += 1;
+                r.bytes_freed += size;
             }
         }
         Ok(r)
@@ -191,7 +346,6 @@ impl Collector {
         &self,
         repo: &str,
         cutoff: u64,
-        dry: bool,
         p: &Progress,
         r: &mut Report,
     ) -> Result<(), GcError> {
@@ -210,7 +364,7 @@ impl Collector {
                 let rp = repo.to_string();
                 match self
                     .meta
-                    .run(move |m| m.gc_delete_untagged(&rp, &d, cutoff, dry, "gc"))
+                    .run(move |m| m.gc_delete_untagged(&rp, &d, cutoff, false, "gc"))
                     .await
                 {
                     Ok(Some(size)) => {
@@ -229,7 +383,6 @@ impl Collector {
         &self,
         repo: &str,
         cutoff: u64,
-        dry: bool,
         p: &Progress,
         r: &mut Report,
         unlinked: &mut Vec<String>,
@@ -249,7 +402,7 @@ impl Collector {
                 let (rp, dd) = (repo.to_string(), d.clone());
                 match self
                     .meta
-                    .run(move |m| m.gc_unlink_unreferenced(&rp, &dd, cutoff, dry))
+                    .run(move |m| m.gc_unlink_unreferenced(&rp, &dd, cutoff, false))
                     .await
                 {
                     Ok(Some(_)) => {
@@ -271,34 +424,12 @@ impl Collector {
         d: &str,
         generation: u64,
         cutoff: u64,
-        dry: bool,
         p: &Progress,
         r: &mut Report,
     ) -> Result<(), GcError> {
         check(p, r)?;
         p.saw();
         let dd = d.to_string();
-        if dry {
-            let linked = self
-                .meta
-                .run(move |m| {
-                    let dg = Digest::parse(&dd).map_err(|e| MetaError::Corrupt {
-                        cf: "blobs",
-                        reason: e.to_string(),
-                    })?;
-                    Ok(!m.blob_repos(&dg, None, 1)?.is_empty()
-                        || m.blob(&dg)?.is_none_or(|b| b.created_ms >= cutoff))
-                })
-                .await?;
-            if !linked {
-                r.blobs_deleted += 1;
-                let dd = d.to_string();
-                if let Some(b) = self.meta.run(move |m| m.blob_by_str(&dd)).await? {
-                    r.bytes_freed += b.size;
-                }
-            }
-            return Ok(());
-        }
         match self
             .meta
             .run(move |m| m.gc_blob_begin(&dd, generation, cutoff))
@@ -333,10 +464,7 @@ impl Collector {
     }
 
     /// Blobs a stopped run was deleting: delete their bytes, lift markers.
-    async fn finish_deleting(&self, dry: bool, r: &mut Report) -> Result<(), GcError> {
-        if dry {
-            return Ok(());
-        }
+    async fn finish_deleting(&self, r: &mut Report) -> Result<(), GcError> {
         loop {
             let page = self.meta.run(|m| m.gc_deleting(None, PAGE)).await?;
             if page.is_empty() {
@@ -447,6 +575,8 @@ mod tests {
         );
         let gc = Collector::new(meta.clone(), blobs.clone());
         let p = Progress::default();
+        // past the (zero) grace: older than the run's start
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
 
         // dry: what would go; nothing goes
         let o = Options {
@@ -455,7 +585,7 @@ mod tests {
             ..Default::default()
         };
         let dry = gc.run(&o, &p).await.unwrap();
-        assert_eq!((dry.manifests_deleted, dry.links_removed), (1, 0));
+        assert_eq!((dry.manifests_deleted, dry.links_removed), (1, 2));
         assert!(meta.manifest_exists("g/app", &untagged).unwrap());
 
         let o = Options {
@@ -470,6 +600,7 @@ mod tests {
             (r.links_removed, r.blobs_deleted, r.bytes_freed),
             (2, 1, 11)
         );
+        assert_eq!(dry, r, "the estimate is what the run frees");
         assert!(!meta.manifest_exists("g/app", &untagged).unwrap());
         assert_eq!(blobs.stat(&loose).await.unwrap(), None, "bytes deleted");
         assert!(meta.blob(&loose).unwrap().is_none());

@@ -36,7 +36,7 @@ const MAX_LIMIT: usize = 1000;
         users::list, users::create, users::get, users::update, users::reset_password, users::delete,
         tokens::list, tokens::create, tokens::get, tokens::update, tokens::refresh,
         tokens::regenerate, tokens::revoke, tokens::delete, tokens::docker_credentials,
-        gc::start, gc::list, gc::get, gc::cancel,
+        gc::start, gc::list, gc::get, gc::cancel, gc::estimate,
     ),
     components(schemas(
         Root, Problem,
@@ -54,7 +54,7 @@ const MAX_LIMIT: usize = 1000;
         tokens::TokenStatusView, tokens::TokenView, tokens::DockerConfig, tokens::TokenWithSecret,
         tokens::CreateToken, tokens::UpdateToken, tokens::RefreshToken, tokens::CreateCredentials,
         tokens::TokenPage,
-        gc::StartGc, gc::GcReportView, gc::GcRunView, gc::GcRunPage,
+        gc::StartGc, gc::GcReportView, gc::GcRunView, gc::GcRunPage, gc::GcEstimate,
     )),
     modifiers(&Security, &Errors),
     security(("token" = [])),

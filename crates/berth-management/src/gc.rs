@@ -91,14 +91,7 @@ fn view(api: &crate::Inner, r: GcRun) -> GcRunView {
         report: r
             .report
             .and_then(|v| serde_json::from_value::<berth_gc::Report>(v).ok())
-            .map(|r| GcReportView {
-                manifests_deleted: r.manifests_deleted,
-                manifest_bytes: r.manifest_bytes,
-                links_removed: r.links_removed,
-                blobs_deleted: r.blobs_deleted,
-                bytes_freed: r.bytes_freed,
-                errors: r.errors,
-            }),
+            .map(report_view),
         id: r.id,
         registry: r.registry,
         delete_untagged: r.delete_untagged,
@@ -296,5 +289,105 @@ pub async fn cancel(c: Ctx<'_>) -> Result<Response<Body>> {
                 r.id, r.status
             ),
         )),
+    }
+}
+
+/// What a collection would free now (the Selectel seed's figures).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcEstimate {
+    pub registry: Option<String>,
+    /// Bytes of blobs no manifest references (what a run frees).
+    pub size_non_referenced: u64,
+    /// Bytes more with `deleteUntagged`: the untagged manifests nothing
+    /// reaches and the blobs only they use.
+    pub size_untagged: u64,
+    pub size_summary: u64,
+    pub non_referenced: GcReportView,
+    pub with_untagged: GcReportView,
+}
+
+/// `registry` and `graceSeconds` of an estimate.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)] // documents what estimate reads
+pub struct EstimateQuery {
+    /// Only this registry (absent: the instance).
+    registry: Option<String>,
+    /// Keep what is younger than this (default 3600).
+    grace_seconds: Option<u64>,
+}
+
+fn report_view(r: berth_gc::Report) -> GcReportView {
+    GcReportView {
+        manifests_deleted: r.manifests_deleted,
+        manifest_bytes: r.manifest_bytes,
+        links_removed: r.links_removed,
+        blobs_deleted: r.blobs_deleted,
+        bytes_freed: r.bytes_freed,
+        errors: r.errors,
+    }
+}
+
+/// Estimate what a collection would free, deleting nothing: equal to what
+/// the run frees if nothing changes in between.
+#[utoipa::path(get, path = "/gc/estimate", operation_id = "estimateGc", tag = "gc",
+    params(EstimateQuery),
+    responses((status = 200, body = GcEstimate), (status = 400, description = "bad parameters"),
+        (status = 404, description = "no such registry")))]
+pub async fn estimate(c: Ctx<'_>) -> Result<Response<Body>> {
+    let registry = c.text("registry")?;
+    allowed(&c.caller, registry.as_deref(), false)?;
+    if let Some(r) = &registry {
+        if c.meta().registry(r)?.is_none() {
+            return Err(ManagementError::not_found(format!("no registry {r}")));
+        }
+    }
+    let grace = match c.q("graceSeconds") {
+        None | Some("") => 3600,
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| ManagementError::invalid(format!("graceSeconds={v:?}: seconds")))?,
+    };
+    let Some(collector) = c.api.gc.clone() else {
+        return Err(ManagementError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "garbage collection is not available on this server",
+        ));
+    };
+    let mut o = Options {
+        registry: registry.clone(),
+        delete_untagged: false,
+        dry_run: true,
+        grace_ms: grace.saturating_mul(1000),
+    };
+    let p = Progress::default();
+    let plain = collector.estimate(&o, &p).await.map_err(gc_error)?;
+    o.delete_untagged = true;
+    let full = collector.estimate(&o, &p).await.map_err(gc_error)?;
+    let non_ref = plain.bytes_freed;
+    let total = full.bytes_freed + full.manifest_bytes;
+    Ok(json(
+        StatusCode::OK,
+        &GcEstimate {
+            registry,
+            size_non_referenced: non_ref,
+            size_untagged: total.saturating_sub(non_ref),
+            size_summary: total.max(non_ref),
+            non_referenced: report_view(plain),
+            with_untagged: report_view(full),
+        },
+    ))
+}
+
+fn gc_error(e: GcError) -> ManagementError {
+    match e {
+        GcError::Meta(m) => m.into(),
+        GcError::Cancelled(_) => ManagementError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the estimate was cancelled",
+        ),
     }
 }

@@ -131,6 +131,7 @@ fn label(op: &str) -> &'static str {
         "listGcRuns" => "api.gc.list",
         "getGcRun" => "api.gc.get",
         "cancelGcRun" => "api.gc.cancel",
+        "estimateGc" => "api.gc.estimate",
         _ => "api.other",
     }
 }
@@ -280,6 +281,7 @@ impl Management {
             "listGcRuns" => gc::list(c).await,
             "getGcRun" => gc::get(c).await,
             "cancelGcRun" => gc::cancel(c).await,
+            "estimateGc" => gc::estimate(c).await,
             other => Err(ManagementError::new(
                 http::StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",

@@ -73,7 +73,7 @@ pub struct UserPage {
 
 /// Filters of a user list.
 #[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 #[allow(dead_code)] // documents what list reads
 pub struct UserQuery {
     /// Only names containing this.

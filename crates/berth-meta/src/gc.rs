@@ -45,6 +45,18 @@ pub struct GcRun {
     pub error: Option<String>,
 }
 
+/// What reaches a manifest ([`Meta::gc_reach`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GcReach {
+    pub size: u64,
+    pub pushed_ms: u64,
+    pub tagged: bool,
+    /// Indexes of the repository that list it.
+    pub parents: Vec<String>,
+    /// The stored manifest it refers to (as a signature, an SBOM…).
+    pub subject: Option<String>,
+}
+
 /// How long a running run's lock holds without being finished: a run
 /// whose process died gives its scope back after this.
 pub const GC_LOCK_TTL_MS: u64 = 6 * 3600 * 1000;
@@ -198,6 +210,41 @@ impl Meta {
             .into_iter()
             .map(|(k, _)| crate::meta::utf8(Cf::Deleting, k))
             .collect()
+    }
+
+    /// What reaches manifest `digest` of `repo` (for an estimate): its
+    /// size and push time, whether a tag points at it, the indexes of the
+    /// repository listing it, and the subject it refers to if that is
+    /// stored. `None`: no such manifest.
+    pub fn gc_reach(&self, repo: &str, digest: &str) -> Result<Option<GcReach>> {
+        let Some(v) = self.kv().get(Cf::Manifests, &key2(repo, digest))? else {
+            return Ok(None);
+        };
+        let (rec, _) = dec_manifest(&v)?;
+        let tagged = !self
+            .kv()
+            .scan(Cf::TagsByDigest, &prefix2(repo, digest), None, 1)?
+            .is_empty();
+        let mut parents = Vec::new();
+        for (k, kind) in self
+            .kv()
+            .scan(Cf::Refs, &prefix2(repo, digest), None, usize::MAX)?
+        {
+            if kind == REF_MANIFEST {
+                parents.push(crate::meta::last_component(Cf::Refs, &k)?);
+            }
+        }
+        let subject = match &rec.subject {
+            Some(s) if self.kv().get(Cf::Manifests, &key2(repo, s))?.is_some() => Some(s.clone()),
+            _ => None,
+        };
+        Ok(Some(GcReach {
+            size: rec.size,
+            pushed_ms: rec.pushed_ms,
+            tagged,
+            parents,
+            subject,
+        }))
     }
 
     /// A blob's record by its digest's text.

@@ -30,7 +30,7 @@ mod tx;
 #[doc(hidden)]
 pub mod contract;
 
-pub use gc::{GcRun, GC_LOCK_TTL_MS};
+pub use gc::{GcReach, GcRun, GC_LOCK_TTL_MS};
 pub use kv::{counter_value, Batch, Cond, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;
 pub use meta::{
