@@ -631,3 +631,17 @@ pub fn jwt(s: &Server, auth: Option<&str>, scopes: &[&str]) -> Result<String, u1
     assert!(v["expires_in"].as_u64().unwrap() > 0);
     Ok(v["token"].as_str().unwrap().to_string())
 }
+
+/// Ask `f` until it has an answer, pausing `every` between questions —
+/// for state a server reaches in the background (a collection run ending,
+/// pull counts flushed). A liveness guard, not a speed claim: it gives up
+/// only after `asks` questions, far more than the work needs anywhere.
+pub fn poll<T>(what: &str, asks: u32, every: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..asks {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(every);
+    }
+    panic!("{what}: still not after {asks} asks");
+}

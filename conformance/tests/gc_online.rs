@@ -15,16 +15,16 @@ fn gc(s: &Server, token: Option<&str>, body: Value) -> Value {
     let (st, v) = call(api(s, token, M::POST, "/gc").json(&body));
     assert_eq!(st, 202, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    let t = Instant::now();
-    loop {
-        let (st, r) = call(api(s, token, M::GET, &format!("/gc/runs/{id}")));
-        assert_eq!(st, 200, "{r}");
-        if r["status"] != "running" {
-            return r;
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "never ended: {r}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll(
+        &format!("run {id} ended"),
+        2400,
+        Duration::from_millis(50),
+        || {
+            let (st, r) = call(api(s, token, M::GET, &format!("/gc/runs/{id}")));
+            assert_eq!(st, 200, "{r}");
+            (r["status"] != "running").then_some(r)
+        },
+    )
 }
 
 /// Blob files in the data directory's object store.

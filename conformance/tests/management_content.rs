@@ -7,7 +7,7 @@
 use berth_conformance::*;
 use reqwest::Method as M;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const A: Option<&str> = Some(ADMIN_TOKEN);
 
@@ -526,11 +526,7 @@ fn repositories_artifacts_tags_history_cleanup() {
 
 /// Wait until `f` holds (the pull statistics flush about once a second).
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < Duration::from_secs(15), "never: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll(what, 300, Duration::from_millis(200), || f().then_some(()))
 }
 
 #[test]
