@@ -202,9 +202,7 @@ impl ApiHandler for Distribution {
                     Err(e) => berth_http::ApiError::status(e).as_u16(),
                 },
             };
-            if let Err(e) = self.inner.meta.run(move |m| m.append_audit(&rec)).await {
-                tracing::warn!(error = %e, "audit entry not written");
-            }
+            self.inner.meta.audit(rec).await;
         }
         out
     }

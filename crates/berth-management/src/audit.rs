@@ -7,7 +7,7 @@ use crate::caller::Caller;
 use crate::error::ManagementError;
 use crate::repositories::ms;
 use berth_http::Body;
-use berth_meta::{AuditFilter, AuditRecord, Meta};
+use berth_meta::AuditFilter;
 use http::{Response, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -61,14 +61,6 @@ pub struct AuditQuery {
     since: Option<String>,
     /// Up to this time (RFC 3339, inclusive).
     until: Option<String>,
-}
-
-/// Append an entry (not waited for on disk; an entry that cannot be
-/// written is logged, the request it records has been answered).
-pub async fn record(meta: &Meta, rec: AuditRecord) {
-    if let Err(e) = meta.run(move |m| m.append_audit(&rec)).await {
-        tracing::warn!(error = %e, "audit entry not written");
-    }
 }
 
 fn time_param(c: &Ctx<'_>, k: &str) -> Result<Option<u64>> {

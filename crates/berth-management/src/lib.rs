@@ -215,9 +215,10 @@ impl ApiHandler for Management {
                     .and_then(|l| l.strip_prefix("/api/v1/registries/"))
                     .map(|rest| rest.split('/').next().unwrap_or(rest).to_string());
             }
-            audit::record(
-                self.inner.admin.meta(),
-                berth_meta::AuditRecord {
+            self.inner
+                .admin
+                .meta()
+                .audit(berth_meta::AuditRecord {
                     at_ms: berth_meta::now_millis(),
                     principal,
                     client,
@@ -225,9 +226,8 @@ impl ApiHandler for Management {
                     target,
                     registry,
                     status,
-                },
-            )
-            .await;
+                })
+                .await;
         }
         out
     }

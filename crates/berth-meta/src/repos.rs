@@ -473,6 +473,15 @@ impl Meta {
         })
     }
 
+    /// Append to the audit log from async code, off the executor; an entry
+    /// that cannot be written is logged (the request it records has been
+    /// answered either way). What both APIs' dispatchers call.
+    pub async fn audit(&self, rec: AuditRecord) {
+        if let Err(e) = self.run(move |m| m.append_audit(&rec)).await {
+            tracing::warn!(error = %e, "audit entry not written");
+        }
+    }
+
     /// The audit log, newest first, filtered, after the cursor `after`, at
     /// most `n` entries, reading at most `budget` entries.
     pub fn list_audit(
