@@ -35,9 +35,10 @@ pub struct Options {
     pub grace_ms: u64,
 }
 
-/// What a run did (or, dry, would do).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// What a run did (or, dry, would do). Shown as is by the management API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = GcReport)]
 pub struct Report {
     pub manifests_deleted: u64,
     pub manifest_bytes: u64,

@@ -54,7 +54,7 @@ const MAX_LIMIT: usize = 1000;
         tokens::TokenStatusView, tokens::TokenView, tokens::DockerConfig, tokens::TokenWithSecret,
         tokens::CreateToken, tokens::UpdateToken, tokens::RefreshToken, tokens::CreateCredentials,
         tokens::TokenPage,
-        gc::StartGc, gc::GcReportView, gc::GcRunView, gc::GcRunPage, gc::GcEstimate,
+        gc::StartGc, berth_gc::Report, gc::GcRunView, gc::GcRunPage, gc::GcEstimate,
     )),
     modifiers(&Security, &Errors),
     security(("token" = [])),

@@ -7,7 +7,7 @@ use crate::api::{json, Ctx, PageQuery};
 use crate::caller::Caller;
 use crate::error::ManagementError;
 use crate::repositories::ms;
-use berth_gc::{GcError, Options, Progress};
+use berth_gc::{GcError, Options, Progress, Report};
 use berth_http::Body;
 use berth_meta::GcRun;
 use http::{Response, StatusCode};
@@ -37,18 +37,6 @@ pub struct StartGc {
     pub grace_seconds: Option<u64>,
 }
 
-/// What a run did (or, dry, would do).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct GcReportView {
-    pub manifests_deleted: u64,
-    pub manifest_bytes: u64,
-    pub links_removed: u64,
-    pub blobs_deleted: u64,
-    pub bytes_freed: u64,
-    pub errors: Vec<String>,
-}
-
 /// A collection run.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -66,7 +54,7 @@ pub struct GcRunView {
     /// (`starting`, `manifests`, `links`, `blobs`) and candidates seen.
     pub phase: Option<String>,
     pub seen: Option<u64>,
-    pub report: Option<GcReportView>,
+    pub report: Option<Report>,
     pub error: Option<String>,
 }
 
@@ -90,8 +78,7 @@ fn view(api: &crate::Inner, r: GcRun) -> GcRunView {
         seen: live.as_ref().map(|p| p.seen()),
         report: r
             .report
-            .and_then(|v| serde_json::from_value::<berth_gc::Report>(v).ok())
-            .map(report_view),
+            .and_then(|v| serde_json::from_value::<Report>(v).ok()),
         id: r.id,
         registry: r.registry,
         delete_untagged: r.delete_untagged,
@@ -303,8 +290,8 @@ pub struct GcEstimate {
     /// reaches and the blobs only they use.
     pub size_untagged: u64,
     pub size_summary: u64,
-    pub non_referenced: GcReportView,
-    pub with_untagged: GcReportView,
+    pub non_referenced: Report,
+    pub with_untagged: Report,
 }
 
 /// `registry` and `graceSeconds` of an estimate.
@@ -316,17 +303,6 @@ pub struct EstimateQuery {
     registry: Option<String>,
     /// Keep what is younger than this (default 3600).
     grace_seconds: Option<u64>,
-}
-
-fn report_view(r: berth_gc::Report) -> GcReportView {
-    GcReportView {
-        manifests_deleted: r.manifests_deleted,
-        manifest_bytes: r.manifest_bytes,
-        links_removed: r.links_removed,
-        blobs_deleted: r.blobs_deleted,
-        bytes_freed: r.bytes_freed,
-        errors: r.errors,
-    }
 }
 
 /// Estimate what a collection would free, deleting nothing: equal to what
@@ -375,8 +351,8 @@ pub async fn estimate(c: Ctx<'_>) -> Result<Response<Body>> {
             size_non_referenced: non_ref,
             size_untagged: total.saturating_sub(non_ref),
             size_summary: total.max(non_ref),
-            non_referenced: report_view(plain),
-            with_untagged: report_view(full),
+            non_referenced: plain,
+            with_untagged: full,
         },
     ))
 }
