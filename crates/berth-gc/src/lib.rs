@@ -365,7 +365,7 @@ impl Collector {
                 let rp = repo.to_string();
                 match self
                     .meta
-                    .run(move |m| m.gc_delete_untagged(&rp, &d, cutoff, false, "gc"))
+                    .run(move |m| m.gc_delete_untagged(&rp, &d, cutoff, "gc"))
                     .await
                 {
                     Ok(Some(size)) => {
@@ -403,7 +403,7 @@ impl Collector {
                 let (rp, dd) = (repo.to_string(), d.clone());
                 match self
                     .meta
-                    .run(move |m| m.gc_unlink_unreferenced(&rp, &dd, cutoff, false))
+                    .run(move |m| m.gc_unlink_unreferenced(&rp, &dd, cutoff))
                     .await
                 {
                     Ok(Some(_)) => {

@@ -1563,44 +1563,37 @@ pub fn gc_steps_keep_what_is_reached(kv: impl KvStore) {
     // manifests: only the untagged one nothing reaches
     for d in [&tagged, &child, &index] {
         assert_eq!(
-            m.gc_delete_untagged("gc/r", &d.to_string(), later, false, "gc")
+            m.gc_delete_untagged("gc/r", &d.to_string(), later, "gc")
                 .unwrap(),
             None,
             "{d}"
         );
     }
     assert_eq!(
-        m.gc_delete_untagged("gc/r", &orphan.to_string(), 0, false, "gc")
+        m.gc_delete_untagged("gc/r", &orphan.to_string(), 0, "gc")
             .unwrap(),
         None,
         "younger than the grace"
     );
     assert_eq!(
-        m.gc_delete_untagged("gc/r", &orphan.to_string(), later, true, "gc")
-            .unwrap(),
-        Some(3),
-        "dry run"
-    );
-    assert!(m.manifest_exists("gc/r", &orphan).unwrap());
-    assert_eq!(
-        m.gc_delete_untagged("gc/r", &orphan.to_string(), later, false, "gc")
+        m.gc_delete_untagged("gc/r", &orphan.to_string(), later, "gc")
             .unwrap(),
         Some(3)
     );
     assert!(!m.manifest_exists("gc/r", &orphan).unwrap());
     // links: loose is no longer referenced; layer is; young is too young
     assert_eq!(
-        m.gc_unlink_unreferenced("gc/r", &layer.to_string(), later, false)
+        m.gc_unlink_unreferenced("gc/r", &layer.to_string(), later)
             .unwrap(),
         None
     );
     assert_eq!(
-        m.gc_unlink_unreferenced("gc/r", &young.to_string(), 0, false)
+        m.gc_unlink_unreferenced("gc/r", &young.to_string(), 0)
             .unwrap(),
         None
     );
     assert_eq!(
-        m.gc_unlink_unreferenced("gc/r", &loose.to_string(), later, false)
+        m.gc_unlink_unreferenced("gc/r", &loose.to_string(), later)
             .unwrap(),
         Some(20)
     );
@@ -1659,7 +1652,7 @@ pub fn race_gc_unlink_vs_manifest_push(kv: impl KvStore) {
             });
             let b = s.spawn(|| {
                 start.wait();
-                m.gc_unlink_unreferenced("gcr/r", &d.to_string(), later, false)
+                m.gc_unlink_unreferenced("gcr/r", &d.to_string(), later)
                     .unwrap()
             });
             (a.join().unwrap(), b.join().unwrap())
@@ -1695,7 +1688,7 @@ pub fn race_gc_untagged_vs_tag_push(kv: impl KvStore) {
             });
             s.spawn(|| {
                 start.wait();
-                m.gc_delete_untagged("gct/r", &man.to_string(), later, false, "gc")
+                m.gc_delete_untagged("gct/r", &man.to_string(), later, "gc")
                     .unwrap();
             });
         });

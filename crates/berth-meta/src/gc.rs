@@ -18,8 +18,8 @@
 
 use crate::cf::Cf;
 use crate::meta::{
-    counter, dec, dec_manifest, key2, prefix2, registry_link, remove_manifest, BlobRecord,
-    LinkRecord, Meta, MetaError, REF_MANIFEST,
+    counter, dec, dec_manifest, key2, prefix2, remove_manifest, BlobRecord, LinkRecord, Meta,
+    MetaError, REF_MANIFEST,
 };
 use crate::tx::Tx;
 
@@ -78,13 +78,12 @@ impl Meta {
     /// Delete manifest `digest` of `repo` if it was pushed before
     /// `pushed_before_ms` and nothing reaches it: no tag, no index of the
     /// repository listing it, no stored subject it refers to. Returns its
-    /// size when deleted (with `dry_run`, what would be).
+    /// size when deleted.
     pub fn gc_delete_untagged(
         &self,
         repo: &str,
         digest: &str,
         pushed_before_ms: u64,
-        dry_run: bool,
         by: &str,
     ) -> Result<Option<u64>> {
         self.transact(|tx| {
@@ -111,23 +110,19 @@ impl Meta {
                     return Ok(None);
                 }
             }
-            if !dry_run {
-                remove_manifest(tx, repo, digest, by)?;
-            }
+            remove_manifest(tx, repo, digest, by)?;
             Ok(Some(rec.size))
         })
     }
 
     /// Remove `repo`'s link to `digest` if it was made before
     /// `linked_before_ms` and no manifest of the repository references the
-    /// blob. Returns the link's size when removed (with `dry_run`, what
-    /// would be).
+    /// blob. Returns the link's size when removed.
     pub fn gc_unlink_unreferenced(
         &self,
         repo: &str,
         digest: &str,
         linked_before_ms: u64,
-        dry_run: bool,
     ) -> Result<Option<u64>> {
         self.transact(|tx| {
             if !guard(tx, repo)? {
@@ -144,16 +139,7 @@ impl Meta {
             {
                 return Ok(None);
             }
-            if !dry_run {
-                tx.delete(Cf::Links, lk);
-                tx.delete(Cf::BlobRepos, key2(digest, repo));
-                tx.add(
-                    Cf::Counters,
-                    counter::repo(repo, counter::REPO_BYTES),
-                    -(link.size as i64),
-                );
-                registry_link(tx, repo, digest, link.size, -1)?;
-            }
+            crate::meta::drop_link(tx, repo, digest, link.size)?;
             Ok(Some(link.size))
         })
     }

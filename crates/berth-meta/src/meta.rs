@@ -455,6 +455,19 @@ pub(crate) fn charge(tx: &mut Tx<'_>, registry: &str, bytes: u64) -> Result<()> 
     Ok(())
 }
 
+/// Remove `repo`'s link to blob `digest` (of `size` bytes) with its
+/// reverse index row, uncounting it from the repository and the registry.
+pub(crate) fn drop_link(tx: &mut Tx<'_>, repo: &str, digest: &str, size: u64) -> Result<()> {
+    tx.delete(Cf::Links, key2(repo, digest));
+    tx.delete(Cf::BlobRepos, key2(digest, repo));
+    tx.add(
+        Cf::Counters,
+        counter::repo(repo, counter::REPO_BYTES),
+        -(size as i64),
+    );
+    registry_link(tx, repo, digest, size, -1)
+}
+
 /// Count a manifest into (`delta` 1) or out of (-1) its repository's and
 /// registry's figures.
 pub(crate) fn count_manifest(tx: &mut Tx<'_>, repo: &str, rec: &ManifestRecord, delta: i64) {
@@ -736,14 +749,7 @@ impl Meta {
             let Some(link) = tx.get_as::<LinkRecord>(Cf::Links, &k)? else {
                 return Ok(false);
             };
-            tx.delete(Cf::Links, k);
-            tx.delete(Cf::BlobRepos, key2(&d, repo));
-            tx.add(
-                Cf::Counters,
-                counter::repo(repo, counter::REPO_BYTES),
-                -(link.size as i64),
-            );
-            registry_link(tx, repo, &d, link.size, -1)?;
+            drop_link(tx, repo, &d, link.size)?;
             touch_repo(tx, repo, now_millis())?;
             Ok(true)
         })

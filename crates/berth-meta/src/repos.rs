@@ -7,8 +7,8 @@ use crate::cf::Cf;
 use crate::kv::counter_value;
 use crate::meta::{
     counter, dec, dec_manifest, enc_manifest, key2, last_component, point_tag, prefix1, prefix2,
-    registry_link, remove_manifest, touch_repo, utf8, LinkRecord, ManifestRecord, Meta, MetaError,
-    RepoRecord, TagRecord, REF_MANIFEST,
+    remove_manifest, touch_repo, utf8, LinkRecord, ManifestRecord, Meta, MetaError, RepoRecord,
+    TagRecord, REF_MANIFEST,
 };
 use crate::tx::Tx;
 use berth_core::media_types::ArtifactKind;
@@ -286,9 +286,7 @@ impl Meta {
             for (k, v) in scan_all(tx, Cf::Links, &p)? {
                 let d = utf8(Cf::Links, k[p.len()..].to_vec())?;
                 let link: LinkRecord = dec(Cf::Links, &v)?;
-                registry_link(tx, repo, &d, link.size, -1)?;
-                tx.delete(Cf::BlobRepos, key2(&d, repo));
-                tx.delete(Cf::Links, k);
+                crate::meta::drop_link(tx, repo, &d, link.size)?;
             }
             for cf in [
                 Cf::Manifests,
