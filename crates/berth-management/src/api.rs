@@ -318,8 +318,17 @@ impl PageParams {
         self.link(path, Some(last), None)
     }
 
+    /// The page of an already sorted list `all` at `offset`, and the link
+    /// to the next page (`None` on the last).
+    pub fn offset_page<T>(&self, all: Vec<T>, path: &str) -> (Vec<T>, Option<String>) {
+        let end = (self.offset + self.limit).min(all.len());
+        let next = (end < all.len()).then(|| self.next_offset_link(path, end));
+        let page = all.into_iter().skip(self.offset).take(self.limit).collect();
+        (page, next)
+    }
+
     /// The link to the page at `offset` (for sorted lists).
-    pub fn next_offset_link(&self, path: &str, offset: usize) -> String {
+    fn next_offset_link(&self, path: &str, offset: usize) -> String {
         self.link(path, None, Some(offset))
     }
 

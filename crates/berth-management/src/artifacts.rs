@@ -485,16 +485,9 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
         if sort.desc {
             keyed.reverse();
         }
-        let n = keyed.len();
-        let end = (q.offset + q.limit).min(n);
-        rows.extend(
-            keyed
-                .into_iter()
-                .skip(q.offset)
-                .take(q.limit)
-                .map(|(_, d, _)| d),
-        );
-        (end < n).then(|| q.next_offset_link(&path, end))
+        let (page, next) = q.offset_page(keyed, &path);
+        rows.extend(page.into_iter().map(|(_, d, _)| d));
+        next
     };
     let mut items = Vec::with_capacity(rows.len());
     for d in rows {

@@ -261,15 +261,9 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
         if sort.desc {
             all.reverse();
         }
-        let n = all.len();
-        let end = (q.offset + q.limit).min(n);
-        items = all
-            .into_iter()
-            .skip(q.offset)
-            .take(q.limit)
-            .map(|(_, v)| v)
-            .collect();
-        next = (end < n).then(|| q.next_offset_link("/api/v1/registries", end));
+        let (page, n) = q.offset_page(all, "/api/v1/registries");
+        items = page.into_iter().map(|(_, v)| v).collect();
+        next = n;
     }
     Ok(json(StatusCode::OK, &RegistryPage { items, total, next }))
 }

@@ -246,12 +246,11 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
             all.reverse();
         }
         let filtered = all.len();
-        let end = (q.offset + q.limit).min(filtered);
+        let (page, next) = q.offset_page(all, &path);
         let mut items = Vec::new();
-        for (full, rec, st) in all.into_iter().skip(q.offset).take(q.limit) {
+        for (full, rec, st) in page {
             items.push(c.repo_view(&full, rec, st)?);
         }
-        let next = (end < filtered).then(|| q.next_offset_link(&path, end));
         (items, Some(filtered as i64), next)
     };
     Ok(json(

@@ -333,14 +333,8 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
         all.reverse();
     }
     let total = all.len();
-    let end = (q.offset + q.limit).min(total);
-    let items = all
-        .iter()
-        .skip(q.offset)
-        .take(q.limit)
-        .map(|(id, t)| view(id, t))
-        .collect();
-    let next = (end < total).then(|| q.next_offset_link("/api/v1/tokens", end));
+    let (page, next) = q.offset_page(all, "/api/v1/tokens");
+    let items = page.iter().map(|(id, t)| view(id, t)).collect();
     Ok(json(StatusCode::OK, &TokenPage { items, total, next }))
 }
 

@@ -178,15 +178,8 @@ pub async fn list(c: Ctx<'_>) -> Result<Response<Body>> {
         all.reverse();
     }
     let total = all.len();
-    let end = (q.offset + q.limit).min(total);
-    let items = all
-        .iter()
-        .skip(q.offset)
-        .take(q.limit)
-        .map(|(n, u)| view(&registry, n, u))
-        .collect();
-    let next = (end < total)
-        .then(|| q.next_offset_link(&format!("/api/v1/registries/{registry}/users"), end));
+    let (page, next) = q.offset_page(all, &format!("/api/v1/registries/{registry}/users"));
+    let items = page.iter().map(|(n, u)| view(&registry, n, u)).collect();
     Ok(json(StatusCode::OK, &UserPage { items, total, next }))
 }
 
