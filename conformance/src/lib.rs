@@ -645,3 +645,26 @@ pub fn poll<T>(what: &str, asks: u32, every: Duration, mut f: impl FnMut() -> Op
     }
     panic!("{what}: still not after {asks} asks");
 }
+
+/// Start a garbage collection through the management API (`body` as
+/// `POST /api/v1/gc` takes it) and wait for it to end; its record.
+pub fn run_gc(s: &Server, token: Option<&str>, body: serde_json::Value) -> serde_json::Value {
+    let (st, v) = call(api(s, token, reqwest::Method::POST, "/gc").json(&body));
+    assert_eq!(st, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    poll(
+        &format!("run {id} ended"),
+        2400,
+        Duration::from_millis(50),
+        || {
+            let (st, r) = call(api(
+                s,
+                token,
+                reqwest::Method::GET,
+                &format!("/gc/runs/{id}"),
+            ));
+            assert_eq!(st, 200, "{r}");
+            (r["status"] != "running").then_some(r)
+        },
+    )
+}

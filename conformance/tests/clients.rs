@@ -124,6 +124,9 @@ fn skopeo_single_and_multi_arch_round_trip() {
         .args([
             "copy",
             "--all",
+            // one manifest format: no fallback attempt hides the refusal
+            "--format",
+            "oci",
             "--dest-tls-verify=false",
             "--preserve-digests",
         ])
@@ -669,6 +672,9 @@ fn ctr_pulls_a_multi_arch_image() {
         .args([
             "copy",
             "--all",
+            // one manifest format: no fallback attempt hides the refusal
+            "--format",
+            "oci",
             "--dest-tls-verify=false",
             "--preserve-digests",
         ])
@@ -757,4 +763,194 @@ fn docker_push_and_pull() {
             || ct == OCI_INDEX,
         "{ct}"
     );
+}
+
+/// What a failed command said, for the reason of a refusal.
+fn fails(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(!out.status.success(), "{cmd:?} was expected to fail");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn tag_rules_hold_against_skopeo_and_docker_pushes() {
+    use reqwest::Method as M;
+    use serde_json::json;
+    let docker = require("docker");
+    let s = Server::start();
+    let a = Some(ADMIN_TOKEN);
+    let (st, _) = call(api(&s, a, M::POST, "/registries").json(&json!({"name": "rules"})));
+    assert_eq!(st, 201);
+    let (st, u) = call(
+        api(&s, a, M::POST, "/registries/rules/users")
+            .json(&json!({"name": "ci", "canPush": true})),
+    );
+    assert_eq!(st, 201, "{u}");
+    let ci = format!("rules+ci:{}", u["password"].as_str().unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let (single, multi, _) = layout::single_and_multi(&src);
+    let copy = |from: &str, to: &str, creds: &str| {
+        let mut c = Command::new(require("skopeo"));
+        c.args([
+            "--insecure-policy",
+            "copy",
+            "--all",
+            // one manifest format: no fallback attempt hides the refusal
+            "--format",
+            "oci",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+            "--dest-creds",
+            creds,
+        ])
+        .arg(format!("oci:{}:{from}", src.display()))
+        .arg(format!("docker://{}/rules/app:{to}", s.host()));
+        c
+    };
+    run(&mut copy("single", "v1.0", &ci));
+    run(&mut copy("single", "dev", &ci));
+
+    // the rules, the admin's to make (a read-write token may not)
+    let (_, tok) = call(
+        api(&s, a, M::POST, "/tokens")
+            .json(&json!({"name": "rw", "registries": ["rules"], "readWrite": true})),
+    );
+    let rw = tok["secret"].as_str().unwrap().to_string();
+    let rule = |kind: &str, tag: &str| json!({"kind": kind, "tagPattern": tag});
+    let (st, v) = call(
+        api(&s, Some(&rw), M::POST, "/registries/rules/tag-rules").json(&rule("immutable", "v.*")),
+    );
+    assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    let (st, v) = call(
+        api(&s, a, M::POST, "/registries/rules/tag-rules").json(&rule("immutable", "v[0-9.]+")),
+    );
+    assert_eq!(st, 201, "{v}");
+    let frozen = v["id"].as_str().unwrap().to_string();
+    let (st, _) =
+        call(api(&s, a, M::POST, "/registries/rules/tag-rules").json(&rule("protected", "latest")));
+    assert_eq!(st, 201);
+    let (st, v) =
+        call(api(&s, a, M::POST, "/registries/rules/tag-rules").json(&rule("immutable", "(")));
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = call(api(&s, Some(&rw), M::GET, "/registries/rules/tag-rules"));
+    assert_eq!(
+        (st, v["items"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{v}"
+    );
+
+    // immutable: skopeo cannot push over it, as the user or the admin, nor
+    // delete it; a new matching tag is created once
+    for creds in [ci.clone(), admin_creds()] {
+        let out = fails(&mut copy("multi", "v1.0", &creds));
+        assert!(out.contains("immutable"), "{out}");
+    }
+    let out = fails(
+        Command::new(require("skopeo"))
+            .args(["delete", "--tls-verify=false", "--creds", &admin_creds()])
+            .arg(format!("docker://{}/rules/app:v1.0", s.host())),
+    );
+    assert!(out.contains("immutable"), "{out}");
+    assert_eq!(manifest_digest(&s, "rules/app", "v1.0").0, single);
+    run(&mut copy("multi", "v2.0", &ci));
+    run(&mut copy("multi", "v2.0", &ci)); // the same push again is no change
+                                          // a tag the pattern does not match as a whole moves freely
+    run(&mut copy("multi", "v1.0-rc", &ci));
+    run(&mut copy("single", "v1.0-rc", &ci));
+
+    // protected: the user may not create it, the admin may
+    let out = fails(&mut copy("single", "latest", &ci));
+    assert!(out.contains("protected"), "{out}");
+    run(&mut copy("single", "latest", &admin_creds()));
+
+    // docker, logged in as the user: refused on the protected and the
+    // immutable tag, accepted elsewhere
+    let cfg = tmp.path().join("docker-config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let dk = || {
+        let mut c = Command::new(&docker);
+        c.env("DOCKER_CONFIG", &cfg);
+        c
+    };
+    let archive = tmp.path().join("img.tar");
+    let local = format!("berth-e2e/rules:{}", s.port);
+    run(Command::new(require("skopeo"))
+        .args(["--insecure-policy", "copy"])
+        .arg(format!("oci:{}:multi", src.display()))
+        .args(["--override-arch", "arm64"])
+        .arg(format!("docker-archive:{}:{local}", archive.display())));
+    run(dk().arg("load").arg("-i").arg(&archive));
+    let (user, pass) = ci.split_once(':').unwrap();
+    run(dk().args(["login", &s.host(), "--username", user, "--password", pass]));
+    let mut names = vec![local.clone()];
+    let mut outcome = Vec::new();
+    for tag in ["latest", "v1.0", "docker-ok"] {
+        let remote = format!("{}/rules/app:{tag}", s.host());
+        run(dk().args(["tag", &local, &remote]));
+        let out = dk().args(["push", &remote]).output().unwrap();
+        outcome.push((
+            tag,
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+        names.push(remote);
+    }
+    for n in &names {
+        let _ = dk().args(["rmi", "-f", n]).output();
+    }
+    assert!(
+        !outcome[0].1 && outcome[0].2.contains("denied"),
+        "{outcome:?}"
+    );
+    assert!(
+        !outcome[1].1 && outcome[1].2.contains("denied"),
+        "{outcome:?}"
+    );
+    assert!(outcome[2].1, "{outcome:?}");
+    assert_eq!(manifest_digest(&s, "rules/app", "latest").0, single);
+    assert_eq!(manifest_digest(&s, "rules/app", "v1.0").0, single);
+
+    // through the management API too, and the repository cannot go
+    let (st, v) = call(api(
+        &s,
+        a,
+        M::DELETE,
+        "/registries/rules/repositories/app/tags/v1.0",
+    ));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("tag_immutable")),
+        "{v}"
+    );
+    let (st, v) = call(api(
+        &s,
+        Some(&rw),
+        M::DELETE,
+        "/registries/rules/repositories/app/tags/latest",
+    ));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (403, Some("tag_protected")),
+        "{v}"
+    );
+    let (st, v) = call(api(&s, a, M::DELETE, "/registries/rules/repositories/app"));
+    assert_eq!(st, 409, "{v}");
+
+    // the rule goes: the tag moves again
+    let (st, _) = call(api(
+        &s,
+        a,
+        M::DELETE,
+        &format!("/registries/rules/tag-rules/{frozen}"),
+    ));
+    assert_eq!(st, 204);
+    run(&mut copy("multi", "v1.0", &ci));
+    assert_eq!(manifest_digest(&s, "rules/app", "v1.0").0, multi);
 }

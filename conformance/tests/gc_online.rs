@@ -10,23 +10,6 @@ use std::time::{Duration, Instant};
 
 const A: Option<&str> = Some(ADMIN_TOKEN);
 
-/// Start a run and wait for it to end; its record.
-fn gc(s: &Server, token: Option<&str>, body: Value) -> Value {
-    let (st, v) = call(api(s, token, M::POST, "/gc").json(&body));
-    assert_eq!(st, 202, "{v}");
-    let id = v["id"].as_str().unwrap().to_string();
-    poll(
-        &format!("run {id} ended"),
-        2400,
-        Duration::from_millis(50),
-        || {
-            let (st, r) = call(api(s, token, M::GET, &format!("/gc/runs/{id}")));
-            assert_eq!(st, 200, "{r}");
-            (r["status"] != "running").then_some(r)
-        },
-    )
-}
-
 /// Blob files in the data directory's object store.
 fn blob_files(s: &Server) -> Vec<String> {
     let mut out = Vec::new();
@@ -48,7 +31,8 @@ fn blob_files(s: &Server) -> Vec<String> {
 
 #[test]
 fn collects_what_nothing_reaches_and_keeps_the_rest() {
-    let s = Server::start();
+    // deletes final at once (the recycle bin's own suite: recycle_bin.rs)
+    let s = Server::start_with(&[("BERTH_GC_RECYCLE_BIN_SECS", "0")]);
     let c = admin_client();
     let keep = push_image(&c, &s, "acme/app", "v1", "kept");
     let gone = push_image(&c, &s, "acme/app", "v2", "collected");
@@ -63,7 +47,7 @@ fn collects_what_nothing_reaches_and_keeps_the_rest() {
     assert_eq!(blob_files(&s).len(), 5);
 
     // the estimate: a dry run counts, deletes nothing
-    let dry = gc(
+    let dry = run_gc(
         &s,
         A,
         json!({"deleteUntagged": true, "dryRun": true, "graceSeconds": 0}),
@@ -72,12 +56,12 @@ fn collects_what_nothing_reaches_and_keeps_the_rest() {
     assert_eq!(dry["report"]["manifestsDeleted"], 1, "{dry}");
     assert_eq!(blob_files(&s).len(), 5);
     // within the grace nothing goes
-    let graced = gc(&s, A, json!({"deleteUntagged": true}));
+    let graced = run_gc(&s, A, json!({"deleteUntagged": true}));
     assert_eq!(graced["report"]["manifestsDeleted"], 0, "{graced}");
 
     let (st, est) = call(api(&s, A, M::GET, "/gc/estimate?graceSeconds=0"));
     assert_eq!(st, 200, "{est}");
-    let run = gc(&s, A, json!({"deleteUntagged": true, "graceSeconds": 0}));
+    let run = run_gc(&s, A, json!({"deleteUntagged": true, "graceSeconds": 0}));
     let r = &run["report"];
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(
@@ -194,7 +178,7 @@ fn who_may_collect() {
         404
     );
     assert_eq!(call(api(&s, None, M::POST, "/gc")).0, 401);
-    let run = gc(
+    let run = run_gc(
         &s,
         Some(&rw),
         json!({"registry": "acme", "graceSeconds": 0}),
@@ -204,7 +188,7 @@ fn who_may_collect() {
         (Some("succeeded"), Some("acme"))
     );
     // its runs list shows its registry's runs only
-    gc(&s, A, json!({"registry": "other"}));
+    run_gc(&s, A, json!({"registry": "other"}));
     let (_, v) = call(api(&s, Some(&ro), M::GET, "/gc/runs"));
     assert!(
         v["items"]
@@ -316,7 +300,7 @@ fn pushes_go_on_during_collection_and_nothing_acknowledged_is_lost() {
         sc.spawn(move || {
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(6) {
-                let r = gc(s, A, json!({"deleteUntagged": true, "graceSeconds": 0}));
+                let r = run_gc(s, A, json!({"deleteUntagged": true, "graceSeconds": 0}));
                 assert_eq!(r["status"], "succeeded", "{r}");
                 runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -326,7 +310,7 @@ fn pushes_go_on_during_collection_and_nothing_acknowledged_is_lost() {
     let acked = acked.into_inner().unwrap();
     assert!(acked.len() > 10, "{} pushes acknowledged", acked.len());
     assert!(runs.load(std::sync::atomic::Ordering::Relaxed) >= 2);
-    let final_run = gc(&s, A, json!({"graceSeconds": 0}));
+    let final_run = run_gc(&s, A, json!({"graceSeconds": 0}));
     assert_eq!(final_run["report"]["errors"], json!([]), "{final_run}");
     // every acknowledged manifest pulls whole
     let mut wanted = std::collections::BTreeSet::new();

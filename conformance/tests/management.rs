@@ -384,6 +384,21 @@ fn permissions_matrix_over_every_route() {
     );
     assert_eq!(st, 202, "{run}");
     let run_id = run["id"].as_str().unwrap().to_string();
+    // a tag rule (matching nothing), and acme/app's layer, for the rule
+    // and blob routes
+    let (st, rule) = call(
+        api(s, Some(ADMIN_TOKEN), M::POST, "/registries/acme/tag-rules")
+            .json(&json!({"kind": "protected", "tagPattern": "matches-nothing"})),
+    );
+    assert_eq!(st, 201, "{rule}");
+    let rule_id = rule["id"].as_str().unwrap().to_string();
+    let (_, art) = call(api(
+        s,
+        Some(ADMIN_TOKEN),
+        M::GET,
+        "/registries/acme/repositories/app/artifacts/v1",
+    ));
+    let layer = art["layers"][0]["digest"].as_str().unwrap().to_string();
     let (_, doc) = call(api(s, None, M::GET, "/openapi.json"));
     let mut routes = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -399,6 +414,9 @@ fn permissions_matrix_over_every_route() {
                 .replace("{reference}", "v1")
                 .replace("{tag}", "v1")
                 .replace("{user}", "ci")
+                .replace("{rule}", &rule_id)
+                .replace("{digest}", &layer)
+                .replace("{entry}", "no-such-entry")
                 .replace("{id}", id);
             routes.push((
                 method.to_uppercase(),

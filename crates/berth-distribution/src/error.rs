@@ -111,6 +111,18 @@ impl From<MetaError> for ApiError {
                     "reason": e.to_string(),
                 }));
         }
+        if let MetaError::TagRule(r) = &e {
+            return ApiError::new(ErrorCode::Denied)
+                .message(format!("tag {} is {}", r.tag, r.kind))
+                .detail(json!({
+                    "repository": r.repo,
+                    "tag": r.tag,
+                    "rule": r.rule,
+                    "kind": r.kind,
+                    "tagPattern": r.pattern,
+                    "reason": r.to_string(),
+                }));
+        }
         if e.is_retryable() {
             unavailable(e)
         } else {

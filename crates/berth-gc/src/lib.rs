@@ -4,7 +4,9 @@
 //! candidate in the transaction that deletes it, and candidates younger
 //! than the grace are kept, so pushes and pulls go on during a run.
 //!
-//! Phases: (1) with `delete_untagged`, manifests nothing reaches (repeated
+//! Phases: (0) recycle-bin entries older than the bin's retention go for
+//! good (their manifests' bytes, and links only they kept); (1) with
+//! `delete_untagged`, manifests nothing reaches (repeated
 //! while a pass deletes some: an index's children become unreachable with
 //! it); (2) links no manifest references; (3) for the instance, blobs no
 //! repository links — their records, then their bytes (a marker keeps a
@@ -42,6 +44,12 @@ pub struct Options {
 pub struct Report {
     pub manifests_deleted: u64,
     pub manifest_bytes: u64,
+    /// Recycle-bin entries whose retention ended (manifests and tags).
+    #[serde(default)]
+    pub bin_expired: u64,
+    /// Bytes of the manifests among them.
+    #[serde(default)]
+    pub bin_bytes: u64,
     pub links_removed: u64,
     pub blobs_deleted: u64,
     /// Bytes of the deleted blobs: what the object store got back.
@@ -59,7 +67,7 @@ pub struct Progress {
 }
 
 /// The phase names, in order.
-pub const PHASES: [&str; 4] = ["starting", "manifests", "links", "blobs"];
+pub const PHASES: [&str; 5] = ["starting", "bin", "manifests", "links", "blobs"];
 
 impl Progress {
     pub fn phase(&self) -> &'static str {
@@ -115,6 +123,62 @@ impl Collector {
         Collector { meta, blobs }
     }
 
+    /// Start a run with `o` in the background, recorded in the metadata
+    /// store: refused (with the running one) while its scope has a run;
+    /// otherwise the new run's record and its progress. `started` is called
+    /// with both before the run begins, `ended` with the final record once
+    /// it is written (a replica's view of its live runs, kept there).
+    pub async fn launch(
+        &self,
+        o: Options,
+        started: impl FnOnce(&berth_meta::GcRun, &Arc<Progress>),
+        ended: impl FnOnce(&berth_meta::GcRun) + Send + 'static,
+    ) -> Result<Result<(berth_meta::GcRun, Arc<Progress>), berth_meta::GcRun>, MetaError> {
+        let run = berth_meta::GcRun {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            registry: o.registry.clone(),
+            delete_untagged: o.delete_untagged,
+            dry_run: o.dry_run,
+            status: "running".into(),
+            started_ms: berth_meta::now_millis(),
+            finished_ms: None,
+            report: None,
+            error: None,
+        };
+        let r = run.clone();
+        if let Err(active) = self.meta.run(move |m| m.gc_start(&r)).await? {
+            return Ok(Err(active));
+        }
+        let progress = Arc::new(Progress::default());
+        started(&run, &progress);
+        let (me, p, mut done) = (self.clone(), progress.clone(), run.clone());
+        tokio::spawn(async move {
+            let out = me.run(&o, &p).await;
+            done.finished_ms = Some(berth_meta::now_millis());
+            match out {
+                Ok(r) => {
+                    done.status = "succeeded".into();
+                    done.report = serde_json::to_value(&r).ok();
+                }
+                Err(GcError::Cancelled(r)) => {
+                    done.status = "cancelled".into();
+                    done.report = serde_json::to_value(&r).ok();
+                }
+                Err(GcError::Meta(e)) => {
+                    done.status = "failed".into();
+                    done.error = Some(e.to_string());
+                }
+            }
+            tracing::info!(run = %done.id, status = %done.status, "garbage collection ended");
+            let d = done.clone();
+            if let Err(e) = me.meta.run(move |m| m.gc_finish(&d)).await {
+                tracing::error!(run = %done.id, error = %e, "garbage collection record not written");
+            }
+            ended(&done);
+        });
+        Ok(Ok((run, progress)))
+    }
+
     /// One run with `o`, reporting into `p` (a dry run is [`Collector::estimate`]).
     pub async fn run(&self, o: &Options, p: &Progress) -> Result<Report, GcError> {
         if o.dry_run {
@@ -128,8 +192,15 @@ impl Collector {
             .map(|g| format!("{g}/"))
             .unwrap_or_default();
         let repos = self.repos(&prefix).await?;
+        p.enter(1);
+        let mut unlinked = Vec::new();
+        let bin_cutoff = self.bin_cutoff();
+        for repo in &repos {
+            self.expire_bin(repo, bin_cutoff, cutoff, p, &mut r, &mut unlinked)
+                .await?;
+        }
         if o.delete_untagged {
-            p.enter(1);
+            p.enter(2);
             for _ in 0..MAX_PASSES {
                 let before = r.manifests_deleted;
                 for repo in &repos {
@@ -140,12 +211,11 @@ impl Collector {
                 }
             }
         }
-        p.enter(2);
-        let mut unlinked = Vec::new();
+        p.enter(3);
         for repo in &repos {
             self.links(repo, cutoff, p, &mut r, &mut unlinked).await?;
         }
-        p.enter(3);
+        p.enter(4);
         if o.registry.is_none() {
             self.finish_deleting(&mut r).await?;
             let mut after: Option<String> = None;
@@ -188,8 +258,23 @@ impl Collector {
             .unwrap_or_default();
         let repos = self.repos(&prefix).await?;
         let mut doomed: HashSet<(String, String)> = HashSet::new();
+        p.enter(1);
+        let bin_cutoff = self.bin_cutoff();
+        for repo in &repos {
+            for e in self.bin_entries(repo).await? {
+                if e.deleted_ms() >= bin_cutoff {
+                    continue;
+                }
+                p.saw();
+                r.bin_expired += 1;
+                if let berth_meta::BinEntry::Manifest { digest, entry, .. } = e {
+                    r.bin_bytes += entry.record.size;
+                    doomed.insert((repo.clone(), digest));
+                }
+            }
+        }
         if o.delete_untagged {
-            p.enter(1);
+            p.enter(2);
             for repo in &repos {
                 let rp = repo.clone();
                 let reach = self
@@ -202,7 +287,7 @@ impl Collector {
                             let Some((last, _)) = page.last() else { break };
                             after = Some(last.clone());
                             for (d, _) in page {
-                                if let Some(x) = m.gc_reach(&rp, &d)? {
+                                if let Some(x) = m.gc_reach(&rp, &d, bin_cutoff)? {
                                     out.insert(d, x);
                                 }
                             }
@@ -214,7 +299,7 @@ impl Collector {
                 // (their children; the referrers of a kept subject)
                 let mut kept: HashSet<&str> = reach
                     .iter()
-                    .filter(|(_, x)| x.tagged || x.pushed_ms >= cutoff)
+                    .filter(|(_, x)| x.tagged || x.held || x.pushed_ms >= cutoff)
                     .map(|(d, _)| d.as_str())
                     .collect();
                 loop {
@@ -242,7 +327,7 @@ impl Collector {
                 }
             }
         }
-        p.enter(2);
+        p.enter(3);
         let mut gone_links: HashSet<(String, String)> = HashSet::new();
         for repo in &repos {
             let (rp, dm) = (repo.clone(), doomed.clone());
@@ -278,7 +363,7 @@ impl Collector {
                 gone_links.insert((repo.clone(), d));
             }
         }
-        p.enter(3);
+        p.enter(4);
         let candidates: Vec<String> = if o.registry.is_none() {
             let mut all = Vec::new();
             let mut after: Option<String> = None;
@@ -325,6 +410,64 @@ impl Collector {
             }
         }
         Ok(r)
+    }
+
+    /// Bin entries deleted before this have had their retention.
+    fn bin_cutoff(&self) -> u64 {
+        berth_meta::now_millis().saturating_sub(self.meta.recycle_bin_ms())
+    }
+
+    /// Every bin entry of a repository.
+    async fn bin_entries(&self, repo: &str) -> Result<Vec<berth_meta::BinEntry>, GcError> {
+        let prefix = berth_meta::repo_bin_prefix(repo);
+        let mut out = Vec::new();
+        loop {
+            let (pre, after) = (prefix.clone(), out.last().map(berth_meta::BinEntry::key));
+            let page = self
+                .meta
+                .run(move |m| m.list_bin(&pre, after.as_deref(), PAGE))
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            out.extend(page);
+        }
+        Ok(out)
+    }
+
+    /// Purge a repository's bin entries deleted before `bin_cutoff`.
+    async fn expire_bin(
+        &self,
+        repo: &str,
+        bin_cutoff: u64,
+        cutoff: u64,
+        p: &Progress,
+        r: &mut Report,
+        unlinked: &mut Vec<String>,
+    ) -> Result<(), GcError> {
+        for e in self.bin_entries(repo).await? {
+            if e.deleted_ms() >= bin_cutoff {
+                continue;
+            }
+            check(p, r)?;
+            p.saw();
+            let key = e.key();
+            match self
+                .meta
+                .run(move |m| m.purge(&key, Some(bin_cutoff), cutoff))
+                .await
+            {
+                Ok(Some(purged)) => {
+                    r.bin_expired += 1;
+                    r.bin_bytes += purged.manifest_bytes;
+                    r.links_removed += purged.links.len() as u64;
+                    unlinked.extend(purged.links.into_iter().map(|(d, _)| d));
+                }
+                Ok(None) => {}
+                Err(e) => r.errors.push(format!("bin {repo}: {e}")),
+            }
+        }
+        Ok(())
     }
 
     async fn repos(&self, prefix: &str) -> Result<Vec<String>, GcError> {

@@ -125,19 +125,21 @@ impl Admin {
     /// transaction that checks no repository is left: a push racing the
     /// deletion makes it delete again, and after a few rounds of that it
     /// gives up with `NotEmpty`.
-    pub fn delete_registry(&self, name: &str) -> Result<()> {
+    ///
+    /// Tags go as done `by` a principal, as the registry's tag rules allow.
+    pub fn delete_registry(&self, name: &str, by: &str) -> Result<()> {
         const ROUNDS: usize = 8;
         let prefix = format!("{name}/");
         for _ in 0..ROUNDS {
             // a repository named as the registry itself, then those under it
-            self.meta.delete_repository(name)?;
+            self.meta.delete_repository(name, by)?;
             loop {
                 let page = self.meta.list_repos_with_prefix(&prefix, None, 100)?;
                 if page.is_empty() {
                     break;
                 }
                 for (repo, _) in page {
-                    self.meta.delete_repository(&repo)?;
+                    self.meta.delete_repository(&repo, by)?;
                 }
             }
             match self.meta.delete_registry(name)? {
@@ -362,9 +364,9 @@ mod tests {
             a.update_registry("nope", None, None),
             Err(AdminError::NotFound(_))
         ));
-        a.delete_registry("acme").unwrap();
+        a.delete_registry("acme", "admin").unwrap();
         assert!(matches!(
-            a.delete_registry("acme"),
+            a.delete_registry("acme", "admin"),
             Err(AdminError::NotFound(_))
         ));
     }

@@ -5,7 +5,7 @@
 
 use crate::caller::Caller;
 use crate::error::{ManagementError, PROBLEM_JSON};
-use crate::{artifacts, audit, gc, registries, repositories, tokens, users};
+use crate::{artifacts, audit, bin, gc, kept, registries, repositories, rules, tokens, users};
 use berth_http::Body;
 use berth_meta::Meta;
 use futures::StreamExt;
@@ -37,6 +37,9 @@ const MAX_LIMIT: usize = 1000;
         tokens::list, tokens::create, tokens::get, tokens::update, tokens::refresh,
         tokens::regenerate, tokens::revoke, tokens::delete, tokens::docker_credentials,
         gc::start, gc::list, gc::get, gc::cancel, gc::estimate,
+        rules::list, rules::create, rules::get, rules::delete,
+        bin::list, bin::restore, bin::purge, bin::empty,
+        kept::blob, kept::manifest,
     ),
     components(schemas(
         Root, Problem,
@@ -55,6 +58,9 @@ const MAX_LIMIT: usize = 1000;
         tokens::CreateToken, tokens::UpdateToken, tokens::RefreshToken, tokens::CreateCredentials,
         tokens::TokenPage,
         gc::StartGc, berth_gc::Report, gc::GcRunView, gc::GcRunPage, gc::GcEstimate,
+        rules::TagRuleKindView, rules::TagRuleView, rules::CreateTagRule, rules::TagRuleList,
+        bin::BinEntryView, bin::BinPage, bin::Restore, bin::Emptied,
+        kept::Referencing, kept::BlobHolder, kept::BlobKeepers, kept::ManifestKeepers,
     )),
     modifiers(&Security, &Errors),
     security(("token" = [])),
@@ -63,6 +69,8 @@ const MAX_LIMIT: usize = 1000;
         (name = "artifacts", description = "Manifests of a repository, their tags, tag history and bulk cleanup"),
         (name = "users", description = "A registry's docker login accounts"),
         (name = "tokens", description = "API tokens, and docker / Kubernetes credentials"),
+        (name = "recycle-bin", description = "Deleted manifests and tags, restorable until garbage collection lets them go"),
+        (name = "tag-rules", description = "Protected and immutable tags: rules per registry, on /v2/ and here"),
         (name = "gc", description = "Online garbage collection: start, follow, list, cancel"),
         (name = "audit", description = "Every change through this API and every push and delete on /v2/")),
 )]

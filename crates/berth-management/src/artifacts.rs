@@ -365,7 +365,7 @@ impl Ctx<'_> {
     }
 
     /// The digest a `reference` path parameter (a digest or a tag) names.
-    fn resolve(&self, repo: &str) -> Result<String> {
+    pub(crate) fn resolve(&self, repo: &str) -> Result<String> {
         let r = self.param("reference")?;
         match Reference::parse(&r) {
             Ok(Reference::Digest(d)) => Ok(d.to_string()),
@@ -736,10 +736,12 @@ pub async fn cleanup(mut c: Ctx<'_>) -> Result<Response<Body>> {
             for t in &req.tags {
                 if !berth_core::name::valid_tag(t) {
                     fail(&mut out, t, "invalid", "not a valid tag".into());
-                } else if m.delete_tag(&r, t, &by)? {
-                    out.deleted_tags.push(t.clone());
-                } else {
-                    fail(&mut out, t, "not_found", format!("no tag {t} in {r}"));
+                    continue;
+                }
+                match ruled(m.delete_tag(&r, t, &by))? {
+                    Ok(true) => out.deleted_tags.push(t.clone()),
+                    Ok(false) => fail(&mut out, t, "not_found", format!("no tag {t} in {r}")),
+                    Err((code, why)) => fail(&mut out, t, code, why),
                 }
             }
             for d in &req.digests {
@@ -747,12 +749,13 @@ pub async fn cleanup(mut c: Ctx<'_>) -> Result<Response<Body>> {
                     fail(&mut out, d, "invalid", "not a digest".into());
                     continue;
                 };
-                match m.delete_manifest_unreferenced(&r, &dg.to_string(), &by)? {
-                    ManifestDelete::Deleted => out.deleted_digests.push(d.clone()),
-                    ManifestDelete::NotFound => {
+                match ruled(m.delete_manifest_unreferenced(&r, &dg.to_string(), &by))? {
+                    Err((code, why)) => fail(&mut out, d, code, why),
+                    Ok(ManifestDelete::Deleted) => out.deleted_digests.push(d.clone()),
+                    Ok(ManifestDelete::NotFound) => {
                         fail(&mut out, d, "not_found", format!("no manifest {d} in {r}"))
                     }
-                    ManifestDelete::ReferencedBy(i) => fail(
+                    Ok(ManifestDelete::ReferencedBy(i)) => fail(
                         &mut out,
                         d,
                         "referenced",
@@ -764,4 +767,23 @@ pub async fn cleanup(mut c: Ctx<'_>) -> Result<Response<Body>> {
         })
         .await?;
     Ok(json(StatusCode::OK, &out))
+}
+
+/// A refusal by a tag rule as one item's failure (its code and reason),
+/// any other error as the whole request's.
+fn ruled<T>(
+    r: std::result::Result<T, berth_meta::MetaError>,
+) -> std::result::Result<std::result::Result<T, (&'static str, String)>, berth_meta::MetaError> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(berth_meta::MetaError::TagRule(r)) => Ok(Err((
+            if r.kind == "protected" {
+                "tag_protected"
+            } else {
+                "tag_immutable"
+            },
+            r.to_string(),
+        ))),
+        Err(e) => Err(e),
+    }
 }

@@ -81,6 +81,14 @@ impl From<AdminError> for ManagementError {
             AdminError::Meta(m @ berth_meta::MetaError::OverQuota { .. }) => {
                 Self::new(StatusCode::FORBIDDEN, "over_quota", m.to_string())
             }
+            // Protected: the admin could; immutable: nobody can until the
+            // rule goes.
+            AdminError::Meta(berth_meta::MetaError::TagRule(r)) if r.kind == "protected" => {
+                Self::new(StatusCode::FORBIDDEN, "tag_protected", r.to_string())
+            }
+            AdminError::Meta(berth_meta::MetaError::TagRule(r)) => {
+                Self::new(StatusCode::CONFLICT, "tag_immutable", r.to_string())
+            }
             AdminError::Meta(m) if m.is_retryable() => {
                 tracing::warn!(error = %m, "metadata store busy");
                 Self::new(

@@ -12,7 +12,6 @@ use berth_http::Body;
 use berth_meta::GcRun;
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 type Result<T> = std::result::Result<T, ManagementError>;
@@ -51,7 +50,7 @@ pub struct GcRunView {
     pub started_at: String,
     pub finished_at: Option<String>,
     /// While running, on the replica that runs it: the phase
-    /// (`starting`, `manifests`, `links`, `blobs`) and candidates seen.
+    /// (`starting`, `bin`, `manifests`, `links`, `blobs`) and candidates seen.
     pub phase: Option<String>,
     pub seen: Option<u64>,
     pub report: Option<Report>,
@@ -131,64 +130,23 @@ pub async fn start(mut c: Ctx<'_>) -> Result<Response<Body>> {
             "garbage collection is not available on this server",
         ));
     };
-    let run = GcRun {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        registry: req.registry.clone(),
-        delete_untagged: req.delete_untagged,
-        dry_run: req.dry_run,
-        status: "running".into(),
-        started_ms: berth_meta::now_millis(),
-        finished_ms: None,
-        report: None,
-        error: None,
-    };
-    let r = run.clone();
-    if let Err(active) = c.meta().run(move |m| m.gc_start(&r)).await? {
-        return Err(ManagementError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("collection {} of this scope is running", active.id),
-        ));
-    }
-    let progress = Arc::new(Progress::default());
-    c.api
-        .gc_live
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(run.id.clone(), progress.clone());
     let opts = Options {
         registry: req.registry,
         delete_untagged: req.delete_untagged,
         dry_run: req.dry_run,
         grace_ms: req.grace_seconds.unwrap_or(3600).saturating_mul(1000),
     };
-    let (meta, live, mut done) = (c.meta().clone(), c.api.gc_live.clone(), run.clone());
-    tokio::spawn(async move {
-        let out = collector.run(&opts, &progress).await;
-        done.finished_ms = Some(berth_meta::now_millis());
-        match out {
-            Ok(r) => {
-                done.status = "succeeded".into();
-                done.report = serde_json::to_value(&r).ok();
-            }
-            Err(GcError::Cancelled(r)) => {
-                done.status = "cancelled".into();
-                done.report = serde_json::to_value(&r).ok();
-            }
-            Err(GcError::Meta(e)) => {
-                done.status = "failed".into();
-                done.error = Some(e.to_string());
-            }
+    let launched = c.api.launch_gc(&collector, opts).await?;
+    let run = match launched {
+        Ok(x) => x,
+        Err(active) => {
+            return Err(ManagementError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("collection {} of this scope is running", active.id),
+            ))
         }
-        tracing::info!(run = %done.id, status = %done.status, "garbage collection ended");
-        let d = done.clone();
-        if let Err(e) = meta.run(move |m| m.gc_finish(&d)).await {
-            tracing::error!(run = %done.id, error = %e, "garbage collection record not written");
-        }
-        live.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&done.id);
-    });
+    };
     let mut resp = json(StatusCode::ACCEPTED, &view(c.api, run.clone()));
     resp.headers_mut().insert(
         "location",
@@ -365,5 +323,33 @@ fn gc_error(e: GcError) -> ManagementError {
             "unavailable",
             "the estimate was cancelled",
         ),
+    }
+}
+
+impl crate::Inner {
+    /// Start a run, its progress shown by this replica while it runs.
+    pub(crate) async fn launch_gc(
+        &self,
+        collector: &berth_gc::Collector,
+        opts: Options,
+    ) -> std::result::Result<std::result::Result<GcRun, GcRun>, berth_meta::MetaError> {
+        let (live, live2) = (self.gc_live.clone(), self.gc_live.clone());
+        let launched = collector
+            .launch(
+                opts,
+                move |run, progress| {
+                    live.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(run.id.clone(), progress.clone());
+                },
+                move |done| {
+                    live2
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&done.id);
+                },
+            )
+            .await?;
+        Ok(launched.map(|(run, _)| run))
     }
 }

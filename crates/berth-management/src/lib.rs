@@ -11,11 +11,14 @@ pub mod admin;
 mod api;
 mod artifacts;
 mod audit;
+mod bin;
 mod caller;
 mod error;
 mod gc;
+mod kept;
 mod registries;
 mod repositories;
+mod rules;
 mod tokens;
 mod users;
 
@@ -75,6 +78,20 @@ impl Management {
         }
     }
 
+    /// Start a collection as `POST /gc` does (for the server's schedule):
+    /// the new run, or the running one of its scope.
+    pub async fn start_gc(
+        &self,
+        opts: berth_gc::Options,
+    ) -> Result<Result<berth_meta::GcRun, berth_meta::GcRun>, berth_meta::MetaError> {
+        let Some(collector) = self.inner.gc.clone() else {
+            return Err(berth_meta::MetaError::Task(
+                "no blob store to collect".into(),
+            ));
+        };
+        self.inner.launch_gc(&collector, opts).await
+    }
+
     /// Read image configs from `blobs` (for the platforms artifacts show).
     pub fn with_blobs(mut self, blobs: Arc<berth_storage::BlobStore>) -> Management {
         let inner = Arc::get_mut(&mut self.inner).expect("with_blobs before the API is shared");
@@ -132,6 +149,16 @@ fn label(op: &str) -> &'static str {
         "getGcRun" => "api.gc.get",
         "cancelGcRun" => "api.gc.cancel",
         "estimateGc" => "api.gc.estimate",
+        "listTagRules" => "api.tag_rules.list",
+        "createTagRule" => "api.tag_rules.create",
+        "getTagRule" => "api.tag_rules.get",
+        "deleteTagRule" => "api.tag_rules.delete",
+        "listRecycleBin" => "api.recycle_bin.list",
+        "restoreFromBin" => "api.recycle_bin.restore",
+        "purgeFromBin" => "api.recycle_bin.purge",
+        "emptyRecycleBin" => "api.recycle_bin.empty",
+        "getBlobKeepers" => "api.blobs.kept_by",
+        "getArtifactKeepers" => "api.artifacts.kept_by",
         _ => "api.other",
     }
 }
@@ -282,6 +309,16 @@ impl Management {
             "getGcRun" => gc::get(c).await,
             "cancelGcRun" => gc::cancel(c).await,
             "estimateGc" => gc::estimate(c).await,
+            "listTagRules" => rules::list(c).await,
+            "createTagRule" => rules::create(c).await,
+            "getTagRule" => rules::get(c).await,
+            "deleteTagRule" => rules::delete(c).await,
+            "listRecycleBin" => bin::list(c).await,
+            "restoreFromBin" => bin::restore(c).await,
+            "purgeFromBin" => bin::purge(c).await,
+            "emptyRecycleBin" => bin::empty(c).await,
+            "getBlobKeepers" => kept::blob(c).await,
+            "getArtifactKeepers" => kept::manifest(c).await,
             other => Err(ManagementError::new(
                 http::StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",

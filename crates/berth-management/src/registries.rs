@@ -55,9 +55,11 @@ pub struct RegistryView {
     pub allow_sparse: bool,
     /// Repositories in the registry (exact).
     pub repository_count: i64,
-    /// The distinct blobs its repositories link (each counted once) and
-    /// its manifests, in bytes (exact).
+    /// The distinct blobs its repositories link (each counted once), its
+    /// manifests and the manifests in its recycle bin, in bytes (exact).
     pub bytes_used: i64,
+    /// The part of `bytesUsed` the recycle bin holds.
+    pub recycle_bin_bytes: i64,
     /// `bytesUsed` as a percentage of the limit; `null` without one.
     pub used_percent: Option<f64>,
     /// What to push to: `<host>/<registry>/<repository>:<tag>`.
@@ -123,9 +125,11 @@ pub struct RegistryPage {
 impl Ctx<'_> {
     fn view(&self, name: &str, r: RegistryRecord) -> Result<RegistryView> {
         let (blob_bytes, manifest_bytes) = self.meta().registry_usage(name)?;
-        let bytes_used = blob_bytes + manifest_bytes;
+        let recycle_bin_bytes = self.meta().registry_bin_bytes(name)?;
+        let bytes_used = blob_bytes + manifest_bytes + recycle_bin_bytes;
         Ok(RegistryView {
             bytes_used,
+            recycle_bin_bytes,
             used_percent: r
                 .storage_limit
                 .map(|l| (bytes_used as f64 * 10_000.0 / l.max(1) as f64).round() / 100.0),
@@ -350,14 +354,14 @@ pub async fn update(mut c: Ctx<'_>) -> Result<Response<Body>> {
 #[utoipa::path(delete, path = "/registries/{name}", operation_id = "deleteRegistry", tag = "registries",
     params(("name" = String, Path, description = "registry name", example = "acme")),
     responses((status = 204, description = "deleted"), (status = 403, description = "read-only token"),
-        (status = 404, description = "no such registry"), (status = 409, description = "pushes kept creating repositories during the deletion; try again")))]
+        (status = 404, description = "no such registry"), (status = 409, description = "pushes kept creating repositories during the deletion; try again, or a tag rule keeps a tag (remove the rule first)")))]
 pub async fn delete(c: Ctx<'_>) -> Result<Response<Body>> {
     let (name, _) = c.visible_registry()?;
     c.caller.need_write()?;
-    let n = name.clone();
+    let (n, by) = (name.clone(), c.caller.subject());
     let admin = c.api.admin.clone();
     c.meta()
-        .run(move |_| Ok(admin.delete_registry(&n)))
+        .run(move |_| Ok(admin.delete_registry(&n, &by)))
         .await??;
     Ok(berth_http::status_response(StatusCode::NO_CONTENT, &[]))
 }

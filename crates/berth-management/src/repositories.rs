@@ -320,8 +320,8 @@ pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
 pub async fn delete(c: Ctx<'_>) -> Result<Response<Body>> {
     let (full, _) = c.repository_param()?;
     c.caller.need_write()?;
-    let f = full.clone();
-    let existed = c.meta().run(move |m| m.delete_repository(&f)).await?;
+    let (f, by) = (full.clone(), c.caller.subject());
+    let existed = c.meta().run(move |m| m.delete_repository(&f, &by)).await?;
     if !existed {
         return Err(ManagementError::not_found(format!("no repository {full}")));
     }

@@ -61,10 +61,17 @@ pub enum Cf {
     /// a registry) and `r \0 {!ms:016x} id` → [`crate::GcRun`] (every run,
     /// newest first).
     GcRuns,
+    /// `registry` → the registry's tag rules (`rules.rs`), one record
+    /// rewritten whole: every tag change reads it as a condition.
+    TagRules,
+    /// `repo \0 m \0 digest` → [`crate::BinnedManifest`] + body, and
+    /// `repo \0 t \0 digest \0 tag` → [`crate::BinnedTag`]: the recycle bin
+    /// (`bin.rs`).
+    Bin,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 21] = [
+    pub const ALL: [Cf; 23] = [
         Cf::Repos,
         Cf::Manifests,
         Cf::Tags,
@@ -86,6 +93,8 @@ impl Cf {
         Cf::Audit,
         Cf::Deleting,
         Cf::GcRuns,
+        Cf::TagRules,
+        Cf::Bin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -111,6 +120,8 @@ impl Cf {
             Cf::Audit => "audit",
             Cf::Deleting => "deleting",
             Cf::GcRuns => "gc_runs",
+            Cf::TagRules => "tag_rules",
+            Cf::Bin => "bin",
         }
     }
 }

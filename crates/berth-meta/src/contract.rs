@@ -56,6 +56,9 @@ macro_rules! contract_suite {
             gc_steps_keep_what_is_reached,
             race_gc_unlink_vs_manifest_push,
             race_gc_untagged_vs_tag_push,
+            tag_rules_protect_and_freeze,
+            race_immutable_tag_created_once,
+            recycle_bin_restore_and_purge,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -328,7 +331,15 @@ fn rec(media_type: &str, subject: Option<&Digest>) -> ManifestRecord {
     }
 }
 
-fn put_m(m: &Meta, repo: &str, d: &Digest, tags: &[&str], refs: Vec<Ref>) -> Result<(), Refused> {
+/// Push a manifest of `refs` with `tags`, `by` a principal.
+fn put_as(
+    m: &Meta,
+    repo: &str,
+    d: &Digest,
+    tags: &[&str],
+    refs: Vec<Ref>,
+    by: &str,
+) -> Result<Result<(), Refused>, crate::MetaError> {
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     m.put_manifest(PutManifest {
         repo,
@@ -339,9 +350,12 @@ fn put_m(m: &Meta, repo: &str, d: &Digest, tags: &[&str], refs: Vec<Ref>) -> Res
         referrer: None,
         refs,
         allow_missing: false,
-        by: "test",
+        by,
     })
-    .unwrap()
+}
+
+fn put_m(m: &Meta, repo: &str, d: &Digest, tags: &[&str], refs: Vec<Ref>) -> Result<(), Refused> {
+    put_as(m, repo, d, tags, refs, "test").unwrap()
 }
 
 pub fn uploads_open_advance_close(kv: impl KvStore) {
@@ -1177,8 +1191,8 @@ pub fn delete_repository_takes_everything(kv: impl KvStore) {
         2
     );
 
-    assert!(m.delete_repository("d/app").unwrap());
-    assert!(!m.delete_repository("d/app").unwrap());
+    assert!(m.delete_repository("d/app", "admin").unwrap());
+    assert!(!m.delete_repository("d/app", "admin").unwrap());
     assert!(m.repo("d/app").unwrap().is_none());
     assert!(m.manifest("d/app", &man).unwrap().is_none());
     assert!(m.tag("d/app", "v1").unwrap().is_none());
@@ -1475,7 +1489,7 @@ pub fn guard_rewrites_are_seen(kv: impl KvStore) {
     let mut attempts = 0;
     m.transact(|tx| {
         attempts += 1;
-        let found = crate::meta::remove_manifest(tx, "g/r", &d.to_string(), "test")?;
+        let found = crate::meta::remove_manifest(tx, "g/r", &d.to_string(), "test", false)?;
         if attempts == 1 {
             std::thread::scope(|s| {
                 s.spawn(|| put_m(&m, "g/r", &d, &["b"], vec![]).unwrap())
@@ -1700,4 +1714,299 @@ pub fn race_gc_untagged_vs_tag_push(kv: impl KvStore) {
             );
         }
     }
+}
+
+fn put_by(
+    m: &Meta,
+    repo: &str,
+    d: &Digest,
+    tags: &[&str],
+    by: &str,
+) -> Result<(), crate::MetaError> {
+    put_as(m, repo, d, tags, vec![], by).map(|r| r.expect("no references to refuse"))
+}
+
+fn rule(kind: crate::TagRuleKind, tag: &str, repo: Option<&str>) -> crate::TagRule {
+    crate::TagRule {
+        id: Meta::new_rule_id(),
+        kind,
+        tag_pattern: tag.into(),
+        repository_pattern: repo.map(str::to_string),
+        created_ms: 1,
+        created_by: "admin".into(),
+    }
+}
+
+fn refused_by(r: Result<impl std::fmt::Debug, crate::MetaError>, want: &str) -> bool {
+    match r {
+        Err(crate::MetaError::TagRule(r)) => r.kind == want,
+        other => panic!("expected a {want} refusal, got {other:?}"),
+    }
+}
+
+pub fn tag_rules_protect_and_freeze(kv: impl KvStore) {
+    use crate::TagRuleKind::{Immutable, Protected};
+    let m = Meta::new(kv);
+    assert!(m.create_registry("tr", &registry()).unwrap());
+    let (a, b) = (Digest::sha256_of(b"tr a"), Digest::sha256_of(b"tr b"));
+    put_by(&m, "tr/app", &a, &["v1", "dev", "latest"], "token:t").unwrap();
+    put_by(&m, "tr/app", &b, &[], "token:t").unwrap();
+    let frozen = rule(Immutable, "v[0-9]+", None);
+    m.add_tag_rule("tr", &frozen).unwrap().unwrap();
+    m.add_tag_rule("tr", &rule(Protected, "latest", Some("app")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.tag_rules("tr").unwrap().len(), 2);
+    // no registry, no rule
+    assert_eq!(
+        m.add_tag_rule("nope", &frozen).unwrap(),
+        Err(crate::RuleRefused::NoRegistry)
+    );
+
+    // immutable: not moved, not deleted, by anyone; the same push again
+    // is no move; a new matching tag may be created once
+    for by in ["token:t", "admin"] {
+        assert!(refused_by(
+            put_by(&m, "tr/app", &b, &["v1"], by),
+            "immutable"
+        ));
+        assert!(refused_by(m.delete_tag("tr/app", "v1", by), "immutable"));
+        assert!(refused_by(
+            m.set_tag("tr/app", "v1", &b.to_string(), by),
+            "immutable"
+        ));
+        // (for others than the admin, `latest` of the same manifest is
+        // protected too: whichever the transaction meets first refuses)
+        let want = if by == "admin" {
+            "immutable"
+        } else {
+            "protected"
+        };
+        assert!(refused_by(m.delete_manifest("tr/app", &a, by), want));
+        assert!(refused_by(m.delete_repository("tr/app", by), want));
+    }
+    put_by(&m, "tr/app", &a, &["v1"], "token:t").unwrap();
+    put_by(&m, "tr/app", &b, &["v2"], "token:t").unwrap();
+    assert!(refused_by(
+        put_by(&m, "tr/app", &a, &["v2"], "token:t"),
+        "immutable"
+    ));
+    // the pattern matches the whole tag only
+    put_by(&m, "tr/app", &b, &["v1-rc"], "token:t").unwrap();
+    put_by(&m, "tr/app", &a, &["v1-rc"], "token:t").unwrap();
+    // a refused push wrote nothing: the tag and the manifest are as before
+    assert_eq!(
+        m.tag("tr/app", "v1").unwrap().unwrap().digest,
+        a.to_string()
+    );
+    assert!(m.manifest_exists("tr/app", &a).unwrap());
+
+    // protected: the admin only, and only in matching repositories
+    assert!(refused_by(
+        put_by(&m, "tr/app", &b, &["latest"], "token:t"),
+        "protected"
+    ));
+    assert!(refused_by(
+        m.delete_tag("tr/app", "latest", "user:tr+ci"),
+        "protected"
+    ));
+    put_by(&m, "tr/other", &b, &["latest"], "token:t").unwrap();
+    assert!(m.delete_tag("tr/other", "latest", "token:t").unwrap());
+    put_by(&m, "tr/app", &b, &["latest"], "admin").unwrap();
+    assert_eq!(
+        m.tag("tr/app", "latest").unwrap().unwrap().digest,
+        b.to_string()
+    );
+    // an unprotected tag moves freely
+    put_by(&m, "tr/app", &b, &["dev"], "token:t").unwrap();
+    assert!(m.delete_tag("tr/app", "dev", "token:t").unwrap());
+
+    // the rule goes: the tag may change again
+    assert!(m.delete_tag_rule("tr", &frozen.id).unwrap());
+    assert!(!m.delete_tag_rule("tr", &frozen.id).unwrap());
+    put_by(&m, "tr/app", &b, &["v1"], "token:t").unwrap();
+    assert!(m.delete_tag("tr/app", "v1", "token:t").unwrap());
+    assert!(refused_by(
+        m.delete_repository("tr/app", "token:t"),
+        "protected"
+    ));
+    assert!(m.delete_repository("tr/app", "admin").unwrap());
+}
+
+pub fn race_immutable_tag_created_once(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    assert!(m.create_registry("ti", &registry()).unwrap());
+    m.add_tag_rule(
+        "ti",
+        &rule(crate::TagRuleKind::Immutable, "release-.*", None),
+    )
+    .unwrap()
+    .unwrap();
+    for round in 0..20 {
+        let tag = format!("release-{round}");
+        let start = Barrier::new(8);
+        let won = AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let (m, tag, start, won) = (&m, &tag, &start, &won);
+                s.spawn(move || {
+                    let d = Digest::sha256_of(format!("ti {round} {i}").as_bytes());
+                    start.wait();
+                    match put_by(m, "ti/app", &d, &[tag.as_str()], "token:t") {
+                        Ok(()) => {
+                            won.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(crate::MetaError::TagRule(_)) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            won.load(Ordering::SeqCst),
+            1,
+            "round {round}: one creator wins"
+        );
+        let history = m.tag_history("ti/app", Some(&tag), None, 100).unwrap();
+        assert_eq!(history.len(), 1, "round {round}: the tag never moved");
+    }
+}
+
+pub fn recycle_bin_restore_and_purge(kv: impl KvStore) {
+    use crate::{BinEntry, Restored};
+    let m = Meta::new(kv).with_recycle_bin(3600 * 1000);
+    assert!(m.create_registry("rb", &registry()).unwrap());
+    let usage = |m: &Meta| {
+        let (b, man) = m.registry_usage("rb").unwrap();
+        b + man + m.registry_bin_bytes("rb").unwrap()
+    };
+    let layer = Digest::sha256_of(b"rb layer");
+    m.link_blob("rb/app", &layer, 10).unwrap();
+    let man = Digest::sha256_of(b"rb manifest");
+    let refs = vec![blob_ref(&layer, 10)];
+    let tags: Vec<String> = vec!["v1".into(), "v2".into()];
+    let push = |m: &Meta| {
+        m.put_manifest(PutManifest {
+            repo: "rb/app",
+            digest: &man,
+            record: rec("application/x", None),
+            body: b"body",
+            tags: &tags,
+            referrer: None,
+            refs: refs.clone(),
+            allow_missing: false,
+            by: "test",
+        })
+        .unwrap()
+        .unwrap()
+    };
+    push(&m);
+    assert_eq!(usage(&m), 13);
+    let later = crate::now_millis() + 3_600_000;
+
+    // deleted: gone from the repository, in the bin with its tags, still
+    // counted, and its blob kept from garbage collection
+    assert!(m.delete_manifest("rb/app", &man, "token:t").unwrap());
+    assert!(!m.manifest_exists("rb/app", &man).unwrap());
+    assert!(m.tag("rb/app", "v1").unwrap().is_none());
+    let bin = m.list_bin("rb/", None, 10).unwrap();
+    assert_eq!(bin.len(), 1);
+    let BinEntry::Manifest { entry, .. } = &bin[0] else {
+        panic!("{bin:?}")
+    };
+    assert_eq!(entry.tags, vec!["v1".to_string(), "v2".into()]);
+    assert_eq!(entry.by, "token:t");
+    assert_eq!(usage(&m), 13, "the bin counts");
+    assert_eq!(m.registry_bin_bytes("rb").unwrap(), 3);
+    assert_eq!(m.repo_stats("rb/app").unwrap().artifacts, 0);
+    assert_eq!(
+        m.gc_unlink_unreferenced("rb/app", &layer.to_string(), later)
+            .unwrap(),
+        None
+    );
+
+    // restored: back with its tags; the bin is empty
+    match m.restore(&bin[0].key(), "admin").unwrap() {
+        Restored::Done { tags, skipped } => {
+            assert_eq!(tags.len(), 2);
+            assert!(skipped.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(m.manifest_exists("rb/app", &man).unwrap());
+    assert_eq!(
+        m.tag("rb/app", "v2").unwrap().unwrap().digest,
+        man.to_string()
+    );
+    assert!(m.list_bin("rb/", None, 10).unwrap().is_empty());
+    assert_eq!(m.registry_bin_bytes("rb").unwrap(), 0);
+    assert_eq!(m.repo_stats("rb/app").unwrap().artifacts, 1);
+    assert_eq!(
+        m.restore(&bin[0].key(), "admin").unwrap(),
+        Restored::NotFound
+    );
+
+    // deleted tags: the untagged manifest is held for them; a restore puts
+    // the tag back
+    assert!(m.delete_tag("rb/app", "v1", "token:t").unwrap());
+    assert!(m.delete_tag("rb/app", "v2", "token:t").unwrap());
+    assert_eq!(m.list_bin("rb/", None, 10).unwrap().len(), 2);
+    assert_eq!(
+        m.gc_delete_untagged("rb/app", &man.to_string(), later, "gc")
+            .unwrap(),
+        None,
+        "a binned tag holds its manifest"
+    );
+    let t1 = m
+        .list_bin("rb/", None, 10)
+        .unwrap()
+        .into_iter()
+        .find(|e| matches!(e, BinEntry::Tag { tag, .. } if tag == "v1"))
+        .unwrap();
+    assert!(matches!(
+        m.restore(&t1.key(), "admin").unwrap(),
+        Restored::Done { .. }
+    ));
+    assert_eq!(
+        m.tag("rb/app", "v1").unwrap().unwrap().digest,
+        man.to_string()
+    );
+
+    // pushed again while binned: the bin lets go of it
+    assert!(m.delete_manifest("rb/app", &man, "token:t").unwrap());
+    push(&m);
+    assert_eq!(m.registry_bin_bytes("rb").unwrap(), 0);
+    assert!(m
+        .list_bin("rb/", None, 10)
+        .unwrap()
+        .iter()
+        .all(|e| matches!(e, BinEntry::Tag { .. })));
+
+    // purged: its bytes and the link only it kept leave the usage; its
+    // binned tags go with it
+    assert!(m.delete_manifest("rb/app", &man, "token:t").unwrap());
+    let key = crate::BinEntry::key(
+        m.list_bin("rb/", None, 10)
+            .unwrap()
+            .iter()
+            .find(|e| matches!(e, BinEntry::Manifest { .. }))
+            .unwrap(),
+    );
+    assert_eq!(
+        m.purge(&key, Some(1), later).unwrap(),
+        None,
+        "younger than asked"
+    );
+    let p = m.purge(&key, None, later).unwrap().unwrap();
+    assert_eq!(p.manifest_bytes, 3);
+    assert_eq!(p.links, vec![(layer.to_string(), 10)]);
+    assert_eq!(usage(&m), 0);
+    assert!(m.list_bin("rb/", None, 10).unwrap().is_empty());
+    assert!(m.link("rb/app", &layer).unwrap().is_none());
+    // without a bin, a delete is final
+    let m0 = m.clone().with_recycle_bin(0);
+    m0.link_blob("rb/app", &layer, 10).unwrap();
+    push(&m0);
+    assert!(m0.delete_manifest("rb/app", &man, "t").unwrap());
+    assert!(m0.list_bin("rb/", None, 10).unwrap().is_empty());
 }

@@ -55,6 +55,10 @@ pub struct GcReach {
     pub parents: Vec<String>,
     /// The stored manifest it refers to (as a signature, an SBOM…).
     pub subject: Option<String>,
+    /// The recycle bin needs it (a binned tag of it, a binned index
+    /// listing it, its binned subject), counting only entries deleted at or
+    /// after the `gc_reach` caller's bin cutoff.
+    pub held: bool,
 }
 
 /// How long a running run's lock holds without being finished: a run
@@ -110,7 +114,10 @@ impl Meta {
                     return Ok(None);
                 }
             }
-            remove_manifest(tx, repo, digest, by)?;
+            if crate::bin::holds(tx, repo, digest, rec.subject.as_deref())? {
+                return Ok(None);
+            }
+            remove_manifest(tx, repo, digest, by, false)?;
             Ok(Some(rec.size))
         })
     }
@@ -201,8 +208,9 @@ impl Meta {
     /// What reaches manifest `digest` of `repo` (for an estimate): its
     /// size and push time, whether a tag points at it, the indexes of the
     /// repository listing it, and the subject it refers to if that is
-    /// stored. `None`: no such manifest.
-    pub fn gc_reach(&self, repo: &str, digest: &str) -> Result<Option<GcReach>> {
+    /// stored, and whether a bin entry deleted at or after `bin_after_ms`
+    /// needs it. `None`: no such manifest.
+    pub fn gc_reach(&self, repo: &str, digest: &str, bin_after_ms: u64) -> Result<Option<GcReach>> {
         let Some(v) = self.kv().get(Cf::Manifests, &key2(repo, digest))? else {
             return Ok(None);
         };
@@ -212,25 +220,48 @@ impl Meta {
             .scan(Cf::TagsByDigest, &prefix2(repo, digest), None, 1)?
             .is_empty();
         let mut parents = Vec::new();
+        let mut binned_parents = Vec::new();
         for (k, kind) in self
             .kv()
             .scan(Cf::Refs, &prefix2(repo, digest), None, usize::MAX)?
         {
             if kind == REF_MANIFEST {
                 parents.push(crate::meta::last_component(Cf::Refs, &k)?);
+            } else if kind == crate::meta::REF_MANIFEST_BINNED {
+                binned_parents.push(crate::meta::last_component(Cf::Refs, &k)?);
             }
         }
         let subject = match &rec.subject {
             Some(s) if self.kv().get(Cf::Manifests, &key2(repo, s))?.is_some() => Some(s.clone()),
             _ => None,
         };
+        let mut binned = binned_parents;
+        binned.extend(rec.subject.iter().cloned());
+        let held = self.bin_holds(repo, digest, &binned, bin_after_ms)?;
         Ok(Some(GcReach {
             size: rec.size,
             pushed_ms: rec.pushed_ms,
             tagged,
             parents,
             subject,
+            held,
         }))
+    }
+
+    /// Manifests of `repo` that reference `target` (as a config, a layer or
+    /// an index child), in digest order, at most `n`, each with whether it
+    /// is in the recycle bin (a binned manifest keeps what it references
+    /// until the bin lets it go).
+    pub fn references_to(&self, repo: &str, target: &str, n: usize) -> Result<Vec<(String, bool)>> {
+        self.kv()
+            .scan(Cf::Refs, &prefix2(repo, target), None, n)?
+            .iter()
+            .map(|(k, kind)| {
+                let binned = kind == crate::meta::REF_BLOB_BINNED
+                    || kind == crate::meta::REF_MANIFEST_BINNED;
+                Ok((crate::meta::last_component(Cf::Refs, k)?, binned))
+            })
+            .collect()
     }
 
     /// A blob's record by its digest's text.

@@ -17,6 +17,7 @@
 //! RocksDB says what exists; the blob store only holds bytes. A write here is
 //! the moment something becomes visible.
 
+mod bin;
 pub mod cf;
 mod gc;
 mod kv;
@@ -25,11 +26,13 @@ mod meta;
 mod principals;
 mod repos;
 mod rocks;
+mod rules;
 mod tx;
 
 #[doc(hidden)]
 pub mod contract;
 
+pub use bin::{repo_bin_prefix, BinEntry, BinnedManifest, BinnedTag, Purged, Restored};
 pub use gc::{GcReach, GcRun, GC_LOCK_TTL_MS};
 pub use kv::{counter_value, Batch, Cond, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;
@@ -43,4 +46,8 @@ pub use principals::{
 };
 pub use repos::{AuditFilter, AuditPage, AuditRecord, ManifestDelete, RepoStats, TagEvent};
 pub use rocks::RocksStore;
+pub use rules::{
+    validate_pattern, RuleRefused, TagChange, TagRefusal, TagRule, TagRuleKind, ADMIN_SUBJECT,
+    MAX_RULES,
+};
 pub use tx::{Tx, MAX_ATTEMPTS};

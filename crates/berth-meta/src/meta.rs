@@ -1,5 +1,6 @@
 use crate::cf::Cf;
 use crate::kv::{KvError, KvStore};
+use crate::rules::{check_tag_change, TagChange};
 use crate::tx::Tx;
 use berth_core::media_types::ArtifactKind;
 use berth_core::Digest;
@@ -35,6 +36,10 @@ pub enum MetaError {
         usage: i64,
         need: u64,
     },
+    /// A tag rule of the registry forbids the change ([`crate::TagRule`]).
+    /// Nothing was written.
+    #[error("{0}")]
+    TagRule(Box<crate::rules::TagRefusal>),
 }
 
 impl MetaError {
@@ -223,6 +228,11 @@ pub(crate) fn last_component(cf: Cf, k: &[u8]) -> Result<String> {
 
 /// Manifest values: 4-byte big-endian header length, JSON header, body.
 pub(crate) fn enc_manifest(rec: &ManifestRecord, body: &[u8]) -> Vec<u8> {
+    enc_framed(rec, body)
+}
+
+/// A JSON header and a body in one value (see [`enc_manifest`]).
+pub(crate) fn enc_framed<T: Serialize>(rec: &T, body: &[u8]) -> Vec<u8> {
     let h = enc(rec);
     let mut v = Vec::with_capacity(4 + h.len() + body.len());
     v.extend_from_slice(&(h.len() as u32).to_be_bytes());
@@ -232,8 +242,12 @@ pub(crate) fn enc_manifest(rec: &ManifestRecord, body: &[u8]) -> Vec<u8> {
 }
 
 pub(crate) fn dec_manifest(v: &[u8]) -> Result<(ManifestRecord, Vec<u8>)> {
+    dec_framed(Cf::Manifests, v)
+}
+
+pub(crate) fn dec_framed<T: DeserializeOwned>(cf: Cf, v: &[u8]) -> Result<(T, Vec<u8>)> {
     let corrupt = || MetaError::Corrupt {
-        cf: Cf::Manifests.name(),
+        cf: cf.name(),
         reason: "short value".into(),
     };
     let len = u32::from_be_bytes(
@@ -243,7 +257,7 @@ pub(crate) fn dec_manifest(v: &[u8]) -> Result<(ManifestRecord, Vec<u8>)> {
             .expect("4 bytes"),
     ) as usize;
     let h = v.get(4..4 + len).ok_or_else(corrupt)?;
-    Ok((dec(Cf::Manifests, h)?, v[4 + len..].to_vec()))
+    Ok((dec(cf, h)?, v[4 + len..].to_vec()))
 }
 
 /// Typed metadata over a [`KvStore`]. Cheap to clone.
@@ -256,6 +270,9 @@ pub(crate) fn dec_manifest(v: &[u8]) -> Result<(ManifestRecord, Vec<u8>)> {
 #[derive(Clone)]
 pub struct Meta {
     inner: Arc<dyn KvStore>,
+    /// How long deleted manifests and tags stay in the recycle bin
+    /// (`bin.rs`); 0: deletes are final at once.
+    bin_ms: u64,
 }
 
 /// What a manifest references, as checked when it is stored.
@@ -331,6 +348,11 @@ pub mod counter {
         format!("registry/{registry}/manifest_bytes")
     }
 
+    /// Bytes of the manifests in a registry's recycle bin.
+    pub fn registry_bin_bytes(registry: &str) -> String {
+        format!("registry/{registry}/bin_bytes")
+    }
+
     /// Per-repository figures: `r \0 repo \0 stat`, so one scan of
     /// [`repo_prefix`] reads them all.
     pub fn repo(repo: &str, stat: &str) -> Vec<u8> {
@@ -353,6 +375,8 @@ pub mod counter {
     /// Bytes of the repository's manifests.
     pub const REPO_MANIFEST_BYTES: &str = "manifest_bytes";
     pub const REPO_TAGS: &str = "tags";
+    /// Bytes of the repository's manifests in the recycle bin.
+    pub const REPO_BIN_BYTES: &str = "bin_bytes";
     /// Manifest GETs (batched, not synced: see `record_pulls`).
     pub const REPO_PULLS: &str = "pulls";
 
@@ -441,6 +465,7 @@ pub(crate) fn charge(tx: &mut Tx<'_>, registry: &str, bytes: u64) -> Result<()> 
     for k in [
         counter::registry_blob_bytes(registry),
         counter::registry_manifest_bytes(registry),
+        counter::registry_bin_bytes(registry),
     ] {
         usage += crate::kv::counter_value(tx.get(Cf::Counters, k.as_bytes())?.as_deref());
     }
@@ -495,14 +520,31 @@ pub(crate) fn count_manifest(tx: &mut Tx<'_>, repo: &str, rec: &ManifestRecord, 
 }
 
 /// The value kept in [`Cf::Refs`] for a reference.
-const REF_BLOB: &[u8] = b"b";
+pub(crate) const REF_BLOB: &[u8] = b"b";
 pub(crate) const REF_MANIFEST: &[u8] = b"m";
+/// The same references of a manifest in the recycle bin: they keep what
+/// it references from garbage collection until the bin lets it go.
+pub(crate) const REF_BLOB_BINNED: &[u8] = b"B";
+pub(crate) const REF_MANIFEST_BINNED: &[u8] = b"M";
 
 impl Meta {
     pub fn new(kv: impl KvStore) -> Meta {
         Meta {
             inner: Arc::new(kv),
+            bin_ms: 0,
         }
+    }
+
+    /// Keep deleted manifests and tags in the recycle bin for `ms` before
+    /// garbage collection removes them (0: no bin, a delete is final).
+    pub fn with_recycle_bin(mut self, ms: u64) -> Meta {
+        self.bin_ms = ms;
+        self
+    }
+
+    /// How long the recycle bin keeps what is deleted (0: no bin).
+    pub fn recycle_bin_ms(&self) -> u64 {
+        self.bin_ms
     }
 
     pub(crate) fn kv(&self) -> &dyn KvStore {
@@ -871,6 +913,9 @@ impl Meta {
                     count_manifest(tx, p.repo, &record, 1)
                 }
             }
+            // Pushed again while in the recycle bin: it is back, and the
+            // bin no longer holds it.
+            crate::bin::unbin_manifest(tx, p.repo, &d)?;
             record.rev = fresh_rev();
             tx.put(Cf::Manifests, mk, enc_manifest(&record, p.body));
             for tag in p.tags {
@@ -904,11 +949,19 @@ impl Meta {
 
     /// Remove a tag only, recording the removal in the tag's history as
     /// done `by` a principal. Returns whether it existed.
+    ///
+    /// With a recycle bin, the tag goes to it and can be restored.
     pub fn delete_tag(&self, repo: &str, tag: &str, by: &str) -> Result<bool> {
         self.transact(|tx| {
             let now = now_millis();
-            let found = remove_tag(tx, repo, tag, None, now, by)?;
+            let digest = tx
+                .get_as::<TagRecord>(Cf::Tags, &key2(repo, tag))?
+                .map(|t| t.digest);
+            let found = remove_tag(tx, repo, tag, digest.as_deref(), now, by)?;
             if found {
+                if let (Some(d), true) = (&digest, self.bin_ms > 0) {
+                    crate::bin::bin_tag(tx, repo, d, tag, now, by);
+                }
                 touch_repo(tx, repo, now)?;
             }
             Ok(found)
@@ -917,11 +970,12 @@ impl Meta {
 
     /// Remove a manifest, every tag pointing at it (each removal recorded
     /// in the tag history as done `by`), its referrer entry and its
-    /// reference index rows. Returns whether it existed.
+    /// reference index rows — into the recycle bin, with its tags, when
+    /// there is one. Returns whether it existed.
     pub fn delete_manifest(&self, repo: &str, digest: &Digest, by: &str) -> Result<bool> {
         let d = digest.to_string();
         self.transact(|tx| {
-            let found = remove_manifest(tx, repo, &d, by)?;
+            let found = remove_manifest(tx, repo, &d, by, self.bin_ms > 0)?;
             if found {
                 touch_repo(tx, repo, now_millis())?;
             }
@@ -1093,10 +1147,12 @@ pub(crate) fn point_tag(
             return Ok(());
         }
         Some(old) => {
+            check_tag_change(tx, repo, tag, TagChange::Move, by)?;
             tx.delete(Cf::TagsByDigest, key3(repo, &old.digest, tag));
             (old.created_ms, Some(old.digest))
         }
         None => {
+            check_tag_change(tx, repo, tag, TagChange::Create, by)?;
             tx.add(Cf::Counters, counter::repo(repo, counter::REPO_TAGS), 1);
             (now, None)
         }
@@ -1132,6 +1188,7 @@ pub(crate) fn remove_tag(
     if only_if.is_some_and(|d| d != old.digest) {
         return Ok(false);
     }
+    check_tag_change(tx, repo, tag, TagChange::Delete, by)?;
     tx.delete(Cf::Tags, tk);
     tx.delete(Cf::TagsByDigest, key3(repo, &old.digest, tag));
     tx.add(Cf::Counters, counter::repo(repo, counter::REPO_TAGS), -1);
@@ -1140,15 +1197,24 @@ pub(crate) fn remove_tag(
 }
 
 /// Remove manifest `d` of `repo` with its tags, referrer entry and
-/// reference rows, uncounting it. Returns whether it existed.
-pub(crate) fn remove_manifest(tx: &mut Tx<'_>, repo: &str, d: &str, by: &str) -> Result<bool> {
+/// reference rows, uncounting it; with `bin`, into the recycle bin (its
+/// tags and referrer entry kept in the bin entry, its reference rows kept
+/// as binned). Returns whether it existed.
+pub(crate) fn remove_manifest(
+    tx: &mut Tx<'_>,
+    repo: &str,
+    d: &str,
+    by: &str,
+    bin: bool,
+) -> Result<bool> {
     let mk = key2(repo, d);
     // The manifest record guards the tags pointing at it: every tag put
     // onto it writes the record too.
     let Some(v) = tx.get(Cf::Manifests, &mk)? else {
         return Ok(false);
     };
-    let (rec, _) = dec_manifest(&v)?;
+    let (rec, body) = dec_manifest(&v)?;
+    let mut tags = Vec::new();
     tx.delete(Cf::Manifests, mk);
     count_manifest(tx, repo, &rec, -1);
     let now = now_millis();
@@ -1162,15 +1228,50 @@ pub(crate) fn remove_manifest(tx: &mut Tx<'_>, repo: &str, d: &str, by: &str) ->
             let tag = last_component(Cf::TagsByDigest, k)?;
             // A tag moved away meanwhile is not ours to delete: the read
             // makes a concurrent move conflict with us.
-            remove_tag(tx, repo, &tag, Some(d), now, by)?;
+            if remove_tag(tx, repo, &tag, Some(d), now, by)? {
+                tags.push(tag);
+            }
             tx.delete(Cf::TagsByDigest, k.clone());
         }
     }
+    let mut referrer = None;
     if let Some(subject) = &rec.subject {
-        tx.delete(Cf::Referrers, key3(repo, subject, d));
+        let rk = key3(repo, subject, d);
+        if bin {
+            referrer = tx
+                .peek_as::<ReferrerRecord>(Cf::Referrers, &rk)?
+                .map(|r| (subject.clone(), r));
+        }
+        tx.delete(Cf::Referrers, rk);
     }
-    for target in rec.blobs.iter().chain(&rec.children) {
-        tx.delete(Cf::Refs, key3(repo, target, d));
+    for target in &rec.blobs {
+        let k = key3(repo, target, d);
+        match bin {
+            true => tx.put(Cf::Refs, k, REF_BLOB_BINNED),
+            false => tx.delete(Cf::Refs, k),
+        }
+    }
+    for target in &rec.children {
+        let k = key3(repo, target, d);
+        match bin {
+            true => tx.put(Cf::Refs, k, REF_MANIFEST_BINNED),
+            false => tx.delete(Cf::Refs, k),
+        }
+    }
+    if bin {
+        crate::bin::bin_manifest(
+            tx,
+            repo,
+            d,
+            crate::bin::BinnedManifest {
+                record: rec,
+                tags,
+                referrer,
+                deleted_ms: now,
+                by: by.to_string(),
+            },
+            &body,
+        );
     }
     Ok(true)
 }

@@ -187,6 +187,7 @@ impl Meta {
                 return Ok(RegistryDelete::NotEmpty(n));
             }
             tx.delete(Cf::Registries, name.as_bytes());
+            tx.delete(Cf::TagRules, name.as_bytes());
             tx.add(Cf::Counters, counter::REGISTRIES, -1);
             let prefix = prefix1(name);
             for (k, _) in tx.scan(Cf::Users, &prefix, None, usize::MAX)? {

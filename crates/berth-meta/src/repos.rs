@@ -276,13 +276,20 @@ impl Meta {
     /// reference and referrer rows, tag history, pull statistics — and
     /// uncount it, in one transaction. The repository record is read as
     /// the guard: a push into the repository meanwhile makes it retry.
-    /// Blobs stay for garbage collection. Returns whether it existed.
-    pub fn delete_repository(&self, repo: &str) -> Result<bool> {
+    /// Blobs stay for garbage collection. Its tags are deleted `by` a
+    /// principal, as tag rules allow (an immutable tag, or a protected one
+    /// for all but the admin, refuses the whole deletion). Returns whether
+    /// it existed.
+    pub fn delete_repository(&self, repo: &str, by: &str) -> Result<bool> {
         self.transact(|tx| {
             if tx.get(Cf::Repos, repo.as_bytes())?.is_none() {
                 return Ok(false);
             }
             let p = prefix1(repo);
+            for (k, _) in scan_all(tx, Cf::Tags, &p)? {
+                let tag = last_component(Cf::Tags, &k)?;
+                crate::rules::check_tag_change(tx, repo, &tag, crate::TagChange::Delete, by)?;
+            }
             for (k, v) in scan_all(tx, Cf::Links, &p)? {
                 let d = utf8(Cf::Links, k[p.len()..].to_vec())?;
                 let link: LinkRecord = dec(Cf::Links, &v)?;
@@ -296,6 +303,7 @@ impl Meta {
                 Cf::Referrers,
                 Cf::TagHistory,
                 Cf::PulledAt,
+                Cf::Bin,
             ] {
                 for (k, _) in scan_all(tx, cf, &p)? {
                     tx.delete(cf, k);
@@ -311,6 +319,13 @@ impl Meta {
                 Cf::Counters,
                 counter::registry_manifest_bytes(registry),
                 -manifest_bytes,
+            );
+            let k = counter::repo(repo, counter::REPO_BIN_BYTES);
+            let bin_bytes = counter_value(tx.peek(Cf::Counters, &k)?.as_deref());
+            tx.add(
+                Cf::Counters,
+                counter::registry_bin_bytes(registry),
+                -bin_bytes,
             );
             for prefix in [
                 counter::repo_prefix(repo),
@@ -400,7 +415,7 @@ impl Meta {
                     return Ok(ManifestDelete::ReferencedBy(last_component(Cf::Refs, &k)?));
                 }
             }
-            remove_manifest(tx, repo, digest, by)?;
+            remove_manifest(tx, repo, digest, by, self.recycle_bin_ms() > 0)?;
             touch_repo(tx, repo, crate::now_millis())?;
             Ok(ManifestDelete::Deleted)
         })

@@ -20,8 +20,38 @@ pub struct Config {
     pub uploads: Uploads,
     pub listing: Listing,
     pub stats: Stats,
+    pub gc: Gc,
     pub log: Log,
     pub auth: Auth,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Gc {
+    /// Collect the whole instance this often, the first time one interval
+    /// after start (0: only when asked). `BERTH_GC_INTERVAL_SECS`.
+    pub interval_secs: u64,
+    /// Scheduled runs keep what was pushed, linked or uploaded less than
+    /// this long ago. `BERTH_GC_GRACE_SECS`.
+    pub grace_secs: u64,
+    /// Scheduled runs also delete manifests no tag, index or subject
+    /// reaches. `BERTH_GC_DELETE_UNTAGGED`.
+    pub delete_untagged: bool,
+    /// Deleted manifests and tags stay in the recycle bin this long before
+    /// a collection lets them go (0: a delete is final at once).
+    /// `BERTH_GC_RECYCLE_BIN_SECS`.
+    pub recycle_bin_secs: u64,
+}
+
+impl Default for Gc {
+    fn default() -> Gc {
+        Gc {
+            interval_secs: 24 * 3600,
+            grace_secs: 3600,
+            delete_untagged: false,
+            recycle_bin_secs: 7 * 24 * 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -139,6 +169,7 @@ impl Default for Config {
             uploads: Uploads::default(),
             listing: Listing::default(),
             stats: Stats::default(),
+            gc: Gc::default(),
             log: Log::default(),
             auth: Auth::default(),
         }

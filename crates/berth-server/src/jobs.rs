@@ -1,7 +1,29 @@
 //! Background jobs of a running server.
 
 use berth_distribution::Distribution;
+use berth_management::Management;
 use std::time::Duration;
+
+/// A collection of the instance every `every` (the first one interval
+/// after start), as `POST /api/v1/gc` starts it: one at a time per scope,
+/// shared by every replica (a replica whose turn meets a run in progress
+/// leaves it be).
+pub fn spawn_gc_schedule(api: Management, every: Duration, opts: berth_gc::Options) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match api.start_gc(opts.clone()).await {
+                Ok(Ok(run)) => {
+                    tracing::info!(run = %run.id, "scheduled garbage collection started")
+                }
+                Ok(Err(active)) => {
+                    tracing::info!(running = %active.id, "scheduled garbage collection skipped: one is running")
+                }
+                Err(e) => tracing::warn!(error = %e, "scheduled garbage collection not started"),
+            }
+        }
+    });
+}
 
 /// The reaper of abandoned upload sessions, every `every`.
 pub fn spawn_upload_reaper(dist: Distribution, every: Duration) {

@@ -131,6 +131,18 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         Duration::from_secs(cfg.uploads.reap_interval_secs.max(1)),
     );
     jobs::spawn_pull_flusher(app.dist.clone(), Duration::from_secs(1));
+    if cfg.gc.interval_secs > 0 {
+        jobs::spawn_gc_schedule(
+            app.management.clone(),
+            Duration::from_secs(cfg.gc.interval_secs),
+            berth_gc::Options {
+                registry: None,
+                delete_untagged: cfg.gc.delete_untagged,
+                dry_run: false,
+                grace_ms: cfg.gc.grace_secs.saturating_mul(1000),
+            },
+        );
+    }
     let router = Arc::new(http::Router {
         ops: ops::Ops {
             dist: app.dist.clone(),

@@ -239,14 +239,15 @@ impl Metrics {
 /// Most registries a scrape reports usage for.
 const MAX_REGISTRIES: usize = 10_000;
 
-/// Each registry's usage and limit (two counter reads each).
+/// Each registry's usage and limit (three counter reads each).
 fn registry_usage(
     m: &berth_meta::Meta,
 ) -> Result<Vec<(String, i64, Option<u64>)>, berth_meta::MetaError> {
     let mut out = Vec::new();
     for (name, r) in m.list_registries(None, MAX_REGISTRIES)? {
         let (blobs, manifests) = m.registry_usage(&name)?;
-        out.push((name, blobs + manifests, r.storage_limit));
+        let bin = m.registry_bin_bytes(&name)?;
+        out.push((name, blobs + manifests + bin, r.storage_limit));
     }
     Ok(out)
 }

@@ -31,7 +31,7 @@ fn with_admin(data: DataArgs, f: impl FnOnce(&Admin) -> anyhow::Result<()>) -> a
             meta_dir.display()
         )
     })?;
-    let meta = Meta::new(store);
+    let meta = Meta::new(store).with_recycle_bin(cfg.gc.recycle_bin_secs.saturating_mul(1000));
     let (_, shown) = crate::wiring::open_auth(&cfg, meta.clone())?;
     if let Some(t) = shown {
         println!("admin token (created now, shown only once): {t}");
@@ -93,7 +93,7 @@ pub fn registry(data: DataArgs, cmd: RegistryCmd) -> anyhow::Result<()> {
                 println!("{name}\t{:?}\t{}", r.visibility, r.id);
             }
             RegistryCmd::Delete { name } => {
-                admin.delete_registry(&name)?;
+                admin.delete_registry(&name, berth_meta::ADMIN_SUBJECT)?;
                 println!("deleted registry {name}");
             }
         }
@@ -227,7 +227,7 @@ pub fn repo(data: DataArgs, cmd: RepoCmd) -> anyhow::Result<()> {
             }
             RepoCmd::Delete { registry, name } => {
                 let full = format!("{registry}/{name}");
-                if !meta.delete_repository(&full)? {
+                if !meta.delete_repository(&full, berth_meta::ADMIN_SUBJECT)? {
                     anyhow::bail!("no repository {full}");
                 }
                 println!("deleted repository {full}");

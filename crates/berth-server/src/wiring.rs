@@ -90,7 +90,7 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
             )
         })?
         .synced(cfg.storage.sync);
-    let meta = Meta::new(store);
+    let meta = Meta::new(store).with_recycle_bin(cfg.gc.recycle_bin_secs.saturating_mul(1000));
     let (auth, shown) = open_auth(cfg, meta.clone())?;
     if let Some(t) = &shown {
         show_admin_token(&data_dir, t)?;
