@@ -399,6 +399,29 @@ fn permissions_matrix_over_every_route() {
         "/registries/acme/repositories/app/artifacts/v1",
     ));
     let layer = art["layers"][0]["digest"].as_str().unwrap().to_string();
+    // a cleanup policy (matching nothing) and a dry run of it
+    let (st, pol) = call(
+        api(
+            s,
+            Some(ADMIN_TOKEN),
+            M::POST,
+            "/registries/acme/cleanup-policies",
+        )
+        .json(&json!({"nameRegexDelete": "matches-nothing"})),
+    );
+    assert_eq!(st, 201, "{pol}");
+    let policy_id = pol["id"].as_str().unwrap().to_string();
+    let (st, crun) = call(
+        api(
+            s,
+            Some(ADMIN_TOKEN),
+            M::POST,
+            &format!("/registries/acme/cleanup-policies/{policy_id}/run"),
+        )
+        .json(&json!({"dryRun": true})),
+    );
+    assert_eq!(st, 202, "{crun}");
+    let crun_id = crun["id"].as_str().unwrap().to_string();
     let (_, doc) = call(api(s, None, M::GET, "/openapi.json"));
     let mut routes = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -415,6 +438,8 @@ fn permissions_matrix_over_every_route() {
                 .replace("{tag}", "v1")
                 .replace("{user}", "ci")
                 .replace("{rule}", &rule_id)
+                .replace("{policy}", &policy_id)
+                .replace("{run}", &crun_id)
                 .replace("{digest}", &layer)
                 .replace("{entry}", "no-such-entry")
                 .replace("{id}", id);

@@ -17,6 +17,10 @@
 //! No HTTP here: the server schedules runs and the management API starts
 //! and reports them.
 
+pub mod cleanup;
+
+pub use cleanup::{Cleaner, CleanupReport, Doomed};
+
 use berth_core::Digest;
 use berth_meta::{Meta, MetaError};
 use berth_storage::BlobStore;

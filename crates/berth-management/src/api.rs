@@ -5,7 +5,9 @@
 
 use crate::caller::Caller;
 use crate::error::{ManagementError, PROBLEM_JSON};
-use crate::{artifacts, audit, bin, gc, kept, registries, repositories, rules, tokens, users};
+use crate::{
+    artifacts, audit, bin, gc, kept, policies, registries, repositories, rules, tokens, users,
+};
 use berth_http::Body;
 use berth_meta::Meta;
 use futures::StreamExt;
@@ -40,6 +42,8 @@ const MAX_LIMIT: usize = 1000;
         rules::list, rules::create, rules::get, rules::delete,
         bin::list, bin::restore, bin::purge, bin::empty,
         kept::blob, kept::manifest,
+        policies::list, policies::create, policies::get, policies::delete, policies::run,
+        policies::runs, policies::get_run,
     ),
     components(schemas(
         Root, Problem,
@@ -61,6 +65,8 @@ const MAX_LIMIT: usize = 1000;
         rules::TagRuleKindView, rules::TagRuleView, rules::CreateTagRule, rules::TagRuleList,
         bin::BinEntryView, bin::BinPage, bin::Restore, bin::Emptied,
         kept::Referencing, kept::BlobHolder, kept::BlobKeepers, kept::ManifestKeepers,
+        policies::PolicyView, policies::CreatePolicy, policies::PolicyList, policies::RunPolicy,
+        policies::CleanupRunView, policies::CleanupRunList, berth_gc::CleanupReport, berth_gc::Doomed,
     )),
     modifiers(&Security, &Errors),
     security(("token" = [])),
@@ -69,6 +75,7 @@ const MAX_LIMIT: usize = 1000;
         (name = "artifacts", description = "Manifests of a repository, their tags, tag history and bulk cleanup"),
         (name = "users", description = "A registry's docker login accounts"),
         (name = "tokens", description = "API tokens, and docker / Kubernetes credentials"),
+        (name = "cleanup", description = "Cleanup policies (keep/delete patterns, keep N newest, older than), run on demand or on a schedule"),
         (name = "recycle-bin", description = "Deleted manifests and tags, restorable until garbage collection lets them go"),
         (name = "tag-rules", description = "Protected and immutable tags: rules per registry, on /v2/ and here"),
         (name = "gc", description = "Online garbage collection: start, follow, list, cancel"),

@@ -16,6 +16,7 @@ mod caller;
 mod error;
 mod gc;
 mod kept;
+mod policies;
 mod registries;
 mod repositories;
 mod rules;
@@ -92,6 +93,29 @@ impl Management {
         self.inner.launch_gc(&collector, opts).await
     }
 
+    /// Start the runs of every cleanup policy whose interval has passed
+    /// (each claimed in a transaction: one replica runs it). Returns how
+    /// many started.
+    pub async fn run_due_cleanups(&self) -> Result<usize, berth_meta::MetaError> {
+        let meta = self.inner.admin.meta().clone();
+        let all = meta.run(|m| m.all_cleanup_policies()).await?;
+        let mut started = 0;
+        for (registry, p) in all {
+            if p.interval_secs.is_none() {
+                continue;
+            }
+            let (r, id) = (registry.clone(), p.id.clone());
+            let claimed = meta
+                .run(move |m| m.claim_due_policy(&r, &id, berth_meta::now_millis()))
+                .await?;
+            if let Some(p) = claimed {
+                policies::start(&meta, &registry, p, false, "schedule".into()).await?;
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
     /// Read image configs from `blobs` (for the platforms artifacts show).
     pub fn with_blobs(mut self, blobs: Arc<berth_storage::BlobStore>) -> Management {
         let inner = Arc::get_mut(&mut self.inner).expect("with_blobs before the API is shared");
@@ -159,6 +183,13 @@ fn label(op: &str) -> &'static str {
         "emptyRecycleBin" => "api.recycle_bin.empty",
         "getBlobKeepers" => "api.blobs.kept_by",
         "getArtifactKeepers" => "api.artifacts.kept_by",
+        "listCleanupPolicies" => "api.cleanup_policies.list",
+        "createCleanupPolicy" => "api.cleanup_policies.create",
+        "getCleanupPolicy" => "api.cleanup_policies.get",
+        "deleteCleanupPolicy" => "api.cleanup_policies.delete",
+        "runCleanupPolicy" => "api.cleanup_policies.run",
+        "listCleanupRuns" => "api.cleanup_runs.list",
+        "getCleanupRun" => "api.cleanup_runs.get",
         _ => "api.other",
     }
 }
@@ -319,6 +350,13 @@ impl Management {
             "emptyRecycleBin" => bin::empty(c).await,
             "getBlobKeepers" => kept::blob(c).await,
             "getArtifactKeepers" => kept::manifest(c).await,
+            "listCleanupPolicies" => policies::list(c).await,
+            "createCleanupPolicy" => policies::create(c).await,
+            "getCleanupPolicy" => policies::get(c).await,
+            "deleteCleanupPolicy" => policies::delete(c).await,
+            "runCleanupPolicy" => policies::run(c).await,
+            "listCleanupRuns" => policies::runs(c).await,
+            "getCleanupRun" => policies::get_run(c).await,
             other => Err(ManagementError::new(
                 http::StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",

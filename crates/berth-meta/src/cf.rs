@@ -68,10 +68,14 @@ pub enum Cf {
     /// `repo \0 t \0 digest \0 tag` → [`crate::BinnedTag`]: the recycle bin
     /// (`bin.rs`).
     Bin,
+    /// `registry \0 id` → [`crate::CleanupPolicy`]
+    CleanupPolicies,
+    /// `registry \0 run id` → [`crate::CleanupRun`]
+    CleanupRuns,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 23] = [
+    pub const ALL: [Cf; 25] = [
         Cf::Repos,
         Cf::Manifests,
         Cf::Tags,
@@ -95,6 +99,8 @@ impl Cf {
         Cf::GcRuns,
         Cf::TagRules,
         Cf::Bin,
+        Cf::CleanupPolicies,
+        Cf::CleanupRuns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -122,6 +128,8 @@ impl Cf {
             Cf::GcRuns => "gc_runs",
             Cf::TagRules => "tag_rules",
             Cf::Bin => "bin",
+            Cf::CleanupPolicies => "cleanup_policies",
+            Cf::CleanupRuns => "cleanup_runs",
         }
     }
 }

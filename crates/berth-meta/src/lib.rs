@@ -23,6 +23,7 @@ mod gc;
 mod kv;
 mod mem;
 mod meta;
+mod policies;
 mod principals;
 mod repos;
 mod rocks;
@@ -40,6 +41,7 @@ pub use meta::{
     counter, now_millis, registry_of, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError,
     Page, PutManifest, Ref, ReferrerRecord, Refused, RepoRecord, TagRecord, UploadRecord,
 };
+pub use policies::{CleanupPolicy, CleanupRun};
 pub use principals::{
     RegistryDelete, RegistryRecord, RegistryStatus, TokenRecord, TokenStatus, UserRecord,
     UserRefused, Visibility,

@@ -190,8 +190,10 @@ impl Meta {
             tx.delete(Cf::TagRules, name.as_bytes());
             tx.add(Cf::Counters, counter::REGISTRIES, -1);
             let prefix = prefix1(name);
-            for (k, _) in tx.scan(Cf::Users, &prefix, None, usize::MAX)? {
-                tx.delete(Cf::Users, k);
+            for cf in [Cf::Users, Cf::CleanupPolicies, Cf::CleanupRuns] {
+                for (k, _) in tx.scan(cf, &prefix, None, usize::MAX)? {
+                    tx.delete(cf, k);
+                }
             }
             // Grants to it go too: a registry made later under the same
             // name is not reachable with a token scoped to this one.

@@ -39,6 +39,20 @@ pub fn spawn_upload_reaper(dist: Distribution, every: Duration) {
     });
 }
 
+/// Cleanup policies whose interval has passed, looked for every `every`.
+pub fn spawn_cleanup_schedule(api: Management, every: Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match api.run_due_cleanups().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(started = n, "scheduled cleanup policies"),
+                Err(e) => tracing::warn!(error = %e, "scheduled cleanup policies not started"),
+            }
+        }
+    });
+}
+
 /// Pull statistics to the metadata store, every `every`.
 pub fn spawn_pull_flusher(dist: Distribution, every: Duration) {
     tokio::spawn(async move {

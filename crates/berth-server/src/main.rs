@@ -131,6 +131,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         Duration::from_secs(cfg.uploads.reap_interval_secs.max(1)),
     );
     jobs::spawn_pull_flusher(app.dist.clone(), Duration::from_secs(1));
+    jobs::spawn_cleanup_schedule(app.management.clone(), Duration::from_secs(60));
     if cfg.gc.interval_secs > 0 {
         jobs::spawn_gc_schedule(
             app.management.clone(),
