@@ -336,3 +336,53 @@ fn pushes_go_on_during_collection_and_nothing_acknowledged_is_lost() {
         assert!(wanted.contains(&f), "orphan blob file {f}");
     }
 }
+
+/// Blob files no record owns (a crash between storing an upload's bytes and
+/// recording it) go with an instance collection once older than the grace;
+/// the estimate counts them first.
+#[test]
+fn orphan_blob_files_go_after_the_grace() {
+    let s = Server::start();
+    let c = admin_client();
+    let kept = push_image(&c, &s, "orph/app", "v1", "owned");
+    let plant = |data: &[u8], age: &str| {
+        let d = sha256(data);
+        let hex = &d[7..];
+        let dir = s.data_dir.join("store/blobs/sha256").join(&hex[..2]);
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join(hex);
+        std::fs::write(&f, data).unwrap();
+        run(std::process::Command::new("touch")
+            .arg("-d")
+            .arg(age)
+            .arg(&f));
+        d
+    };
+    let old = plant(b"left by a crash two hours ago", "2 hours ago");
+    let young = plant(b"left by a crash just now", "1 second ago");
+    let (st, est) = call(api(&s, A, M::GET, "/gc/estimate"));
+    assert_eq!(st, 200, "{est}");
+    assert_eq!(est["nonReferenced"]["orphansDeleted"], 1, "{est}");
+    let done = run_gc(&s, A, json!({}));
+    assert_eq!(done["report"]["orphansDeleted"], 1, "{done}");
+    assert_eq!(done["report"]["orphanBytes"], 29, "{done}");
+    let files = blob_files(&s);
+    assert!(!files.contains(&old), "{files:?}");
+    assert!(files.contains(&young), "{files:?}");
+    for d in [&kept.config, &kept.layer] {
+        assert!(files.contains(d), "{files:?}");
+    }
+    // a registry-scoped run never looks at files
+    run(std::process::Command::new("touch")
+        .arg("-d")
+        .arg("2 hours ago")
+        .arg(
+            s.data_dir
+                .join("store/blobs/sha256")
+                .join(&young[7..9])
+                .join(&young[7..]),
+        ));
+    let scoped = run_gc(&s, A, json!({"registry": "orph"}));
+    assert_eq!(scoped["report"]["orphansDeleted"], 0, "{scoped}");
+    assert!(blob_files(&s).contains(&young));
+}

@@ -58,6 +58,12 @@ pub struct Report {
     pub blobs_deleted: u64,
     /// Bytes of the deleted blobs: what the object store got back.
     pub bytes_freed: u64,
+    /// Blob files no record owned (left by a crash between storing an
+    /// upload's bytes and recording it), deleted in instance runs.
+    #[serde(default)]
+    pub orphans_deleted: u64,
+    #[serde(default)]
+    pub orphan_bytes: u64,
     /// Items a step could not settle (left for the next run).
     pub errors: Vec<String>,
 }
@@ -235,6 +241,7 @@ impl Collector {
                     self.blob(&d, b.generation, cutoff, p, &mut r).await?;
                 }
             }
+            self.orphans(cutoff, false, p, &mut r).await?;
         } else {
             for d in unlinked {
                 let dd = d.clone();
@@ -413,7 +420,79 @@ impl Collector {
                 r.bytes_freed += size;
             }
         }
+        if o.registry.is_none() {
+            self.orphans(cutoff, true, p, &mut r).await?;
+        }
         Ok(r)
+    }
+
+    /// Blob files older than `cutoff` that no blob record (and no deletion
+    /// in progress) owns: deleted, or with `dry` only counted. The listing
+    /// is streamed and checked a page at a time.
+    async fn orphans(
+        &self,
+        cutoff: u64,
+        dry: bool,
+        p: &Progress,
+        r: &mut Report,
+    ) -> Result<(), GcError> {
+        use futures::StreamExt;
+        let mut objects = self.blobs.list_blob_objects();
+        let mut page = Vec::new();
+        loop {
+            let next = objects.next().await;
+            match &next {
+                Some(Ok((d, modified, size))) if *modified < cutoff => {
+                    page.push((d.to_string(), *size))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    r.errors.push(format!("listing blob files: {e}"));
+                    return Ok(());
+                }
+                None => {}
+            }
+            if page.len() < PAGE && next.is_some() {
+                continue;
+            }
+            let candidates = std::mem::take(&mut page);
+            let unowned = self
+                .meta
+                .run(move |m| {
+                    let mut out = Vec::new();
+                    for (d, size) in candidates {
+                        if m.blob_by_str(&d)?.is_none() && !m.gc_is_deleting(&d)? {
+                            out.push((d, size));
+                        }
+                    }
+                    Ok(out)
+                })
+                .await?;
+            for (d, size) in unowned {
+                check(p, r)?;
+                p.saw();
+                if !dry {
+                    let dd = d.clone();
+                    match self.meta.run(move |m| m.gc_orphan_begin(&dd)).await {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            r.errors.push(format!("orphan {d}: {e}"));
+                            continue;
+                        }
+                    }
+                    if let Err(e) = self.delete_bytes(&d).await {
+                        r.errors.push(e);
+                        continue;
+                    }
+                }
+                r.orphans_deleted += 1;
+                r.orphan_bytes += size;
+            }
+            if next.is_none() {
+                return Ok(());
+            }
+        }
     }
 
     /// Bin entries deleted before this have had their retention.

@@ -242,7 +242,8 @@ pub async fn cancel(c: Ctx<'_>) -> Result<Response<Body>> {
 #[serde(rename_all = "camelCase")]
 pub struct GcEstimate {
     pub registry: Option<String>,
-    /// Bytes of blobs no manifest references (what a run frees).
+    /// Bytes of blobs no manifest references, of blob files no record
+    /// owns and of expired recycle-bin entries (what a run frees).
     pub size_non_referenced: u64,
     /// Bytes more with `deleteUntagged`: the untagged manifests nothing
     /// reaches and the blobs only they use.
@@ -300,8 +301,9 @@ pub async fn estimate(c: Ctx<'_>) -> Result<Response<Body>> {
     let plain = collector.estimate(&o, &p).await.map_err(gc_error)?;
     o.delete_untagged = true;
     let full = collector.estimate(&o, &p).await.map_err(gc_error)?;
-    let non_ref = plain.bytes_freed;
-    let total = full.bytes_freed + full.manifest_bytes;
+    // (files no record owns and expired recycle-bin entries go in both)
+    let non_ref = plain.bytes_freed + plain.orphan_bytes + plain.bin_bytes;
+    let total = full.bytes_freed + full.manifest_bytes + full.orphan_bytes + full.bin_bytes;
     Ok(json(
         StatusCode::OK,
         &GcEstimate {

@@ -186,6 +186,32 @@ impl Meta {
         })
     }
 
+    /// Mark blob bytes that no blob record owns (a crash between installing
+    /// an upload's bytes and recording it, or an upload refused after its
+    /// bytes landed) as being deleted, if still so: a record made
+    /// meanwhile makes this retry and refuse; one made after waits for
+    /// [`Meta::gc_blob_end`]. Returns whether the caller may delete them.
+    pub fn gc_orphan_begin(&self, digest: &str) -> Result<bool> {
+        self.transact(|tx| {
+            if tx.get(Cf::Blobs, digest.as_bytes())?.is_some()
+                || tx.get(Cf::Deleting, digest.as_bytes())?.is_some()
+            {
+                return Ok(false);
+            }
+            tx.put(
+                Cf::Deleting,
+                digest.as_bytes(),
+                crate::now_millis().to_le_bytes().to_vec(),
+            );
+            Ok(true)
+        })
+    }
+
+    /// Whether garbage collection is deleting the bytes of `digest`.
+    pub fn gc_is_deleting(&self, digest: &str) -> Result<bool> {
+        Ok(self.kv().get(Cf::Deleting, digest.as_bytes())?.is_some())
+    }
+
     /// The blob's bytes are gone: new uploads of it may be recorded again.
     pub fn gc_blob_end(&self, digest: &str) -> Result<()> {
         self.transact(|tx| {

@@ -213,6 +213,32 @@ impl BlobStore {
         }
     }
 
+    /// Every stored blob object, as (digest, last modified in ms since the
+    /// epoch, size), streamed (garbage collection's look for files no record
+    /// owns). Objects whose names are not blob paths are skipped.
+    pub fn list_blob_objects(&self) -> BoxStream<'_, Result<(Digest, u64, u64), StorageError>> {
+        let prefix = ObjPath::from("blobs");
+        self.store
+            .list(Some(&prefix))
+            .filter_map(|r| async move {
+                match r {
+                    Err(e) => Some(Err(e.into())),
+                    Ok(meta) => {
+                        let parts: Vec<&str> = meta.location.as_ref().split('/').collect();
+                        let [_, alg, _, hex] = parts.as_slice() else {
+                            return None;
+                        };
+                        let d = Digest::parse(&format!("{alg}:{hex}")).ok()?;
+                        (blob_path(&d) == meta.location).then(|| {
+                            let ms = meta.last_modified.timestamp_millis().max(0) as u64;
+                            Ok((d, ms, meta.size))
+                        })
+                    }
+                }
+            })
+            .boxed()
+    }
+
     // ---- upload sessions ----------------------------------------------
 
     /// Open a new session. Its staging file is made by the first append
