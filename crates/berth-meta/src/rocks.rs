@@ -54,6 +54,11 @@ impl RocksStore {
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             if *cf == Cf::Counters {
                 o.set_merge_operator_associative("berth_add_i64", add_i64);
+                // Hot counters (instance blobs and bytes, a repository's
+                // bytes) get a merge in nearly every transaction: collapse
+                // them on write, or every read of the key — the commit's
+                // conflict check among them — walks all pending operands.
+                o.set_max_successive_merges(64);
             }
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
