@@ -776,14 +776,9 @@ fn ruled<T>(
 ) -> std::result::Result<std::result::Result<T, (&'static str, String)>, berth_meta::MetaError> {
     match r {
         Ok(v) => Ok(Ok(v)),
-        Err(berth_meta::MetaError::TagRule(r)) => Ok(Err((
-            if r.kind == "protected" {
-                "tag_protected"
-            } else {
-                "tag_immutable"
-            },
-            r.to_string(),
-        ))),
+        Err(berth_meta::MetaError::TagRule(r)) => {
+            Ok(Err((crate::error::tag_rule_code(&r).1, r.to_string())))
+        }
         Err(e) => Err(e),
     }
 }

@@ -81,13 +81,9 @@ impl From<AdminError> for ManagementError {
             AdminError::Meta(m @ berth_meta::MetaError::OverQuota { .. }) => {
                 Self::new(StatusCode::FORBIDDEN, "over_quota", m.to_string())
             }
-            // Protected: the admin could; immutable: nobody can until the
-            // rule goes.
-            AdminError::Meta(berth_meta::MetaError::TagRule(r)) if r.kind == "protected" => {
-                Self::new(StatusCode::FORBIDDEN, "tag_protected", r.to_string())
-            }
             AdminError::Meta(berth_meta::MetaError::TagRule(r)) => {
-                Self::new(StatusCode::CONFLICT, "tag_immutable", r.to_string())
+                let (status, code) = tag_rule_code(&r);
+                Self::new(status, code, r.to_string())
             }
             AdminError::Meta(m) if m.is_retryable() => {
                 tracing::warn!(error = %m, "metadata store busy");
@@ -135,5 +131,15 @@ impl From<berth_auth::AuthError> for ManagementError {
                 )
             }
         }
+    }
+}
+
+/// A tag-rule refusal's status and code: protected, 403 (the admin could);
+/// immutable, 409 (nobody can until the rule goes).
+pub(crate) fn tag_rule_code(r: &berth_meta::TagRefusal) -> (StatusCode, &'static str) {
+    if r.kind == "protected" {
+        (StatusCode::FORBIDDEN, "tag_protected")
+    } else {
+        (StatusCode::CONFLICT, "tag_immutable")
     }
 }

@@ -952,19 +952,33 @@ impl Meta {
     ///
     /// With a recycle bin, the tag goes to it and can be restored.
     pub fn delete_tag(&self, repo: &str, tag: &str, by: &str) -> Result<bool> {
+        self.delete_tag_where(repo, tag, None, by)
+    }
+
+    /// Delete `tag` (only if it points at `only_if`, when given) as one
+    /// transaction, into the recycle bin when there is one.
+    pub(crate) fn delete_tag_where(
+        &self,
+        repo: &str,
+        tag: &str,
+        only_if: Option<&str>,
+        by: &str,
+    ) -> Result<bool> {
         self.transact(|tx| {
             let now = now_millis();
-            let digest = tx
-                .get_as::<TagRecord>(Cf::Tags, &key2(repo, tag))?
-                .map(|t| t.digest);
-            let found = remove_tag(tx, repo, tag, digest.as_deref(), now, by)?;
-            if found {
-                if let (Some(d), true) = (&digest, self.bin_ms > 0) {
-                    crate::bin::bin_tag(tx, repo, d, tag, now, by);
-                }
-                touch_repo(tx, repo, now)?;
+            let Some(t) = tx.get_as::<TagRecord>(Cf::Tags, &key2(repo, tag))? else {
+                return Ok(false);
+            };
+            if only_if.is_some_and(|d| d != t.digest)
+                || !remove_tag(tx, repo, tag, Some(&t.digest), now, by)?
+            {
+                return Ok(false);
             }
-            Ok(found)
+            if self.bin_ms > 0 {
+                crate::bin::bin_tag(tx, repo, &t.digest, tag, now, by);
+            }
+            touch_repo(tx, repo, now)?;
+            Ok(true)
         })
     }
 
@@ -1244,18 +1258,16 @@ pub(crate) fn remove_manifest(
         }
         tx.delete(Cf::Referrers, rk);
     }
-    for target in &rec.blobs {
-        let k = key3(repo, target, d);
-        match bin {
-            true => tx.put(Cf::Refs, k, REF_BLOB_BINNED),
-            false => tx.delete(Cf::Refs, k),
-        }
-    }
-    for target in &rec.children {
-        let k = key3(repo, target, d);
-        match bin {
-            true => tx.put(Cf::Refs, k, REF_MANIFEST_BINNED),
-            false => tx.delete(Cf::Refs, k),
+    for (targets, binned) in [
+        (&rec.blobs, REF_BLOB_BINNED),
+        (&rec.children, REF_MANIFEST_BINNED),
+    ] {
+        for target in targets {
+            let k = key3(repo, target, d);
+            match bin {
+                true => tx.put(Cf::Refs, k, binned),
+                false => tx.delete(Cf::Refs, k),
+            }
         }
     }
     if bin {

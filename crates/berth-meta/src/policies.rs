@@ -5,7 +5,7 @@
 //! tag still pointing where the plan saw it.
 
 use crate::cf::Cf;
-use crate::meta::{key2, now_millis, prefix1, touch_repo, Meta, MetaError, TagRecord};
+use crate::meta::{key2, prefix1, Meta, MetaError};
 use serde::{Deserialize, Serialize};
 
 type Result<T> = std::result::Result<T, MetaError>;
@@ -175,20 +175,6 @@ impl Meta {
     /// plan saw), `by` a principal, into the recycle bin when there is one.
     /// Tag rules apply. Returns whether it was deleted.
     pub fn delete_tag_if(&self, repo: &str, tag: &str, digest: &str, by: &str) -> Result<bool> {
-        self.transact(|tx| {
-            let now = now_millis();
-            match tx.get_as::<TagRecord>(Cf::Tags, &key2(repo, tag))? {
-                Some(t) if t.digest == digest => {}
-                _ => return Ok(false),
-            }
-            if !crate::meta::remove_tag(tx, repo, tag, Some(digest), now, by)? {
-                return Ok(false);
-            }
-            if self.recycle_bin_ms() > 0 {
-                crate::bin::bin_tag(tx, repo, digest, tag, now, by);
-            }
-            touch_repo(tx, repo, now)?;
-            Ok(true)
-        })
+        self.delete_tag_where(repo, tag, Some(digest), by)
     }
 }
