@@ -60,6 +60,10 @@ struct Args {
     /// How many 1 MiB blobs the small-push workloads push (default 200).
     #[arg(long, default_value_t = 200)]
     small_count: usize,
+    /// Mixed into the push workloads' content, so that repeated runs
+    /// against one server push new blobs (benches/gc_compare.sh).
+    #[arg(long, default_value_t = 0)]
+    salt: u64,
     /// Seconds of the mixed workload.
     #[arg(long, default_value_t = 10)]
     mixed_secs: u64,
@@ -484,7 +488,7 @@ async fn suite_push(ctx: Arc<Ctx>, a: &Args, blobs: &mut Vec<BlobRef>) -> Result
         }
         let repo = format!("bench/push{pi}");
         let seeds: Vec<u64> = (0..count as u64)
-            .map(|i| (pi as u64) << 32 | i | 0x1000)
+            .map(|i| ((pi as u64) << 32 | i | 0x1000) ^ (a.salt << 40))
             .collect();
         let digests: Arc<Vec<String>> =
             Arc::new(seeds.iter().map(|&s| digest_of(s, size)).collect());

@@ -530,27 +530,131 @@ fn permissions_matrix_over_every_route() {
     assert_eq!(r.status(), 200);
 }
 
+/// `berth ARGS` with `ENV` and no CLI file or URL/token variables of the
+/// caller's: (success, stdout, stderr).
+fn online_cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = std::process::Command::new(berth_bin())
+        .args(args)
+        .env_remove("BERTH_URL")
+        .env_remove("BERTH_TOKEN")
+        .env("BERTH_CLI_CONFIG", "/nonexistent/berth-cli.toml")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `berth tag-rule|cleanup|bin …`: a rule freezes a tag, a policy's dry
+/// run names what its real run deletes, the deleted tag waits in the bin
+/// and comes back from it.
+#[test]
+fn the_cli_manages_rules_policies_and_the_bin() {
+    let s = Server::start();
+    let c = admin_client();
+    push_image(&c, &s, "acme/app", "v1", "rel");
+    push_image(&c, &s, "acme/app", "dev-1", "d1");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    push_image(&c, &s, "acme/app", "dev-2", "d2");
+    let url = s.base();
+    let run = |args: &[&str]| -> String {
+        let mut a = args.to_vec();
+        a.extend(["--url", url.as_str(), "--token", ADMIN_TOKEN]);
+        let (ok, out, err) = online_cli(&a, &[]);
+        assert!(ok, "berth {a:?}: {err}");
+        out
+    };
+    // a rule, listed, holding
+    let out = run(&[
+        "tag-rule",
+        "create",
+        "acme",
+        "--kind",
+        "immutable",
+        "--tag",
+        "v[0-9]+",
+    ]);
+    let rule = out.split('\t').next().unwrap().to_string();
+    assert!(out.contains("\timmutable\ttag=v[0-9]+\t"), "{out}");
+    assert!(run(&["tag-rule", "list", "acme"]).starts_with(&rule));
+    let (st, _) = call(api(
+        &s,
+        Some(ADMIN_TOKEN),
+        M::DELETE,
+        "/registries/acme/repositories/app/tags/v1",
+    ));
+    assert_eq!(st, 409, "the rule freezes v1");
+    let mut a = vec![
+        "tag-rule", "create", "acme", "--kind", "sticky", "--tag", "x",
+    ];
+    a.extend(["--url", url.as_str(), "--token", ADMIN_TOKEN]);
+    let (ok, _, err) = online_cli(&a, &[]);
+    assert!(
+        !ok && err.contains("422"),
+        "a bad kind is the API's 422: {err}"
+    );
+    // a policy: the dry run names dev-1, the real run deletes exactly it
+    let out = run(&[
+        "cleanup", "create", "acme", "--delete", "dev-.*", "--keep-n", "1",
+    ]);
+    let policy = out.split('\t').next().unwrap().to_string();
+    assert!(
+        out.contains("\tdelete=dev-.*\t") && out.contains("\tkeepN=1\t"),
+        "{out}"
+    );
+    assert!(run(&["cleanup", "list", "acme"]).starts_with(&policy));
+    let dry = run(&["cleanup", "run", "acme", &policy, "--dry-run"]);
+    assert!(dry.starts_with("would delete\tapp:dev-1\n"), "{dry}");
+    assert!(dry.contains("1 planned, 0 deleted"), "{dry}");
+    let real = run(&["cleanup", "run", "acme", &policy]);
+    assert!(real.starts_with("deleted\tapp:dev-1\n"), "{real}");
+    assert!(real.contains("1 planned, 1 deleted"), "{real}");
+    let tags = |s: &Server| -> Value {
+        c.get(s.url("/v2/acme/app/tags/list"))
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()["tags"]
+            .clone()
+    };
+    assert_eq!(tags(&s), json!(["dev-2", "v1"]));
+    // the tag is in the bin; restored from it
+    let out = run(&["bin", "list", "acme"]);
+    let line = out
+        .lines()
+        .find(|l| l.contains("\tapp:dev-1\t"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let entry = line.split('\t').next().unwrap();
+    assert!(line.contains("\ttag\t"), "{line}");
+    run(&["bin", "restore", "acme", entry]);
+    assert_eq!(tags(&s), json!(["dev-1", "dev-2", "v1"]));
+    // deleted again, then the bin emptied: gone for good
+    run(&["cleanup", "run", "acme", &policy]);
+    let out = run(&["bin", "empty", "acme"]);
+    assert!(out.starts_with("purged 1 entries"), "{out}");
+    assert_eq!(run(&["bin", "list", "acme"]), "");
+    run(&["cleanup", "delete", "acme", &policy]);
+    assert_eq!(run(&["cleanup", "list", "acme"]), "");
+    run(&["tag-rule", "delete", "acme", &rule]);
+    let (st, _) = call(api(
+        &s,
+        Some(ADMIN_TOKEN),
+        M::DELETE,
+        "/registries/acme/repositories/app/tags/v1",
+    ));
+    assert_eq!(st, 204, "the rule is gone");
+}
+
 /// `berth registry|user|token|repo …` against the running server, through
 /// the API: flags, environment, the CLI file; `--json` for scripts.
 #[test]
 fn the_cli_goes_online() {
     let s = Server::start();
     push_image(&admin_client(), &s, "acme/team/app", "v1", "cli");
-    let online = |args: &[&str], env: &[(&str, &str)]| {
-        let out = std::process::Command::new(berth_bin())
-            .args(args)
-            .env_remove("BERTH_URL")
-            .env_remove("BERTH_TOKEN")
-            .env("BERTH_CLI_CONFIG", "/nonexistent/berth-cli.toml")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let online = online_cli;
     let url = s.base();
     let flags = ["--url", url.as_str(), "--token", ADMIN_TOKEN];
     let with = |extra: &[&str]| -> Vec<String> {

@@ -137,26 +137,23 @@ impl Distribution {
         }
     }
 
-    /// Remove upload sessions idle for longer than the configured age, and
-    /// staged files that no session owns. Returns how many were removed.
-    pub async fn reap_uploads(&self) -> std::result::Result<usize, JobError> {
-        uploads::reap(&self.inner).await
+    /// How long an idle upload session lives (for the reaper, `berth-gc`).
+    pub fn upload_max_age(&self) -> std::time::Duration {
+        self.inner.cfg.upload_max_age
+    }
+
+    /// `n` sessions were removed behind this front (the reaper): the
+    /// open-sessions gauge follows.
+    pub fn uploads_removed(&self, n: usize) {
+        if let Some(g) = &self.inner.gauges.open_uploads {
+            g.add(-(n as i64));
+        }
     }
 
     /// Count open sessions into the gauge (at start-up).
-    pub async fn count_uploads(&self) -> std::result::Result<usize, JobError> {
+    pub async fn count_uploads(&self) -> std::result::Result<usize, berth_meta::MetaError> {
         uploads::count(&self.inner).await
     }
-}
-
-/// A failure of a background job (the upload reaper): the store's error,
-/// not an HTTP answer.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Meta(#[from] berth_meta::MetaError),
-    #[error(transparent)]
-    Storage(#[from] berth_storage::StorageError),
 }
 
 impl ApiHandler for Distribution {

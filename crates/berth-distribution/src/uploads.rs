@@ -376,7 +376,7 @@ pub(crate) async fn cancel_blob_upload(
     Ok(status_response(StatusCode::NO_CONTENT, &[]))
 }
 
-pub(crate) async fn count(s: &Inner) -> std::result::Result<usize, crate::JobError> {
+pub(crate) async fn count(s: &Inner) -> std::result::Result<usize, berth_meta::MetaError> {
     let mut n = 0;
     let mut after: Option<String> = None;
     loop {
@@ -393,53 +393,6 @@ pub(crate) async fn count(s: &Inner) -> std::result::Result<usize, crate::JobErr
         g.set(n as i64);
     }
     Ok(n)
-}
-
-pub(crate) async fn reap(s: &Inner) -> std::result::Result<usize, crate::JobError> {
-    let max_age_ms = s.cfg.upload_max_age.as_millis() as u64;
-    let cutoff = now_millis().saturating_sub(max_age_ms);
-    let mut removed = 0;
-    let mut after: Option<String> = None;
-    loop {
-        let from = after.clone();
-        let page = s
-            .meta
-            .read(move |m| m.list_uploads(from.as_deref(), 1000))
-            .await?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (id, rec) in page {
-            if rec.updated_ms >= cutoff {
-                continue;
-            }
-            // A session in use right now is not abandoned.
-            let Some(_g) = s.blobs.try_lock_session(&id) else {
-                continue;
-            };
-            s.blobs.abort(&id).await?;
-            let idc = id.clone();
-            s.meta.run(move |m| m.delete_upload(&idc)).await?;
-            gauge_add(s, -1);
-            removed += 1;
-            tracing::info!(session = %id, repo = %rec.repo, "reaped abandoned upload session");
-        }
-    }
-    // Staged files no session owns (a crash between creating the file and
-    // recording the session, or a monolithic upload cut short).
-    let cutoff_t = std::time::SystemTime::now() - s.cfg.upload_max_age;
-    for (name, mtime) in s.blobs.staged_files().await? {
-        let id = name.clone();
-        if mtime >= cutoff_t || s.meta.read(move |m| m.upload(&id)).await?.is_some() {
-            continue;
-        }
-        let Some(_g) = s.blobs.try_lock_session(&name) else {
-            continue;
-        };
-        s.blobs.abort(&name).await?;
-        removed += 1;
-        tracing::info!(file = %name, "removed orphaned staged upload");
-    }
-    Ok(removed)
 }
 
 #[cfg(test)]

@@ -14,12 +14,15 @@
 //! finished first). A registry-scoped run deletes the bytes only of blobs
 //! its own unlinking left unlinked everywhere.
 //!
-//! No HTTP here: the server schedules runs and the management API starts
-//! and reports them.
+//! Cleanup policies (`cleanup.rs`) and the upload reaper (`uploads.rs`)
+//! live here too. No HTTP here: the server schedules runs and the
+//! management API starts and reports them.
 
 pub mod cleanup;
+pub mod uploads;
 
 pub use cleanup::{Cleaner, CleanupReport, Doomed};
+pub use uploads::{reap_uploads, ReapError, Reaped};
 
 use berth_core::Digest;
 use berth_meta::{Meta, MetaError};
@@ -103,7 +106,11 @@ impl Progress {
     }
 
     fn saw(&self) {
-        self.seen.fetch_add(1, Ordering::Relaxed);
+        self.saw_n(1);
+    }
+
+    fn saw_n(&self, n: usize) {
+        self.seen.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -118,6 +125,8 @@ pub enum GcError {
 
 /// Rows read per page of every walk.
 const PAGE: usize = 1000;
+/// Blob deletions sent to the object store at once.
+const DELETES_IN_FLIGHT: usize = 16;
 /// Most passes over the manifests (each deletes what the last one freed).
 const MAX_PASSES: usize = 8;
 
@@ -230,24 +239,40 @@ impl Collector {
             self.finish_deleting(&mut r).await?;
             let mut after: Option<String> = None;
             loop {
-                let a = after.clone();
-                let page = self
+                check(p, &r)?;
+                let a = after.take();
+                let c = self
                     .meta
-                    .run(move |m| m.list_blobs(a.as_deref(), PAGE))
+                    .run(move |m| m.gc_blob_candidates(a.as_deref(), PAGE, cutoff))
                     .await?;
-                let Some((last, _)) = page.last() else { break };
-                after = Some(last.clone());
-                for (d, b) in page {
-                    self.blob(&d, b.generation, cutoff, p, &mut r).await?;
+                p.saw_n(c.read);
+                self.sweep_blobs(c.items, cutoff, &mut r).await?;
+                match c.next {
+                    Some(n) => after = Some(n),
+                    None => break,
                 }
             }
             self.orphans(cutoff, false, p, &mut r).await?;
         } else {
-            for d in unlinked {
-                let dd = d.clone();
-                if let Some(b) = self.meta.run(move |m| m.blob_by_str(&dd)).await? {
-                    self.blob(&d, b.generation, cutoff, p, &mut r).await?;
-                }
+            unlinked.sort();
+            unlinked.dedup();
+            for chunk in unlinked.chunks(PAGE) {
+                check(p, &r)?;
+                p.saw_n(chunk.len());
+                let ds = chunk.to_vec();
+                let found = self
+                    .meta
+                    .run(move |m| {
+                        let mut out = Vec::new();
+                        for d in ds {
+                            if let Some(b) = m.blob_by_str(&d)? {
+                                out.push((d, b.generation));
+                            }
+                        }
+                        Ok(out)
+                    })
+                    .await?;
+                self.sweep_blobs(found, cutoff, &mut r).await?;
             }
         }
         Ok(r)
@@ -339,6 +364,7 @@ impl Collector {
             }
         }
         p.enter(3);
+        let doomed = Arc::new(doomed);
         let mut gone_links: HashSet<(String, String)> = HashSet::new();
         for repo in &repos {
             let (rp, dm) = (repo.clone(), doomed.clone());
@@ -375,49 +401,54 @@ impl Collector {
             }
         }
         p.enter(4);
-        let candidates: Vec<String> = if o.registry.is_none() {
-            let mut all = Vec::new();
+        let gone_links = Arc::new(gone_links);
+        let count = |r: &mut Report, (read, freed): (usize, Vec<u64>)| {
+            p.saw_n(read);
+            r.blobs_deleted += freed.len() as u64;
+            r.bytes_freed += freed.iter().sum::<u64>();
+        };
+        if o.registry.is_none() {
+            // every blob record
             let mut after: Option<String> = None;
             loop {
-                let a = after.clone();
+                check(p, &r)?;
+                let (a, gl) = (after.take(), gone_links.clone());
+                let (page, last) = self
+                    .meta
+                    .run(move |m| {
+                        let page = m.list_blobs(a.as_deref(), PAGE)?;
+                        let last = page.last().map(|(d, _)| d.clone());
+                        Ok((freed_with(m, page, &gl, cutoff)?, last))
+                    })
+                    .await?;
+                let full = page.0 == PAGE;
+                count(&mut r, page);
+                match last {
+                    Some(l) if full => after = Some(l),
+                    _ => break,
+                }
+            }
+        } else {
+            // the blobs its unlinking would leave
+            let mut ds: Vec<String> = gone_links.iter().map(|(_, d)| d.clone()).collect();
+            ds.sort();
+            ds.dedup();
+            for chunk in ds.chunks(PAGE) {
+                check(p, &r)?;
+                let (chunk, gl) = (chunk.to_vec(), gone_links.clone());
                 let page = self
                     .meta
-                    .run(move |m| m.list_blobs(a.as_deref(), PAGE))
+                    .run(move |m| {
+                        let mut page = Vec::new();
+                        for d in chunk {
+                            if let Some(b) = m.blob_by_str(&d)? {
+                                page.push((d, b));
+                            }
+                        }
+                        freed_with(m, page, &gl, cutoff)
+                    })
                     .await?;
-                let Some((last, _)) = page.last() else { break };
-                after = Some(last.clone());
-                all.extend(page.into_iter().map(|(d, _)| d));
-            }
-            all
-        } else {
-            let mut v: Vec<String> = gone_links.iter().map(|(_, d)| d.clone()).collect();
-            v.sort();
-            v.dedup();
-            v
-        };
-        for d in candidates {
-            p.saw();
-            let (dd, gl) = (d.clone(), gone_links.clone());
-            let freed = self
-                .meta
-                .run(move |m| {
-                    let Some(b) = m.blob_by_str(&dd)? else {
-                        return Ok(None);
-                    };
-                    let dg = Digest::parse(&dd).map_err(|e| MetaError::Corrupt {
-                        cf: "blobs",
-                        reason: e.to_string(),
-                    })?;
-                    let repos = m.blob_repos(&dg, None, usize::MAX)?;
-                    let all_gone = repos
-                        .iter()
-                        .all(|rp| gl.contains(&(rp.clone(), dd.clone())));
-                    Ok((all_gone && b.created_ms < cutoff).then_some(b.size))
-                })
-                .await?;
-            if let Some(size) = freed {
-                r.blobs_deleted += 1;
-                r.bytes_freed += size;
+                count(&mut r, page);
             }
         }
         if o.registry.is_none() {
@@ -455,37 +486,31 @@ impl Collector {
             if page.len() < PAGE && next.is_some() {
                 continue;
             }
+            check(p, r)?;
             let candidates = std::mem::take(&mut page);
             let unowned = self
                 .meta
                 .run(move |m| {
                     let mut out = Vec::new();
                     for (d, size) in candidates {
-                        if m.blob_by_str(&d)?.is_none() && !m.gc_is_deleting(&d)? {
+                        if m.blob_by_str(&d)?.is_some() || m.gc_is_deleting(&d)? {
+                            continue;
+                        }
+                        // marked for deletion, re-checked in its transaction
+                        if dry || m.gc_orphan_begin(&d)? {
                             out.push((d, size));
                         }
                     }
                     Ok(out)
                 })
                 .await?;
-            for (d, size) in unowned {
-                check(p, r)?;
-                p.saw();
-                if !dry {
-                    let dd = d.clone();
-                    match self.meta.run(move |m| m.gc_orphan_begin(&dd)).await {
-                        Ok(true) => {}
-                        Ok(false) => continue,
-                        Err(e) => {
-                            r.errors.push(format!("orphan {d}: {e}"));
-                            continue;
-                        }
-                    }
-                    if let Err(e) = self.delete_bytes(&d).await {
-                        r.errors.push(e);
-                        continue;
-                    }
-                }
+            p.saw_n(unowned.len());
+            let gone = if dry {
+                unowned
+            } else {
+                self.delete_all(unowned, r).await
+            };
+            for (_, size) in gone {
                 r.orphans_deleted += 1;
                 r.orphan_bytes += size;
             }
@@ -569,6 +594,56 @@ impl Collector {
         Ok(out)
     }
 
+    /// Walk pages of candidates: `list` reads a page after the cursor
+    /// (outside a transaction: a filter) and `settle` re-checks and
+    /// deletes each candidate in its own transaction, both in one blocking
+    /// call per page; `done` gets each candidate with its outcome.
+    async fn walk<C, T>(
+        &self,
+        p: &Progress,
+        r: &mut Report,
+        list: impl Fn(&Meta, Option<&str>) -> Result<berth_meta::Candidates<C>, MetaError>
+            + Send
+            + Sync
+            + 'static,
+        settle: impl Fn(&Meta, &C) -> Result<Option<T>, MetaError> + Send + Sync + 'static,
+        mut done: impl FnMut(&mut Report, C, Result<Option<T>, String>),
+    ) -> Result<(), GcError>
+    where
+        C: Send + 'static,
+        T: Send + 'static,
+    {
+        let (list, settle) = (Arc::new(list), Arc::new(settle));
+        let mut after: Option<String> = None;
+        loop {
+            check(p, r)?;
+            let (l, st, a) = (list.clone(), settle.clone(), after.take());
+            let (next, read, out) = self
+                .meta
+                .run(move |m| {
+                    let c = l(m, a.as_deref())?;
+                    let out: Vec<_> = c
+                        .items
+                        .into_iter()
+                        .map(|x| {
+                            let o = st(m, &x).map_err(|e| e.to_string());
+                            (x, o)
+                        })
+                        .collect();
+                    Ok((c.next, c.read, out))
+                })
+                .await?;
+            p.saw_n(read);
+            for (x, o) in out {
+                done(r, x, o);
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(()),
+            }
+        }
+    }
+
     async fn manifests(
         &self,
         repo: &str,
@@ -576,34 +651,22 @@ impl Collector {
         p: &Progress,
         r: &mut Report,
     ) -> Result<(), GcError> {
-        let mut after: Option<String> = None;
-        loop {
-            let (rp, a) = (repo.to_string(), after.clone());
-            let page = self
-                .meta
-                .run(move |m| m.list_manifests(&rp, "", a.as_deref(), PAGE))
-                .await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (d, _) in page {
-                check(p, r)?;
-                p.saw();
-                let rp = repo.to_string();
-                match self
-                    .meta
-                    .run(move |m| m.gc_delete_untagged(&rp, &d, cutoff, "gc"))
-                    .await
-                {
-                    Ok(Some(size)) => {
-                        r.manifests_deleted += 1;
-                        r.manifest_bytes += size;
-                    }
-                    Ok(None) => {}
-                    Err(e) => r.errors.push(format!("manifest {repo}: {e}")),
+        let (rp, rs) = (repo.to_string(), repo.to_string());
+        self.walk(
+            p,
+            r,
+            move |m, a| m.gc_manifest_candidates(&rp, a, PAGE, cutoff),
+            move |m, d| m.gc_delete_untagged(&rs, d, cutoff, "gc"),
+            |r, _, o| match o {
+                Ok(Some(size)) => {
+                    r.manifests_deleted += 1;
+                    r.manifest_bytes += size;
                 }
-            }
-        }
-        Ok(())
+                Ok(None) => {}
+                Err(e) => r.errors.push(format!("manifest {repo}: {e}")),
+            },
+        )
+        .await
     }
 
     async fn links(
@@ -614,80 +677,114 @@ impl Collector {
         r: &mut Report,
         unlinked: &mut Vec<String>,
     ) -> Result<(), GcError> {
-        let mut after: Option<String> = None;
-        loop {
-            let (rp, a) = (repo.to_string(), after.clone());
-            let page = self
-                .meta
-                .run(move |m| m.repo_links(&rp, a.as_deref(), PAGE))
-                .await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (d, _) in page {
-                check(p, r)?;
-                p.saw();
-                let (rp, dd) = (repo.to_string(), d.clone());
-                match self
-                    .meta
-                    .run(move |m| m.gc_unlink_unreferenced(&rp, &dd, cutoff))
-                    .await
-                {
-                    Ok(Some(_)) => {
-                        r.links_removed += 1;
-                        unlinked.push(d);
-                    }
-                    Ok(None) => {}
-                    Err(e) => r.errors.push(format!("link {repo}@{d}: {e}")),
+        let (rp, rs) = (repo.to_string(), repo.to_string());
+        self.walk(
+            p,
+            r,
+            move |m, a| m.gc_link_candidates(&rp, a, PAGE, cutoff),
+            move |m, d| m.gc_unlink_unreferenced(&rs, d, cutoff),
+            |r, d, o| match o {
+                Ok(Some(_)) => {
+                    r.links_removed += 1;
+                    unlinked.push(d);
                 }
-            }
-        }
-        Ok(())
+                Ok(None) => {}
+                Err(e) => r.errors.push(format!("link {repo}@{d}: {e}")),
+            },
+        )
+        .await
     }
 
-    /// Delete a blob no repository links: its record (re-checked), then
-    /// its bytes, then the marker.
-    async fn blob(
+    /// Delete blobs no repository links, given with their generations:
+    /// their records (each re-checked in its transaction), then their
+    /// bytes, then their markers.
+    async fn sweep_blobs(
         &self,
-        d: &str,
-        generation: u64,
+        candidates: Vec<(String, u64)>,
         cutoff: u64,
-        p: &Progress,
         r: &mut Report,
     ) -> Result<(), GcError> {
-        check(p, r)?;
-        p.saw();
-        let dd = d.to_string();
-        match self
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let begun = self
             .meta
-            .run(move |m| m.gc_blob_begin(&dd, generation, cutoff))
-            .await
-        {
-            Ok(Some(size)) => {
-                if let Err(e) = self.delete_bytes(d).await {
-                    r.errors.push(e);
-                    return Ok(());
-                }
-                r.blobs_deleted += 1;
-                r.bytes_freed += size;
+            .run(move |m| {
+                Ok(candidates
+                    .into_iter()
+                    .map(|(d, g)| {
+                        let o = m.gc_blob_begin(&d, g, cutoff).map_err(|e| e.to_string());
+                        (d, o)
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        let mut doomed = Vec::new();
+        for (d, o) in begun {
+            match o {
+                Ok(Some(size)) => doomed.push((d, size)),
+                Ok(None) => {}
+                Err(e) => r.errors.push(format!("blob {d}: {e}")),
             }
-            Ok(None) => {}
-            Err(e) => r.errors.push(format!("blob {d}: {e}")),
+        }
+        for (_, size) in self.delete_all(doomed, r).await {
+            r.blobs_deleted += 1;
+            r.bytes_freed += size;
         }
         Ok(())
     }
 
-    /// Delete a blob's bytes and lift its marker.
-    async fn delete_bytes(&self, d: &str) -> Result<(), String> {
-        let dg = Digest::parse(d).map_err(|e| format!("blob {d}: {e}"))?;
-        match self.blobs.delete(&dg).await {
-            Ok(()) | Err(berth_storage::StorageError::NotFound) => {}
-            Err(e) => return Err(format!("blob {d}: bytes not deleted: {e}")),
+    /// Delete the bytes of blobs marked as being deleted (a few at a time),
+    /// then lift the markers of those whose bytes went, in one write.
+    /// Returns those; a failure is reported and its marker stays (the next
+    /// run finishes it).
+    async fn delete_all(&self, doomed: Vec<(String, u64)>, r: &mut Report) -> Vec<(String, u64)> {
+        use futures::StreamExt;
+        if doomed.is_empty() {
+            return Vec::new();
         }
-        let dd = d.to_string();
-        self.meta
-            .run(move |m| m.gc_blob_end(&dd))
-            .await
-            .map_err(|e| format!("blob {d}: marker: {e}"))
+        // the steps that freed them were not flushed one by one
+        if let Err(e) = self.meta.run(|m| m.flush()).await {
+            r.errors.push(format!(
+                "{} blobs kept: metadata not flushed: {e}",
+                doomed.len()
+            ));
+            return Vec::new();
+        }
+        let blobs = self.blobs.clone();
+        let outcomes: Vec<Result<(String, u64), String>> = futures::stream::iter(doomed)
+            .map(|(d, size)| {
+                let blobs = blobs.clone();
+                async move {
+                    let dg = Digest::parse(&d).map_err(|e| format!("blob {d}: {e}"))?;
+                    match blobs.delete(&dg).await {
+                        Ok(()) | Err(berth_storage::StorageError::NotFound) => Ok((d, size)),
+                        Err(e) => Err(format!("blob {d}: bytes not deleted: {e}")),
+                    }
+                }
+            })
+            .buffer_unordered(DELETES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut gone = Vec::new();
+        for o in outcomes {
+            match o {
+                Ok(x) => gone.push(x),
+                Err(e) => r.errors.push(e),
+            }
+        }
+        if gone.is_empty() {
+            return gone;
+        }
+        let ds: Vec<String> = gone.iter().map(|(d, _)| d.clone()).collect();
+        match self.meta.run(move |m| m.gc_blob_end(&ds)).await {
+            Ok(()) => gone,
+            Err(e) => {
+                r.errors
+                    .push(format!("{} blobs deleted, markers kept: {e}", gone.len()));
+                Vec::new()
+            }
+        }
     }
 
     /// Blobs a stopped run was deleting: delete their bytes, lift markers.
@@ -697,19 +794,39 @@ impl Collector {
             if page.is_empty() {
                 return Ok(());
             }
-            let n = page.len();
-            let mut failed = 0;
-            for d in page {
-                if let Err(e) = self.delete_bytes(&d).await {
-                    r.errors.push(e);
-                    failed += 1;
-                }
-            }
-            if failed == n {
+            let page = page.into_iter().map(|d| (d, 0)).collect();
+            if self.delete_all(page, r).await.is_empty() {
                 return Ok(()); // nothing moves: leave them for the next run
             }
         }
     }
+}
+
+/// Of a page of blob records, the sizes of those older than `cutoff`
+/// whose every link is among `gone` (so an estimate frees them), with the
+/// rows read.
+fn freed_with(
+    m: &Meta,
+    page: Vec<(String, berth_meta::BlobRecord)>,
+    gone: &std::collections::HashSet<(String, String)>,
+    cutoff: u64,
+) -> Result<(usize, Vec<u64>), MetaError> {
+    let read = page.len();
+    let mut freed = Vec::new();
+    for (d, b) in page {
+        let dg = Digest::parse(&d).map_err(|e| MetaError::Corrupt {
+            cf: "blobs",
+            reason: e.to_string(),
+        })?;
+        if b.created_ms < cutoff
+            && m.blob_repos(&dg, None, usize::MAX)?
+                .into_iter()
+                .all(|rp| gone.contains(&(rp, d.clone())))
+        {
+            freed.push(b.size);
+        }
+    }
+    Ok((read, freed))
 }
 
 fn check(p: &Progress, r: &Report) -> Result<(), GcError> {

@@ -1641,7 +1641,7 @@ pub fn gc_steps_keep_what_is_reached(kv: impl KvStore) {
         m.link_blob("gc/other", &loose, 20),
         Err(crate::MetaError::BlobBeingDeleted(_))
     ));
-    m.gc_blob_end(&loose.to_string()).unwrap();
+    m.gc_blob_end(&[loose.to_string()]).unwrap();
     m.link_blob("gc/other", &loose, 20).unwrap();
     assert_eq!(m.gc_deleting(None, 10).unwrap(), Vec::<String>::new());
     // the listings collection walks

@@ -10,6 +10,13 @@
 //!   links — its record goes, a marker stays while the caller deletes the
 //!   bytes (a new upload of the digest waits for it, `meta.rs` `add_link`).
 //!
+//! The steps' writes are not flushed one by one (a collection makes
+//! hundreds of thousands): the caller flushes them all with [`Meta::flush`]
+//! before it deletes any bytes they free. A crash before that brings back
+//! records of things nothing reaches, for the next run; the log is written
+//! in order, so what comes back is always an earlier state, never a blob
+//! record whose bytes are gone.
+//!
 //! Each step reads the repository record with `get`: every change in a
 //! repository rewrites it (with a fresh `rev`), so a push into the
 //! repository between the step's reads and its commit makes it retry and
@@ -61,6 +68,30 @@ pub struct GcReach {
     pub held: bool,
 }
 
+/// A page of collection candidates read outside a transaction
+/// ([`Meta::gc_link_candidates`] and its kin).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidates<T> {
+    /// Where the next page starts (`None`: this page was the last).
+    pub next: Option<String>,
+    /// Rows read.
+    pub read: usize,
+    /// Those that look collectable.
+    pub items: Vec<T>,
+}
+
+impl<T> Candidates<T> {
+    fn after<V>(page: &[(String, V)], n: usize) -> Candidates<T> {
+        Candidates {
+            next: (page.len() == n)
+                .then(|| page.last().map(|(k, _)| k.clone()))
+                .flatten(),
+            read: page.len(),
+            items: Vec::new(),
+        }
+    }
+}
+
 /// How long a running run's lock holds without being finished: a run
 /// whose process died gives its scope back after this.
 pub const GC_LOCK_TTL_MS: u64 = 6 * 3600 * 1000;
@@ -91,6 +122,7 @@ impl Meta {
         by: &str,
     ) -> Result<Option<u64>> {
         self.transact(|tx| {
+            tx.no_sync();
             if !guard(tx, repo)? {
                 return Ok(None);
             }
@@ -132,6 +164,7 @@ impl Meta {
         linked_before_ms: u64,
     ) -> Result<Option<u64>> {
         self.transact(|tx| {
+            tx.no_sync();
             if !guard(tx, repo)? {
                 return Ok(None);
             }
@@ -163,6 +196,7 @@ impl Meta {
         created_before_ms: u64,
     ) -> Result<Option<u64>> {
         self.transact(|tx| {
+            tx.no_sync();
             let Some(b) = tx.get_as::<BlobRecord>(Cf::Blobs, digest.as_bytes())? else {
                 return Ok(None);
             };
@@ -193,6 +227,7 @@ impl Meta {
     /// [`Meta::gc_blob_end`]. Returns whether the caller may delete them.
     pub fn gc_orphan_begin(&self, digest: &str) -> Result<bool> {
         self.transact(|tx| {
+            tx.no_sync();
             if tx.get(Cf::Blobs, digest.as_bytes())?.is_some()
                 || tx.get(Cf::Deleting, digest.as_bytes())?.is_some()
             {
@@ -207,15 +242,25 @@ impl Meta {
         })
     }
 
+    /// Make every write so far durable (garbage collection's steps are
+    /// not flushed one by one: see the module docs).
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.kv().flush()?)
+    }
+
     /// Whether garbage collection is deleting the bytes of `digest`.
     pub fn gc_is_deleting(&self, digest: &str) -> Result<bool> {
         Ok(self.kv().get(Cf::Deleting, digest.as_bytes())?.is_some())
     }
 
-    /// The blob's bytes are gone: new uploads of it may be recorded again.
-    pub fn gc_blob_end(&self, digest: &str) -> Result<()> {
+    /// The bytes of these blobs are gone: new uploads of them may be
+    /// recorded again. One write for all, flushed (a marker brought back by
+    /// a crash would refuse uploads of its digest until the next run).
+    pub fn gc_blob_end(&self, digests: &[String]) -> Result<()> {
         self.transact(|tx| {
-            tx.delete(Cf::Deleting, digest.as_bytes());
+            for d in digests {
+                tx.delete(Cf::Deleting, d.as_bytes());
+            }
             Ok(())
         })
     }
@@ -229,6 +274,88 @@ impl Meta {
             .into_iter()
             .map(|(k, _)| crate::meta::utf8(Cf::Deleting, k))
             .collect()
+    }
+
+    /// A page of `repo`'s manifests (after `after`, at most `n` read) that
+    /// look collectable: pushed before `pushed_before_ms` and reached by no
+    /// tag, index, stored subject or bin entry. Read outside any
+    /// transaction, as a filter: [`Meta::gc_delete_untagged`] re-checks each
+    /// in the transaction that deletes it. Returns the cursor of the next
+    /// page (`None`: this was the last) and the candidates.
+    pub fn gc_manifest_candidates(
+        &self,
+        repo: &str,
+        after: Option<&str>,
+        n: usize,
+        pushed_before_ms: u64,
+    ) -> Result<Candidates<String>> {
+        let page = self.list_manifests(repo, "", after, n)?;
+        let mut out = Candidates::after(&page, n);
+        for (d, rec) in page {
+            if rec.pushed_ms >= pushed_before_ms {
+                continue;
+            }
+            let Some(x) = self.gc_reach(repo, &d, 0)? else {
+                continue;
+            };
+            if !x.tagged && !x.held && x.parents.is_empty() && x.subject.is_none() {
+                out.items.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of `repo`'s links (after `after`, at most `n` read) that look
+    /// collectable: made before `linked_before_ms` and referenced by no
+    /// manifest of the repository. A filter, re-checked by
+    /// [`Meta::gc_unlink_unreferenced`]; returns the next page's cursor and
+    /// the candidates.
+    pub fn gc_link_candidates(
+        &self,
+        repo: &str,
+        after: Option<&str>,
+        n: usize,
+        linked_before_ms: u64,
+    ) -> Result<Candidates<String>> {
+        let page = self.repo_links(repo, after, n)?;
+        let mut out = Candidates::after(&page, n);
+        for (d, link) in page {
+            if link.linked_ms < linked_before_ms
+                && self
+                    .kv()
+                    .scan(Cf::Refs, &prefix2(repo, &d), None, 1)?
+                    .is_empty()
+            {
+                out.items.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of blob records (after `after`, at most `n` read) that look
+    /// collectable: created before `created_before_ms` and linked by no
+    /// repository. A filter, re-checked by [`Meta::gc_blob_begin`] (given
+    /// the generation returned with each); returns the next page's cursor
+    /// and the candidates.
+    pub fn gc_blob_candidates(
+        &self,
+        after: Option<&str>,
+        n: usize,
+        created_before_ms: u64,
+    ) -> Result<Candidates<(String, u64)>> {
+        let page = self.list_blobs(after, n)?;
+        let mut out = Candidates::after(&page, n);
+        for (d, b) in page {
+            if b.created_ms < created_before_ms
+                && self
+                    .kv()
+                    .scan(Cf::BlobRepos, &crate::meta::prefix1(&d), None, 1)?
+                    .is_empty()
+            {
+                out.items.push((d, b.generation));
+            }
+        }
+        Ok(out)
     }
 
     /// What reaches manifest `digest` of `repo` (for an estimate): its

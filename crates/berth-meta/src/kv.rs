@@ -150,6 +150,13 @@ pub trait KvStore: Send + Sync + 'static {
     /// On any error other than `Ok`, nothing of the batch is visible.
     fn write(&self, batch: Batch) -> Result<(), KvError>;
 
+    /// Make every write that has returned `Ok` durable, `no_sync` ones
+    /// included (a flush of the log). A no-op for an engine that flushes
+    /// every write, or is configured not to flush at all.
+    fn flush(&self) -> Result<(), KvError> {
+        Ok(())
+    }
+
     /// Whether reads are cheap enough to run on the async executor's
     /// threads (an embedded engine: microseconds from memory or local
     /// disk). A networked engine says `false`, and `Meta::read` sends its

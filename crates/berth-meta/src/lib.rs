@@ -34,7 +34,7 @@ mod tx;
 pub mod contract;
 
 pub use bin::{repo_bin_prefix, BinEntry, BinnedManifest, BinnedTag, Purged, Restored};
-pub use gc::{GcReach, GcRun, GC_LOCK_TTL_MS};
+pub use gc::{Candidates, GcReach, GcRun, GC_LOCK_TTL_MS};
 pub use kv::{counter_value, Batch, Cond, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;
 pub use meta::{

@@ -58,7 +58,11 @@ impl RocksStore {
                 // bytes) get a merge in nearly every transaction: collapse
                 // them on write, or every read of the key — the commit's
                 // conflict check among them — walks all pending operands.
+                // Strict: also once the base value has been flushed to an
+                // SST file (else a long run of merges after the first
+                // memtable flush is quadratic again).
                 o.set_max_successive_merges(64);
+                o.set_strict_max_successive_merges(true);
             }
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
@@ -165,6 +169,13 @@ impl KvStore for RocksStore {
             }
         }
         tx.commit().map_err(engine)
+    }
+
+    fn flush(&self) -> Result<(), KvError> {
+        if self.sync {
+            self.db.flush_wal(true).map_err(engine)?;
+        }
+        Ok(())
     }
 
     fn stats(&self) -> Vec<(String, f64)> {

@@ -191,6 +191,90 @@ pub enum TokenCmd {
 }
 
 #[derive(Subcommand)]
+pub enum TagRuleCmd {
+    /// A registry's tag rules.
+    List {
+        registry: String,
+    },
+    /// Protect tags (only admins push over or delete them) or freeze them
+    /// (nobody does, until the rule goes).
+    Create {
+        registry: String,
+        /// `protected` or `immutable`.
+        #[arg(long)]
+        kind: String,
+        /// A regex the whole tag must match (`v[0-9.]+`).
+        #[arg(long)]
+        tag: String,
+        /// Only repositories whose name within the registry matches this.
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    Delete {
+        registry: String,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BinCmd {
+    /// What a registry's recycle bin holds.
+    List {
+        registry: String,
+        /// Only this repository (its name within the registry).
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// Put an entry back (a manifest with its tags, or a tag).
+    Restore { registry: String, entry: String },
+    /// Delete one entry for good.
+    Purge { registry: String, entry: String },
+    /// Delete every entry for good.
+    Empty { registry: String },
+}
+
+#[derive(Subcommand)]
+pub enum CleanupCmd {
+    /// A registry's cleanup policies.
+    List {
+        registry: String,
+    },
+    /// A policy: tags matching --delete go, unless they match --keep, are
+    /// among the --keep-n newest or younger than --older-than; never
+    /// `latest` or a ruled tag.
+    Create {
+        registry: String,
+        /// A regex the whole tag must match to go.
+        #[arg(long)]
+        delete: String,
+        #[arg(long)]
+        keep: Option<String>,
+        #[arg(long)]
+        keep_n: Option<u32>,
+        /// `1h`, `7d`, `1month`…
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Only repositories whose name within the registry matches this.
+        #[arg(long)]
+        repository: Option<String>,
+        /// Run on its own every this many seconds.
+        #[arg(long)]
+        interval_secs: Option<u64>,
+    },
+    Delete {
+        registry: String,
+        id: String,
+    },
+    /// Run a policy now and follow it (--dry-run: list what would go).
+    Run {
+        registry: String,
+        id: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum Command {
     /// Run the registry.
     #[command(after_help = ENV_HELP)]
@@ -254,6 +338,27 @@ pub enum Command {
         data: DataArgs,
         #[command(subcommand)]
         cmd: RepoCmd,
+    },
+    /// Protected and immutable tag rules (online).
+    TagRule {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(subcommand)]
+        cmd: TagRuleCmd,
+    },
+    /// A registry's recycle bin (online).
+    Bin {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(subcommand)]
+        cmd: BinCmd,
+    },
+    /// Cleanup policies (online).
+    Cleanup {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(subcommand)]
+        cmd: CleanupCmd,
     },
 }
 

@@ -25,13 +25,17 @@ pub fn spawn_gc_schedule(api: Management, every: Duration, opts: berth_gc::Optio
     });
 }
 
-/// The reaper of abandoned upload sessions, every `every`.
+/// The reaper of abandoned upload sessions (`berth-gc`), every `every`.
 pub fn spawn_upload_reaper(dist: Distribution, every: Duration) {
     tokio::spawn(async move {
         loop {
-            match dist.reap_uploads().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "upload reaper"),
+            match berth_gc::reap_uploads(dist.meta(), dist.blobs(), dist.upload_max_age()).await {
+                Ok(r) => {
+                    dist.uploads_removed(r.sessions);
+                    if r != berth_gc::Reaped::default() {
+                        tracing::info!(sessions = r.sessions, files = r.files, "upload reaper");
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "upload reaper failed"),
             }
             tokio::time::sleep(every).await;

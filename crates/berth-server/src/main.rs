@@ -98,6 +98,16 @@ fn main() -> anyhow::Result<()> {
             dry_run,
             grace_seconds,
         } => online::gc(&data, registry, delete_untagged, dry_run, grace_seconds),
+        Command::TagRule { data, .. }
+        | Command::Bin { data, .. }
+        | Command::Cleanup { data, .. }
+            if data.offline() =>
+        {
+            anyhow::bail!("tag-rule, bin and cleanup work through a running server only (no --offline, --data-dir or --config)")
+        }
+        Command::TagRule { data, cmd } => online::tag_rule(&data, cmd),
+        Command::Bin { data, cmd } => online::bin(&data, cmd),
+        Command::Cleanup { data, cmd } => online::cleanup(&data, cmd),
     }
 }
 

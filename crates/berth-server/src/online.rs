@@ -6,7 +6,9 @@
 //! secrets, one tab-separated line per entry for lists); `--json` prints
 //! the API's JSON instead.
 
-use crate::cli::{DataArgs, RegistryCmd, RepoCmd, TokenCmd, UserCmd};
+use crate::cli::{
+    BinCmd, CleanupCmd, DataArgs, RegistryCmd, RepoCmd, TagRuleCmd, TokenCmd, UserCmd,
+};
 use anyhow::{bail, Context};
 use reqwest::blocking::Client;
 use reqwest::Method;
@@ -468,6 +470,225 @@ pub fn gc(
     });
     if done["status"] != "succeeded" {
         bail!("collection {id} {}", s(&done, "status"));
+    }
+    Ok(())
+}
+
+pub fn tag_rule(a: &DataArgs, cmd: TagRuleCmd) -> anyhow::Result<()> {
+    let api = Api::new(a)?;
+    let rules = |r: &str| format!("/registries/{}/tag-rules", seg(r));
+    let line = |r: &Value| {
+        println!(
+            "{}\t{}\ttag={}\trepository={}",
+            s(r, "id"),
+            s(r, "kind"),
+            s(r, "tagPattern"),
+            s(r, "repositoryPattern")
+        )
+    };
+    match cmd {
+        TagRuleCmd::List { registry } => {
+            let v = api.call(Method::GET, &rules(&registry), None)?;
+            api.show(&v, |v| {
+                v["items"].as_array().into_iter().flatten().for_each(line)
+            });
+        }
+        TagRuleCmd::Create {
+            registry,
+            kind,
+            tag,
+            repository,
+        } => {
+            let v = api.call(
+                Method::POST,
+                &rules(&registry),
+                Some(json!({"kind": kind, "tagPattern": tag, "repositoryPattern": repository})),
+            )?;
+            api.show(&v, line);
+        }
+        TagRuleCmd::Delete { registry, id } => {
+            api.call(
+                Method::DELETE,
+                &format!("{}/{}", rules(&registry), seg(&id)),
+                None,
+            )?;
+            api.show(&json!({"deleted": id}), |_| {
+                println!("deleted tag rule {id}")
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn bin(a: &DataArgs, cmd: BinCmd) -> anyhow::Result<()> {
+    let api = Api::new(a)?;
+    let bin = |r: &str| format!("/registries/{}/recycle-bin", seg(r));
+    match cmd {
+        BinCmd::List {
+            registry,
+            repository,
+        } => {
+            let path = match &repository {
+                Some(r) => format!("{}?repository={}", bin(&registry), seg(r)),
+                None => bin(&registry),
+            };
+            let items = api.all(&path)?;
+            api.show(&json!(items), |_| {
+                for e in &items {
+                    let what = match e["tag"].as_str() {
+                        Some(t) => format!("{}:{t}", s(e, "repository")),
+                        None => format!("{}@{}", s(e, "repository"), s(e, "digest")),
+                    };
+                    println!(
+                        "{}\t{}\t{what}\tsize={}\tdeleted={}\texpires={}",
+                        s(e, "id"),
+                        s(e, "kind"),
+                        s(e, "size"),
+                        s(e, "deletedAt"),
+                        s(e, "expiresAt")
+                    );
+                }
+            });
+        }
+        BinCmd::Restore { registry, entry } => {
+            let v = api.call(
+                Method::POST,
+                &format!("{}/{}/restore", bin(&registry), seg(&entry)),
+                None,
+            )?;
+            api.show(&v, |v| {
+                println!(
+                    "restored {}@{} tags={}",
+                    s(v, "repository"),
+                    s(v, "digest"),
+                    s(v, "restoredTags")
+                )
+            });
+        }
+        BinCmd::Purge { registry, entry } => {
+            let v = api.call(
+                Method::DELETE,
+                &format!("{}/{}", bin(&registry), seg(&entry)),
+                None,
+            )?;
+            api.show(&v, |_| println!("purged {entry}"));
+        }
+        BinCmd::Empty { registry } => {
+            let v = api.call(Method::DELETE, &bin(&registry), None)?;
+            api.show(&v, |v| {
+                println!(
+                    "purged {} entries ({} manifest bytes), {} links removed",
+                    s(v, "purged"),
+                    s(v, "manifestBytes"),
+                    s(v, "linksRemoved")
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn cleanup(a: &DataArgs, cmd: CleanupCmd) -> anyhow::Result<()> {
+    let api = Api::new(a)?;
+    let policies = |r: &str| format!("/registries/{}/cleanup-policies", seg(r));
+    let line = |p: &Value| {
+        println!(
+            "{}\tdelete={}\tkeep={}\tkeepN={}\tolderThan={}\trepository={}\tevery={}",
+            s(p, "id"),
+            s(p, "nameRegexDelete"),
+            s(p, "nameRegexKeep"),
+            s(p, "keepN"),
+            s(p, "olderThan"),
+            s(p, "repositoryPattern"),
+            s(p, "intervalSecs")
+        )
+    };
+    match cmd {
+        CleanupCmd::List { registry } => {
+            let v = api.call(Method::GET, &policies(&registry), None)?;
+            api.show(&v, |v| {
+                v["items"].as_array().into_iter().flatten().for_each(line)
+            });
+        }
+        CleanupCmd::Create {
+            registry,
+            delete,
+            keep,
+            keep_n,
+            older_than,
+            repository,
+            interval_secs,
+        } => {
+            let v = api.call(
+                Method::POST,
+                &policies(&registry),
+                Some(
+                    json!({"nameRegexDelete": delete, "nameRegexKeep": keep, "keepN": keep_n,
+                            "olderThan": older_than, "repositoryPattern": repository,
+                            "intervalSecs": interval_secs}),
+                ),
+            )?;
+            api.show(&v, line);
+        }
+        CleanupCmd::Delete { registry, id } => {
+            api.call(
+                Method::DELETE,
+                &format!("{}/{}", policies(&registry), seg(&id)),
+                None,
+            )?;
+            api.show(&json!({"deleted": id}), |_| {
+                println!("deleted cleanup policy {id}")
+            });
+        }
+        CleanupCmd::Run {
+            registry,
+            id,
+            dry_run,
+        } => {
+            let run = api.call(
+                Method::POST,
+                &format!("{}/{}/run", policies(&registry), seg(&id)),
+                Some(json!({"dryRun": dry_run})),
+            )?;
+            let path = format!(
+                "/registries/{}/cleanup-runs/{}",
+                seg(&registry),
+                seg(&s(&run, "id"))
+            );
+            let done = loop {
+                let r = api.call(Method::GET, &path, None)?;
+                if r["status"] != "running" {
+                    break r;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            };
+            api.show(&done, |v| {
+                let r = &v["report"];
+                for d in r["planned"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}\t{}:{}",
+                        if dry_run { "would delete" } else { "deleted" },
+                        s(d, "repository"),
+                        s(d, "tag")
+                    );
+                }
+                println!(
+                    "{} {}: {} tags seen, {} planned, {} deleted, {} skipped",
+                    s(v, "id"),
+                    s(v, "status"),
+                    s(r, "tagsSeen"),
+                    r["planned"].as_array().map_or(0, Vec::len),
+                    s(r, "deleted"),
+                    s(r, "skipped")
+                );
+                for e in r["errors"].as_array().into_iter().flatten() {
+                    println!("error: {}", e.as_str().unwrap_or(""));
+                }
+            });
+            if done["status"] != "succeeded" {
+                bail!("cleanup run {} {}", s(&done, "id"), s(&done, "status"));
+            }
+        }
     }
     Ok(())
 }

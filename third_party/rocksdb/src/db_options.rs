@@ -2816,6 +2816,17 @@ impl Options {
         }
     }
 
+    /// Whether to enforce max_successive_merges even when computing the
+    /// value needs a read from the SST files (Berth's vendored addition).
+    ///
+    /// Default: false (merges stop being collapsed once the base value has
+    /// left the memtable)
+    pub fn set_strict_max_successive_merges(&mut self, strict: bool) {
+        unsafe {
+            ffi::rocksdb_options_set_strict_max_successive_merges(self.inner, u8::from(strict));
+        }
+    }
+
     /// Control locality of bloom filter probes to improve cache miss rate.
     /// This option only applies to memtable prefix bloom and plaintable
     /// prefix bloom. It essentially limits the max number of cache lines each

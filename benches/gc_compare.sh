@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Garbage collection at scale, beside the reference registry (Debian's
+# docker-registry, distribution 2.8) on the same content, and pushes during
+# an online collection.
+#
+# 1. REPEATS times: berth-gc-scale seeds BLOBS blobs and MANIFESTS manifests
+#    (real content: blob files and OCI manifests) into a Berth store and, the
+#    same content, into a distribution filesystem layout; Berth collects in
+#    process (online collection, deleteUntagged, no grace), the reference
+#    runs its offline `garbage-collect --delete-untagged`. Both are timed and
+#    the blob files left on disk counted.
+# 2. A Berth server on a seeded data directory: 1 MiB pushes at 1 and 8
+#    clients (storage.sync on) before, then during, an instance collection
+#    started through the API; the ratio of the medians is the throughput
+#    pushes keep.
+#
+# usage: benches/gc_compare.sh [BLOBS [MANIFESTS [REPEATS]]]
+#        (default 100000, BLOBS/10, 3; SERVER_BLOBS (default BLOBS) sizes part 2;
+#         NO_REFERENCE=1 skips the reference, for sizes it cannot finish)
+# Results: $OUTDIR (default ./bench-results/gc-<timestamp>/), summary.json
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/berth-target}"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+BLOBS="${1:-100000}"; MANIFESTS="${2:-$((BLOBS / 10))}"; REPEATS="${3:-3}"
+SERVER_BLOBS="${SERVER_BLOBS:-$BLOBS}"
+scripts/install-build-deps.sh
+if [ -z "${NO_REFERENCE:-}" ] && ! command -v docker-registry >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker-registry >/dev/null
+  ($SUDO service docker-registry stop || true; pkill -x docker-registry || true) >/dev/null 2>&1
+fi
+cargo build --release --workspace --all-targets
+BIN="$CARGO_TARGET_DIR/release"
+
+WORK=$(mktemp -d /tmp/berth-gcbench.XXXXXX)
+OUTDIR="${OUTDIR:-$PWD/bench-results/gc-$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$OUTDIR"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK" || true
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
+files() { find "$1" -type f | wc -l; }
+
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $BLOBS blobs, $MANIFESTS manifests, $REPEATS repeats"
+for i in $(seq 1 "$REPEATS"); do
+  S="$WORK/s$i"; mkdir -p "$S"
+  REF=(--reference "$S/ref"); [ -n "${NO_REFERENCE:-}" ] && REF=()
+  "$BIN/berth-gc-scale" --blobs "$BLOBS" --manifests "$MANIFESTS" --files "${REF[@]}" --dir "$S/berth" >"$OUTDIR/berth-$i.json"
+  echo "berth $i: $(cat "$OUTDIR/berth-$i.json")"
+  echo "{\"blob_files_left\": $(files "$S/berth/store/blobs")}" >"$OUTDIR/berth-left-$i.json"
+  if [ -z "${NO_REFERENCE:-}" ]; then
+    cat >"$S/registry.yml" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $S/ref
+  delete:
+    enabled: true
+YML
+    before=$(files "$S/ref/docker/registry/v2/blobs")
+    t0=$(date +%s.%N)
+    docker-registry garbage-collect --delete-untagged "$S/registry.yml" >"$OUTDIR/reference-$i.log" 2>&1
+    t1=$(date +%s.%N)
+    after=$(files "$S/ref/docker/registry/v2/blobs")
+    python3 -c "import json,sys; print(json.dumps({'gc_seconds': float(sys.argv[2])-float(sys.argv[1]), 'blob_files_before': int(sys.argv[3]), 'blob_files_left': int(sys.argv[4])}))" \
+      "$t0" "$t1" "$before" "$after" >"$OUTDIR/reference-$i.json"
+    echo "reference $i: $(cat "$OUTDIR/reference-$i.json")"
+  fi
+  rm -rf "$S"
+done
+
+# 2. pushes before and during an online collection
+SRV="$WORK/srv"
+"$BIN/berth-gc-scale" --blobs "$SERVER_BLOBS" --manifests "$((SERVER_BLOBS / 10))" --files --seed-only --dir "$SRV" >"$OUTDIR/server-seed.json"
+PORT=$(free_port)
+ADMIN="berth_admin_$(python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_letters+string.digits) for _ in range(40)))')"
+BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn BERTH_GC_INTERVAL_SECS=0 "$BIN/berth" serve --listen "127.0.0.1:$PORT" --data-dir "$SRV" >"$OUTDIR/berth.log" 2>&1 &
+pids+=($!)
+B="http://127.0.0.1:$PORT"
+wait_up "$B/healthz"
+push() { # label salt
+  "$BIN/berth-bench" --url "$B" --label "$1" --salt "$2" --out "$OUTDIR/pushes.jsonl" --creds "admin:$ADMIN" \
+    --suites push --only "1MiB x200 mono" >/dev/null
+}
+salt=1
+for _ in 1 2 3; do push baseline $salt; salt=$((salt + 1)); done
+RUN=$(curl -sf -H "Authorization: Bearer $ADMIN" -X POST "$B/api/v1/gc" -d '{"deleteUntagged":true,"graceSeconds":0}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+status() { curl -sf -H "Authorization: Bearer $ADMIN" "$B/api/v1/gc/runs/$RUN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
+during=0
+while [ "$(status)" = running ]; do push during-gc $salt; salt=$((salt + 1)); during=$((during + 1)); done
+curl -sf -H "Authorization: Bearer $ADMIN" "$B/api/v1/gc/runs/$RUN" >"$OUTDIR/server-gc-run.json"
+# the last round may have ended after the run: it counts only if the run was
+# still going when it ended, so drop it
+python3 - "$OUTDIR" "$BLOBS" "$MANIFESTS" "$during" <<'PY'
+import json, os, statistics, sys
+out, blobs, manifests, during = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def load(name):
+    p = os.path.join(out, name)
+    return json.load(open(p)) if os.path.exists(p) else None
+berth = [load(f) for f in sorted(os.listdir(out)) if f.startswith("berth-") and f[6:-5].isdigit()]
+ref = [load(f) for f in sorted(os.listdir(out)) if f.startswith("reference-") and f.endswith(".json")]
+left = [load(f) for f in sorted(os.listdir(out)) if f.startswith("berth-left-")]
+pushes = [json.loads(l) for l in open(os.path.join(out, "pushes.jsonl"))]
+run = load("server-gc-run.json")
+s = {"blobs": blobs, "manifests": manifests,
+     "berth_gc_seconds": [b["gc_seconds"] for b in berth],
+     "berth_blob_files_left": [l["blob_files_left"] for l in left],
+     "berth_report": berth[-1]["report"] if berth else None}
+s["berth_gc_median"] = statistics.median(s["berth_gc_seconds"])
+if ref:
+    s["reference_gc_seconds"] = [r["gc_seconds"] for r in ref]
+    s["reference_blob_files_left"] = [r["blob_files_left"] for r in ref]
+    s["reference_gc_median"] = statistics.median(s["reference_gc_seconds"])
+    s["berth_over_reference_time"] = s["berth_gc_median"] / s["reference_gc_median"]
+from datetime import datetime
+t = lambda x: datetime.fromisoformat(x.replace("Z", "+00:00")).timestamp()
+s["server_gc_seconds"] = t(run["finishedAt"]) - t(run["startedAt"]) if run.get("finishedAt") else None
+s["server_gc_run"] = run
+for clients in (1, 8):
+    base = [p["mb_per_s"] for p in pushes if p["label"] == "baseline" and p["clients"] == clients]
+    dur = [p["mb_per_s"] for p in pushes if p["label"] == "during-gc" and p["clients"] == clients]
+    # the last round during the run may have ended after it: left out when there are others
+    dur = dur[:-1] if len(dur) > 1 else dur
+    s[f"push_{clients}c_baseline_mb_s"] = base
+    s[f"push_{clients}c_during_gc_mb_s"] = dur
+    if base and dur:
+        s[f"push_{clients}c_kept"] = statistics.median(dur) / statistics.median(base)
+json.dump(s, open(os.path.join(out, "summary.json"), "w"), indent=1)
+print(json.dumps(s, indent=1))
+PY
+echo "results: $OUTDIR"
