@@ -15,8 +15,10 @@
 #    pushes keep.
 #
 # usage: benches/gc_compare.sh [BLOBS [MANIFESTS [REPEATS]]]
-#        (default 100000, BLOBS/10, 3; SERVER_BLOBS (default BLOBS) sizes part 2;
+#        (default 100000, BLOBS/10, 3 (0: part 2 only); SERVER_BLOBS (default BLOBS) sizes part 2;
 #         NO_REFERENCE=1 skips the reference, for sizes it cannot finish)
+# The server's run keeps what is younger than 30 s (the pushes made during
+# it); the seed is older by then.
 # Results: $OUTDIR (default ./bench-results/gc-<timestamp>/), summary.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,6 +82,7 @@ done
 # 2. pushes before and during an online collection
 SRV="$WORK/srv"
 "$BIN/berth-gc-scale" --blobs "$SERVER_BLOBS" --manifests "$((SERVER_BLOBS / 10))" --files --seed-only --dir "$SRV" >"$OUTDIR/server-seed.json"
+SEEDED=$(date +%s)
 PORT=$(free_port)
 ADMIN="berth_admin_$(python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_letters+string.digits) for _ in range(40)))')"
 BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn BERTH_GC_INTERVAL_SECS=0 "$BIN/berth" serve --listen "127.0.0.1:$PORT" --data-dir "$SRV" >"$OUTDIR/berth.log" 2>&1 &
@@ -92,7 +95,10 @@ push() { # label salt
 }
 salt=1
 for _ in 1 2 3; do push baseline $salt; salt=$((salt + 1)); done
-RUN=$(curl -sf -H "Authorization: Bearer $ADMIN" -X POST "$B/api/v1/gc" -d '{"deleteUntagged":true,"graceSeconds":0}' |
+# the grace keeps the pushes made during the run (and the seed is older)
+GRACE=30
+while [ $(($(date +%s) - SEEDED)) -le $GRACE ]; do sleep 1; done
+RUN=$(curl -sf -H "Authorization: Bearer $ADMIN" -X POST "$B/api/v1/gc" -d "{\"deleteUntagged\":true,\"graceSeconds\":$GRACE}" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 status() { curl -sf -H "Authorization: Bearer $ADMIN" "$B/api/v1/gc/runs/$RUN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
 during=0
@@ -115,8 +121,9 @@ s = {"blobs": blobs, "manifests": manifests,
      "berth_gc_seconds": [b["gc_seconds"] for b in berth],
      "berth_blob_files_left": [l["blob_files_left"] for l in left],
      "berth_report": berth[-1]["report"] if berth else None}
-s["berth_gc_median"] = statistics.median(s["berth_gc_seconds"])
-if ref:
+if berth:
+    s["berth_gc_median"] = statistics.median(s["berth_gc_seconds"])
+if ref and berth:
     s["reference_gc_seconds"] = [r["gc_seconds"] for r in ref]
     s["reference_blob_files_left"] = [r["blob_files_left"] for r in ref]
     s["reference_gc_median"] = statistics.median(s["reference_gc_seconds"])

@@ -95,8 +95,11 @@ impl Plan {
         j * self.per..((j + 1) * self.per).min(self.referenced)
     }
 
+    /// A tenth of each repository's manifests are untagged (a repository
+    /// with no tag at all makes the reference's collection fail: "failed
+    /// to retrieve tags unknown repository").
     fn tag(&self, j: usize) -> Option<String> {
-        (!j.is_multiple_of(10)).then(|| format!("t{j}"))
+        (!(j / self.repos).is_multiple_of(10)).then(|| format!("t{j}"))
     }
 
     /// Manifest `j`'s JSON.

@@ -20,6 +20,7 @@
 
 pub mod cleanup;
 pub mod uploads;
+mod worker;
 
 pub use cleanup::{Cleaner, CleanupReport, Doomed};
 pub use uploads::{reap_uploads, ReapError, Reaped};
@@ -165,7 +166,7 @@ impl Collector {
             error: None,
         };
         let r = run.clone();
-        if let Err(active) = self.meta.run(move |m| m.gc_start(&r)).await? {
+        if let Err(active) = worker::run(&self.meta, move |m| m.gc_start(&r)).await? {
             return Ok(Err(active));
         }
         let progress = Arc::new(Progress::default());
@@ -190,7 +191,7 @@ impl Collector {
             }
             tracing::info!(run = %done.id, status = %done.status, "garbage collection ended");
             let d = done.clone();
-            if let Err(e) = me.meta.run(move |m| m.gc_finish(&d)).await {
+            if let Err(e) = worker::run(&me.meta, move |m| m.gc_finish(&d)).await {
                 tracing::error!(run = %done.id, error = %e, "garbage collection record not written");
             }
             ended(&done);
@@ -241,10 +242,10 @@ impl Collector {
             loop {
                 check(p, &r)?;
                 let a = after.take();
-                let c = self
-                    .meta
-                    .run(move |m| m.gc_blob_candidates(a.as_deref(), PAGE, cutoff))
-                    .await?;
+                let c = worker::run(&self.meta, move |m| {
+                    m.gc_blob_candidates(a.as_deref(), PAGE, cutoff)
+                })
+                .await?;
                 p.saw_n(c.read);
                 self.sweep_blobs(c.items, cutoff, &mut r).await?;
                 match c.next {
@@ -260,18 +261,16 @@ impl Collector {
                 check(p, &r)?;
                 p.saw_n(chunk.len());
                 let ds = chunk.to_vec();
-                let found = self
-                    .meta
-                    .run(move |m| {
-                        let mut out = Vec::new();
-                        for d in ds {
-                            if let Some(b) = m.blob_by_str(&d)? {
-                                out.push((d, b.generation));
-                            }
+                let found = worker::run(&self.meta, move |m| {
+                    let mut out = Vec::new();
+                    for d in ds {
+                        if let Some(b) = m.blob_by_str(&d)? {
+                            out.push((d, b.generation));
                         }
-                        Ok(out)
-                    })
-                    .await?;
+                    }
+                    Ok(out)
+                })
+                .await?;
                 self.sweep_blobs(found, cutoff, &mut r).await?;
             }
         }
@@ -313,24 +312,22 @@ impl Collector {
             p.enter(2);
             for repo in &repos {
                 let rp = repo.clone();
-                let reach = self
-                    .meta
-                    .run(move |m| {
-                        let mut out = HashMap::new();
-                        let mut after: Option<String> = None;
-                        loop {
-                            let page = m.list_manifests(&rp, "", after.as_deref(), PAGE)?;
-                            let Some((last, _)) = page.last() else { break };
-                            after = Some(last.clone());
-                            for (d, _) in page {
-                                if let Some(x) = m.gc_reach(&rp, &d, bin_cutoff)? {
-                                    out.insert(d, x);
-                                }
+                let reach = worker::run(&self.meta, move |m| {
+                    let mut out = HashMap::new();
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = m.list_manifests(&rp, "", after.as_deref(), PAGE)?;
+                        let Some((last, _)) = page.last() else { break };
+                        after = Some(last.clone());
+                        for (d, _) in page {
+                            if let Some(x) = m.gc_reach(&rp, &d, bin_cutoff)? {
+                                out.insert(d, x);
                             }
                         }
-                        Ok(out)
-                    })
-                    .await?;
+                    }
+                    Ok(out)
+                })
+                .await?;
                 // kept: tagged or young, and what kept manifests reach
                 // (their children; the referrers of a kept subject)
                 let mut kept: HashSet<&str> = reach
@@ -368,32 +365,30 @@ impl Collector {
         let mut gone_links: HashSet<(String, String)> = HashSet::new();
         for repo in &repos {
             let (rp, dm) = (repo.clone(), doomed.clone());
-            let gone = self
-                .meta
-                .run(move |m| {
-                    let mut out = Vec::new();
-                    let mut after: Option<String> = None;
-                    loop {
-                        let page = m.repo_links(&rp, after.as_deref(), PAGE)?;
-                        let Some((last, _)) = page.last() else { break };
-                        after = Some(last.clone());
-                        for (d, l) in page {
-                            if l.linked_ms >= cutoff {
-                                continue;
-                            }
-                            let dg = Digest::parse(&d).map_err(|e| MetaError::Corrupt {
-                                cf: "links",
-                                reason: e.to_string(),
-                            })?;
-                            let users = m.referenced_by(&rp, &dg, usize::MAX)?;
-                            if users.iter().all(|u| dm.contains(&(rp.clone(), u.clone()))) {
-                                out.push(d);
-                            }
+            let gone = worker::run(&self.meta, move |m| {
+                let mut out = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let page = m.repo_links(&rp, after.as_deref(), PAGE)?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = Some(last.clone());
+                    for (d, l) in page {
+                        if l.linked_ms >= cutoff {
+                            continue;
+                        }
+                        let dg = Digest::parse(&d).map_err(|e| MetaError::Corrupt {
+                            cf: "links",
+                            reason: e.to_string(),
+                        })?;
+                        let users = m.referenced_by(&rp, &dg, usize::MAX)?;
+                        if users.iter().all(|u| dm.contains(&(rp.clone(), u.clone()))) {
+                            out.push(d);
                         }
                     }
-                    Ok(out)
-                })
-                .await?;
+                }
+                Ok(out)
+            })
+            .await?;
             for d in gone {
                 p.saw();
                 r.links_removed += 1;
@@ -413,14 +408,12 @@ impl Collector {
             loop {
                 check(p, &r)?;
                 let (a, gl) = (after.take(), gone_links.clone());
-                let (page, last) = self
-                    .meta
-                    .run(move |m| {
-                        let page = m.list_blobs(a.as_deref(), PAGE)?;
-                        let last = page.last().map(|(d, _)| d.clone());
-                        Ok((freed_with(m, page, &gl, cutoff)?, last))
-                    })
-                    .await?;
+                let (page, last) = worker::run(&self.meta, move |m| {
+                    let page = m.list_blobs(a.as_deref(), PAGE)?;
+                    let last = page.last().map(|(d, _)| d.clone());
+                    Ok((freed_with(m, page, &gl, cutoff)?, last))
+                })
+                .await?;
                 let full = page.0 == PAGE;
                 count(&mut r, page);
                 match last {
@@ -436,18 +429,16 @@ impl Collector {
             for chunk in ds.chunks(PAGE) {
                 check(p, &r)?;
                 let (chunk, gl) = (chunk.to_vec(), gone_links.clone());
-                let page = self
-                    .meta
-                    .run(move |m| {
-                        let mut page = Vec::new();
-                        for d in chunk {
-                            if let Some(b) = m.blob_by_str(&d)? {
-                                page.push((d, b));
-                            }
+                let page = worker::run(&self.meta, move |m| {
+                    let mut page = Vec::new();
+                    for d in chunk {
+                        if let Some(b) = m.blob_by_str(&d)? {
+                            page.push((d, b));
                         }
-                        freed_with(m, page, &gl, cutoff)
-                    })
-                    .await?;
+                    }
+                    freed_with(m, page, &gl, cutoff)
+                })
+                .await?;
                 count(&mut r, page);
             }
         }
@@ -488,22 +479,20 @@ impl Collector {
             }
             check(p, r)?;
             let candidates = std::mem::take(&mut page);
-            let unowned = self
-                .meta
-                .run(move |m| {
-                    let mut out = Vec::new();
-                    for (d, size) in candidates {
-                        if m.blob_by_str(&d)?.is_some() || m.gc_is_deleting(&d)? {
-                            continue;
-                        }
-                        // marked for deletion, re-checked in its transaction
-                        if dry || m.gc_orphan_begin(&d)? {
-                            out.push((d, size));
-                        }
+            let unowned = worker::run(&self.meta, move |m| {
+                let mut out = Vec::new();
+                for (d, size) in candidates {
+                    if m.blob_by_str(&d)?.is_some() || m.gc_is_deleting(&d)? {
+                        continue;
                     }
-                    Ok(out)
-                })
-                .await?;
+                    // marked for deletion, re-checked in its transaction
+                    if dry || m.gc_orphan_begin(&d)? {
+                        out.push((d, size));
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
             p.saw_n(unowned.len());
             let gone = if dry {
                 unowned
@@ -531,10 +520,10 @@ impl Collector {
         let mut out = Vec::new();
         loop {
             let (pre, after) = (prefix.clone(), out.last().map(berth_meta::BinEntry::key));
-            let page = self
-                .meta
-                .run(move |m| m.list_bin(&pre, after.as_deref(), PAGE))
-                .await?;
+            let page = worker::run(&self.meta, move |m| {
+                m.list_bin(&pre, after.as_deref(), PAGE)
+            })
+            .await?;
             if page.is_empty() {
                 break;
             }
@@ -560,11 +549,7 @@ impl Collector {
             check(p, r)?;
             p.saw();
             let key = e.key();
-            match self
-                .meta
-                .run(move |m| m.purge(&key, Some(bin_cutoff), cutoff))
-                .await
-            {
+            match worker::run(&self.meta, move |m| m.purge(&key, Some(bin_cutoff), cutoff)).await {
                 Ok(Some(purged)) => {
                     r.bin_expired += 1;
                     r.bin_bytes += purged.manifest_bytes;
@@ -583,10 +568,10 @@ impl Collector {
         let mut after: Option<String> = None;
         loop {
             let (pre, a) = (prefix.to_string(), after.clone());
-            let page = self
-                .meta
-                .run(move |m| m.list_repos_with_prefix(&pre, a.as_deref(), PAGE))
-                .await?;
+            let page = worker::run(&self.meta, move |m| {
+                m.list_repos_with_prefix(&pre, a.as_deref(), PAGE)
+            })
+            .await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             out.extend(page.into_iter().map(|(n, _)| n));
@@ -618,21 +603,19 @@ impl Collector {
         loop {
             check(p, r)?;
             let (l, st, a) = (list.clone(), settle.clone(), after.take());
-            let (next, read, out) = self
-                .meta
-                .run(move |m| {
-                    let c = l(m, a.as_deref())?;
-                    let out: Vec<_> = c
-                        .items
-                        .into_iter()
-                        .map(|x| {
-                            let o = st(m, &x).map_err(|e| e.to_string());
-                            (x, o)
-                        })
-                        .collect();
-                    Ok((c.next, c.read, out))
-                })
-                .await?;
+            let (next, read, out) = worker::run(&self.meta, move |m| {
+                let c = l(m, a.as_deref())?;
+                let out: Vec<_> = c
+                    .items
+                    .into_iter()
+                    .map(|x| {
+                        let o = st(m, &x).map_err(|e| e.to_string());
+                        (x, o)
+                    })
+                    .collect();
+                Ok((c.next, c.read, out))
+            })
+            .await?;
             p.saw_n(read);
             for (x, o) in out {
                 done(r, x, o);
@@ -707,18 +690,16 @@ impl Collector {
         if candidates.is_empty() {
             return Ok(());
         }
-        let begun = self
-            .meta
-            .run(move |m| {
-                Ok(candidates
-                    .into_iter()
-                    .map(|(d, g)| {
-                        let o = m.gc_blob_begin(&d, g, cutoff).map_err(|e| e.to_string());
-                        (d, o)
-                    })
-                    .collect::<Vec<_>>())
-            })
-            .await?;
+        let begun = worker::run(&self.meta, move |m| {
+            Ok(candidates
+                .into_iter()
+                .map(|(d, g)| {
+                    let o = m.gc_blob_begin(&d, g, cutoff).map_err(|e| e.to_string());
+                    (d, o)
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
         let mut doomed = Vec::new();
         for (d, o) in begun {
             match o {
@@ -744,7 +725,7 @@ impl Collector {
             return Vec::new();
         }
         // the steps that freed them were not flushed one by one
-        if let Err(e) = self.meta.run(|m| m.flush()).await {
+        if let Err(e) = worker::run(&self.meta, |m| m.flush()).await {
             r.errors.push(format!(
                 "{} blobs kept: metadata not flushed: {e}",
                 doomed.len()
@@ -777,7 +758,7 @@ impl Collector {
             return gone;
         }
         let ds: Vec<String> = gone.iter().map(|(d, _)| d.clone()).collect();
-        match self.meta.run(move |m| m.gc_blob_end(&ds)).await {
+        match worker::run(&self.meta, move |m| m.gc_blob_end(&ds)).await {
             Ok(()) => gone,
             Err(e) => {
                 r.errors
@@ -790,7 +771,7 @@ impl Collector {
     /// Blobs a stopped run was deleting: delete their bytes, lift markers.
     async fn finish_deleting(&self, r: &mut Report) -> Result<(), GcError> {
         loop {
-            let page = self.meta.run(|m| m.gc_deleting(None, PAGE)).await?;
+            let page = worker::run(&self.meta, |m| m.gc_deleting(None, PAGE)).await?;
             if page.is_empty() {
                 return Ok(());
             }
