@@ -24,27 +24,17 @@ fi
 cargo build --release --workspace --all-targets
 BIN="$CARGO_TARGET_DIR/release"
 
-WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
+. benches/lib.sh bench
 OUTDIR="${OUTDIR:-$PWD/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUTDIR"
 OUT="$OUTDIR/results.jsonl"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK" || true
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 
 # The 4 GiB push and pull (memory ceiling) in full runs only.
 HUGE="--huge"; for a in "$@"; do [ "$a" = --quick ] && HUGE=""; done
 
 # Berth
 BP=$(free_port)
-ADMIN="berth_admin_$(python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_letters+string.digits) for _ in range(40)))')"
+ADMIN=$(admin_token)
 BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn "$BIN/berth" serve --listen "127.0.0.1:$BP" --data-dir "$WORK/berth" >"$OUTDIR/berth.log" 2>&1 &
 pids+=($!); BPID=$!
 wait_up "http://127.0.0.1:$BP/healthz"

@@ -35,18 +35,9 @@ fi
 cargo build --release --workspace --all-targets
 BIN="$CARGO_TARGET_DIR/release"
 
-WORK=$(mktemp -d /tmp/berth-gcbench.XXXXXX)
+. benches/lib.sh gcbench
 OUTDIR="${OUTDIR:-$PWD/bench-results/gc-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUTDIR"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK" || true
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 files() { find "$1" -type f | wc -l; }
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $BLOBS blobs, $MANIFESTS manifests, $REPEATS repeats"
@@ -84,11 +75,11 @@ SRV="$WORK/srv"
 "$BIN/berth-gc-scale" --blobs "$SERVER_BLOBS" --manifests "$((SERVER_BLOBS / 10))" --files --seed-only --dir "$SRV" >"$OUTDIR/server-seed.json"
 SEEDED=$(date +%s)
 PORT=$(free_port)
-ADMIN="berth_admin_$(python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_letters+string.digits) for _ in range(40)))')"
+ADMIN=$(admin_token)
 BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn BERTH_GC_INTERVAL_SECS=0 "$BIN/berth" serve --listen "127.0.0.1:$PORT" --data-dir "$SRV" >"$OUTDIR/berth.log" 2>&1 &
 pids+=($!)
 B="http://127.0.0.1:$PORT"
-wait_up "$B/healthz"
+wait_up "$B/healthz" 300
 push() { # label salt
   "$BIN/berth-bench" --url "$B" --label "$1" --salt "$2" --out "$OUTDIR/pushes.jsonl" --creds "admin:$ADMIN" \
     --suites push --only "1MiB x200 mono" >/dev/null

@@ -11,18 +11,9 @@ ROUNDS="${1:-5}"
 scripts/install-build-deps.sh
 cargo build --release --workspace --all-targets
 BIN="$CARGO_TARGET_DIR/release"
-WORK=$(mktemp -d /tmp/berth-pullstats.XXXXXX)
+. benches/lib.sh pullstats
 OUT="$WORK/results.jsonl"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK" || true
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
-ADMIN="berth_admin_$(python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_letters+string.digits) for _ in range(40)))')"
+ADMIN=$(admin_token)
 start() { # label stats
   local port
   port=$(free_port)

@@ -283,8 +283,28 @@ async fn main() -> anyhow::Result<()> {
             grace_ms: 0,
         };
         let t = Instant::now();
-        let report = collector.run(&o, &berth_gc::Progress::default()).await?;
+        let progress = Arc::new(berth_gc::Progress::default());
+        // when each phase began, sampled every 10 ms
+        let (p, done) = (
+            progress.clone(),
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+        let d = done.clone();
+        let sampler = tokio::spawn(async move {
+            let mut began: Vec<(&'static str, f64)> = Vec::new();
+            while !d.load(std::sync::atomic::Ordering::Relaxed) {
+                let ph = p.phase();
+                if began.last().map(|(n, _)| *n) != Some(ph) {
+                    began.push((ph, t.elapsed().as_secs_f64()));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            began
+        });
+        let report = collector.run(&o, &progress).await?;
         out["gc_seconds"] = t.elapsed().as_secs_f64().into();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        out["phases_began"] = serde_json::to_value(sampler.await?)?;
         out["report"] = serde_json::to_value(report)?;
     }
     println!("{out}");

@@ -340,26 +340,48 @@ fn pushes_go_on_during_collection_and_nothing_acknowledged_is_lost() {
 /// Blob files no record owns (a crash between storing an upload's bytes and
 /// recording it) go with an instance collection once older than the grace;
 /// the estimate counts them first.
+/// A blob file no record owns, with its modification time `age` ago (as
+/// `touch -d` reads it); its digest.
+fn plant(s: &Server, data: &[u8], age: &str) -> String {
+    let d = sha256(data);
+    let hex = &d[7..];
+    let dir = s.data_dir.join("store/blobs/sha256").join(&hex[..2]);
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join(hex);
+    std::fs::write(&f, data).unwrap();
+    run(std::process::Command::new("touch")
+        .arg("-d")
+        .arg(age)
+        .arg(&f));
+    d
+}
+
+/// `gc.grace_secs` is the grace of runs and estimates that name none.
+#[test]
+fn the_configured_grace_is_the_default() {
+    let s = Server::start_with(&[("BERTH_GC_GRACE_SECS", "60")]);
+    let old = plant(&s, b"orphaned two minutes ago", "2 minutes ago");
+    let young = plant(&s, b"orphaned ten seconds ago", "10 seconds ago");
+    let (st, est) = call(api(&s, A, M::GET, "/gc/estimate"));
+    assert_eq!(st, 200, "{est}");
+    assert_eq!(est["nonReferenced"]["orphansDeleted"], 1, "{est}");
+    let done = run_gc(&s, A, json!({}));
+    assert_eq!(done["report"]["orphansDeleted"], 1, "{done}");
+    let files = blob_files(&s);
+    assert!(!files.contains(&old) && files.contains(&young), "{files:?}");
+    // a grace given wins
+    let done = run_gc(&s, A, json!({"graceSeconds": 0}));
+    assert_eq!(done["report"]["orphansDeleted"], 1, "{done}");
+    assert!(!blob_files(&s).contains(&young));
+}
+
 #[test]
 fn orphan_blob_files_go_after_the_grace() {
     let s = Server::start();
     let c = admin_client();
     let kept = push_image(&c, &s, "orph/app", "v1", "owned");
-    let plant = |data: &[u8], age: &str| {
-        let d = sha256(data);
-        let hex = &d[7..];
-        let dir = s.data_dir.join("store/blobs/sha256").join(&hex[..2]);
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join(hex);
-        std::fs::write(&f, data).unwrap();
-        run(std::process::Command::new("touch")
-            .arg("-d")
-            .arg(age)
-            .arg(&f));
-        d
-    };
-    let old = plant(b"left by a crash two hours ago", "2 hours ago");
-    let young = plant(b"left by a crash just now", "1 second ago");
+    let old = plant(&s, b"left by a crash two hours ago", "2 hours ago");
+    let young = plant(&s, b"left by a crash just now", "1 second ago");
     let (st, est) = call(api(&s, A, M::GET, "/gc/estimate"));
     assert_eq!(st, 200, "{est}");
     assert_eq!(est["nonReferenced"]["orphansDeleted"], 1, "{est}");

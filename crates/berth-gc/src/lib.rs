@@ -81,7 +81,7 @@ pub struct Progress {
 }
 
 /// The phase names, in order.
-pub const PHASES: [&str; 5] = ["starting", "bin", "manifests", "links", "blobs"];
+pub const PHASES: [&str; 6] = ["starting", "bin", "manifests", "links", "blobs", "orphans"];
 
 impl Progress {
     pub fn phase(&self) -> &'static str {
@@ -93,7 +93,7 @@ impl Progress {
         self.seen.load(Ordering::Relaxed)
     }
 
-    /// Ask the run to stop at its next candidate.
+    /// Ask the run to stop at its next page of candidates.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
     }
@@ -126,8 +126,6 @@ pub enum GcError {
 
 /// Rows read per page of every walk.
 const PAGE: usize = 1000;
-/// Blob deletions sent to the object store at once.
-const DELETES_IN_FLIGHT: usize = 16;
 /// Most passes over the manifests (each deletes what the last one freed).
 const MAX_PASSES: usize = 8;
 
@@ -213,7 +211,9 @@ impl Collector {
             .unwrap_or_default();
         let repos = self.repos(&prefix).await?;
         p.enter(1);
-        let mut unlinked = Vec::new();
+        // a registry's run deletes the blobs its own unlinking freed (an
+        // instance run looks at every blob instead)
+        let mut unlinked: Option<Vec<String>> = o.registry.is_some().then(Vec::new);
         let bin_cutoff = self.bin_cutoff();
         for repo in &repos {
             self.expire_bin(repo, bin_cutoff, cutoff, p, &mut r, &mut unlinked)
@@ -238,27 +238,72 @@ impl Collector {
         p.enter(4);
         if o.registry.is_none() {
             self.finish_deleting(&mut r).await?;
-            let mut after: Option<String> = None;
-            loop {
-                check(p, &r)?;
+        }
+        // the records go on the collector's thread while a task beside it
+        // deletes the bytes of the pages before
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(String, u64)>>(2);
+        let me = self.clone();
+        let deleter = tokio::spawn(async move {
+            let mut d = Report::default();
+            while let Some(page) = rx.recv().await {
+                for (_, size) in me.delete_all(page, &mut d).await {
+                    d.blobs_deleted += 1;
+                    d.bytes_freed += size;
+                }
+            }
+            d
+        });
+        let walked = self.blob_records(o, unlinked, cutoff, p, &mut r, &tx).await;
+        drop(tx);
+        let d = deleter
+            .await
+            .map_err(|e| MetaError::Task(format!("deleting blob bytes: {e}")))?;
+        r.blobs_deleted += d.blobs_deleted;
+        r.bytes_freed += d.bytes_freed;
+        r.errors.extend(d.errors);
+        match walked {
+            Err(GcError::Cancelled(_)) => return Err(GcError::Cancelled(r)),
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
+        if o.registry.is_none() {
+            p.enter(5);
+            self.orphans(cutoff, false, p, &mut r).await?;
+        }
+        Ok(r)
+    }
+
+    /// The blob phase's records: for the instance every blob record, for a
+    /// registry the blobs its unlinking left (`unlinked`); each page's
+    /// unlinked ones removed (re-checked in their transactions) and sent,
+    /// marked, to `doomed` for their bytes to go.
+    async fn blob_records(
+        &self,
+        o: &Options,
+        unlinked: Option<Vec<String>>,
+        cutoff: u64,
+        p: &Progress,
+        r: &mut Report,
+        doomed: &tokio::sync::mpsc::Sender<Vec<(String, u64)>>,
+    ) -> Result<(), GcError> {
+        let mut scoped = unlinked.unwrap_or_default();
+        scoped.sort();
+        scoped.dedup();
+        let mut chunks = scoped.chunks(PAGE);
+        let mut after: Option<String> = None;
+        loop {
+            check(p, r)?;
+            let (page, last) = if o.registry.is_none() {
                 let a = after.take();
                 let c = worker::run(&self.meta, move |m| {
                     m.gc_blob_candidates(a.as_deref(), PAGE, cutoff)
                 })
                 .await?;
                 p.saw_n(c.read);
-                self.sweep_blobs(c.items, cutoff, &mut r).await?;
-                match c.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
-            self.orphans(cutoff, false, p, &mut r).await?;
-        } else {
-            unlinked.sort();
-            unlinked.dedup();
-            for chunk in unlinked.chunks(PAGE) {
-                check(p, &r)?;
+                after = c.next.clone();
+                (c.items, c.next.is_none())
+            } else {
+                let Some(chunk) = chunks.next() else { break };
                 p.saw_n(chunk.len());
                 let ds = chunk.to_vec();
                 let found = worker::run(&self.meta, move |m| {
@@ -271,10 +316,17 @@ impl Collector {
                     Ok(out)
                 })
                 .await?;
-                self.sweep_blobs(found, cutoff, &mut r).await?;
+                (found, false)
+            };
+            let begun = self.begin_blobs(page, cutoff, r).await?;
+            if !begun.is_empty() && doomed.send(begun).await.is_err() {
+                return Err(MetaError::Task("the blob deleter stopped".into()).into());
+            }
+            if last {
+                break;
             }
         }
-        Ok(r)
+        Ok(())
     }
 
     /// What a run with `o` would delete, computed without deleting: the
@@ -443,6 +495,7 @@ impl Collector {
             }
         }
         if o.registry.is_none() {
+            p.enter(5);
             self.orphans(cutoff, true, p, &mut r).await?;
         }
         Ok(r)
@@ -540,7 +593,7 @@ impl Collector {
         cutoff: u64,
         p: &Progress,
         r: &mut Report,
-        unlinked: &mut Vec<String>,
+        unlinked: &mut Option<Vec<String>>,
     ) -> Result<(), GcError> {
         for e in self.bin_entries(repo).await? {
             if e.deleted_ms() >= bin_cutoff {
@@ -554,7 +607,9 @@ impl Collector {
                     r.bin_expired += 1;
                     r.bin_bytes += purged.manifest_bytes;
                     r.links_removed += purged.links.len() as u64;
-                    unlinked.extend(purged.links.into_iter().map(|(d, _)| d));
+                    if let Some(u) = unlinked.as_mut() {
+                        u.extend(purged.links.into_iter().map(|(d, _)| d));
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => r.errors.push(format!("bin {repo}: {e}")),
@@ -658,7 +713,7 @@ impl Collector {
         cutoff: u64,
         p: &Progress,
         r: &mut Report,
-        unlinked: &mut Vec<String>,
+        unlinked: &mut Option<Vec<String>>,
     ) -> Result<(), GcError> {
         let (rp, rs) = (repo.to_string(), repo.to_string());
         self.walk(
@@ -669,7 +724,9 @@ impl Collector {
             |r, d, o| match o {
                 Ok(Some(_)) => {
                     r.links_removed += 1;
-                    unlinked.push(d);
+                    if let Some(u) = unlinked.as_mut() {
+                        u.push(d);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => r.errors.push(format!("link {repo}@{d}: {e}")),
@@ -678,17 +735,18 @@ impl Collector {
         .await
     }
 
-    /// Delete blobs no repository links, given with their generations:
-    /// their records (each re-checked in its transaction), then their
-    /// bytes, then their markers.
-    async fn sweep_blobs(
+    /// Remove the records of blobs no repository links, given with their
+    /// generations (each re-checked in its transaction), leaving each
+    /// marked as being deleted; those removed, with their sizes, for
+    /// [`Collector::delete_all`].
+    async fn begin_blobs(
         &self,
         candidates: Vec<(String, u64)>,
         cutoff: u64,
         r: &mut Report,
-    ) -> Result<(), GcError> {
+    ) -> Result<Vec<(String, u64)>, GcError> {
         if candidates.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let begun = worker::run(&self.meta, move |m| {
             Ok(candidates
@@ -708,19 +766,14 @@ impl Collector {
                 Err(e) => r.errors.push(format!("blob {d}: {e}")),
             }
         }
-        for (_, size) in self.delete_all(doomed, r).await {
-            r.blobs_deleted += 1;
-            r.bytes_freed += size;
-        }
-        Ok(())
+        Ok(doomed)
     }
 
-    /// Delete the bytes of blobs marked as being deleted (a few at a time),
+    /// Delete the bytes of blobs marked as being deleted (a page at a time),
     /// then lift the markers of those whose bytes went, in one write.
     /// Returns those; a failure is reported and its marker stays (the next
     /// run finishes it).
     async fn delete_all(&self, doomed: Vec<(String, u64)>, r: &mut Report) -> Vec<(String, u64)> {
-        use futures::StreamExt;
         if doomed.is_empty() {
             return Vec::new();
         }
@@ -732,21 +785,26 @@ impl Collector {
             ));
             return Vec::new();
         }
-        let blobs = self.blobs.clone();
-        let outcomes: Vec<Result<(String, u64), String>> = futures::stream::iter(doomed)
-            .map(|(d, size)| {
-                let blobs = blobs.clone();
-                async move {
-                    let dg = Digest::parse(&d).map_err(|e| format!("blob {d}: {e}"))?;
-                    match blobs.delete(&dg).await {
-                        Ok(()) | Err(berth_storage::StorageError::NotFound) => Ok((d, size)),
-                        Err(e) => Err(format!("blob {d}: bytes not deleted: {e}")),
-                    }
+        let mut digests = Vec::with_capacity(doomed.len());
+        let mut named = Vec::with_capacity(doomed.len());
+        for (d, size) in doomed {
+            match Digest::parse(&d) {
+                Ok(dg) => {
+                    digests.push(dg);
+                    named.push((d, size));
                 }
+                Err(e) => r.errors.push(format!("blob {d}: {e}")),
+            }
+        }
+        let outcomes = self.blobs.delete_many(digests).await;
+        let outcomes: Vec<Result<(String, u64), String>> = named
+            .into_iter()
+            .zip(outcomes)
+            .map(|((d, size), o)| match o {
+                Ok(()) => Ok((d, size)),
+                Err(e) => Err(format!("blob {d}: bytes not deleted: {e}")),
             })
-            .buffer_unordered(DELETES_IN_FLIGHT)
-            .collect()
-            .await;
+            .collect();
         let mut gone = Vec::new();
         for o in outcomes {
             match o {

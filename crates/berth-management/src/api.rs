@@ -433,6 +433,16 @@ impl Ctx<'_> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// `graceSeconds` from the query, else the instance's (`gc.grace_secs`).
+    pub fn grace_secs(&self) -> Result<u64, ManagementError> {
+        match self.q("graceSeconds") {
+            None | Some("") => Ok(self.api.grace_secs),
+            Some(v) => v
+                .parse::<u64>()
+                .map_err(|_| ManagementError::invalid(format!("graceSeconds={v:?}: seconds"))),
+        }
+    }
+
     pub fn page_query(&self) -> Result<PageParams, ManagementError> {
         let limit = match self.q("limit") {
             None | Some("") => DEFAULT_LIMIT,

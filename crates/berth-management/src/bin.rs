@@ -230,7 +230,7 @@ pub async fn purge(c: Ctx<'_>) -> Result<Response<Body>> {
     let registry = c.registry_param()?;
     c.caller.need_write()?;
     let key = c.bin_key(&registry)?;
-    let cutoff = link_cutoff();
+    let cutoff = link_cutoff(&c);
     if c.meta()
         .run(move |m| m.purge(&key, None, cutoff))
         .await?
@@ -242,9 +242,9 @@ pub async fn purge(c: Ctx<'_>) -> Result<Response<Body>> {
 }
 
 /// Links younger than this are kept by a purge (an upload for a push in
-/// flight), as garbage collection's default grace does.
-fn link_cutoff() -> u64 {
-    berth_meta::now_millis().saturating_sub(3600 * 1000)
+/// flight), as garbage collection's grace (`gc.grace_secs`) does.
+fn link_cutoff(c: &Ctx<'_>) -> u64 {
+    berth_meta::now_millis().saturating_sub(c.api.grace_secs.saturating_mul(1000))
 }
 
 /// Empty the registry's bin (or, with `repository`, one repository's).
@@ -260,7 +260,7 @@ pub async fn empty(c: Ctx<'_>) -> Result<Response<Body>> {
         Some(r) => berth_meta::repo_bin_prefix(&format!("{registry}/{r}")),
         None => format!("{registry}/"),
     };
-    let cutoff = link_cutoff();
+    let cutoff = link_cutoff(&c);
     let out = c
         .meta()
         .run(move |m| {

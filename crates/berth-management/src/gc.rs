@@ -30,7 +30,7 @@ pub struct StartGc {
     /// Count what would go; delete nothing (the estimate).
     #[serde(default)]
     pub dry_run: bool,
-    /// Keep what is younger than this (default 3600: uploads and pushes in
+    /// Keep what is younger than this (default `gc.grace_secs`, 3600: uploads and pushes in
     /// flight).
     #[serde(default)]
     pub grace_seconds: Option<u64>,
@@ -134,7 +134,10 @@ pub async fn start(mut c: Ctx<'_>) -> Result<Response<Body>> {
         registry: req.registry,
         delete_untagged: req.delete_untagged,
         dry_run: req.dry_run,
-        grace_ms: req.grace_seconds.unwrap_or(3600).saturating_mul(1000),
+        grace_ms: req
+            .grace_seconds
+            .unwrap_or(c.api.grace_secs)
+            .saturating_mul(1000),
     };
     let launched = c.api.launch_gc(&collector, opts).await?;
     let run = match launched {
@@ -260,7 +263,7 @@ pub struct GcEstimate {
 pub struct EstimateQuery {
     /// Only this registry (absent: the instance).
     registry: Option<String>,
-    /// Keep what is younger than this (default 3600).
+    /// Keep what is younger than this (default `gc.grace_secs`, 3600).
     grace_seconds: Option<u64>,
 }
 
@@ -278,12 +281,7 @@ pub async fn estimate(c: Ctx<'_>) -> Result<Response<Body>> {
             return Err(ManagementError::not_found(format!("no registry {r}")));
         }
     }
-    let grace = match c.q("graceSeconds") {
-        None | Some("") => 3600,
-        Some(v) => v
-            .parse::<u64>()
-            .map_err(|_| ManagementError::invalid(format!("graceSeconds={v:?}: seconds")))?,
-    };
+    let grace = c.grace_secs()?;
     let Some(collector) = c.api.gc.clone() else {
         return Err(ManagementError::new(
             StatusCode::SERVICE_UNAVAILABLE,

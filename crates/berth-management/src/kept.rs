@@ -68,7 +68,7 @@ pub struct ManifestKeepers {
     pub binned_tags: Vec<String>,
     pub pushed_at: String,
     /// Whether `deleteUntagged` collection would take it now (past a grace
-    /// of `graceSeconds`, default 3600): nothing above keeps it.
+    /// of `graceSeconds`, default `gc.grace_secs`): nothing above keeps it.
     pub collectable: bool,
 }
 
@@ -160,18 +160,13 @@ pub async fn blob(c: Ctx<'_>) -> Result<Response<Body>> {
     params(("name" = String, Path, description = "registry name", example = "acme"),
         ("repository" = String, Path, description = "repository name within the registry, URL-encoded", example = "app"),
         ("reference" = String, Path, description = "a digest or a tag", example = "v1"),
-        ("graceSeconds" = Option<u64>, Query, description = "the grace a collection would use (default 3600)")),
+        ("graceSeconds" = Option<u64>, Query, description = "the grace a collection would use (default gc.grace_secs, 3600)")),
     responses((status = 200, body = ManifestKeepers), (status = 400, description = "malformed reference"),
         (status = 404, description = "no such registry, repository, tag or manifest")))]
 pub async fn manifest(c: Ctx<'_>) -> Result<Response<Body>> {
     let (repo, _) = c.repository_param()?;
     let d = c.resolve(&repo)?;
-    let grace = match c.q("graceSeconds") {
-        None | Some("") => 3600,
-        Some(s) => s
-            .parse::<u64>()
-            .map_err(|_| ManagementError::invalid(format!("graceSeconds={s:?}: seconds")))?,
-    };
+    let grace = c.grace_secs()?;
     let (r, dd) = (repo.clone(), d.clone());
     let bin_ms = c.meta().recycle_bin_ms();
     let out = c

@@ -54,6 +54,9 @@ pub(crate) struct Inner {
     /// runs, by id.
     pub gc: Option<berth_gc::Collector>,
     pub gc_live: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<berth_gc::Progress>>>>,
+    /// The grace runs, estimates, kept-by answers and bin purges use when
+    /// not given one (`gc.grace_secs`).
+    pub grace_secs: u64,
 }
 
 /// What a `/api/v1/` request asks for: an operation of the OpenAPI
@@ -75,6 +78,7 @@ impl Management {
                 blobs: None,
                 gc: None,
                 gc_live: Default::default(),
+                grace_secs: 3600,
             }),
         }
     }
@@ -114,6 +118,14 @@ impl Management {
             }
         }
         Ok(started)
+    }
+
+    /// The grace when a caller gives none (`gc.grace_secs`).
+    pub fn with_gc_grace(mut self, secs: u64) -> Management {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_gc_grace before the API is shared")
+            .grace_secs = secs;
+        self
     }
 
     /// Read image configs from `blobs` (for the platforms artifacts show).

@@ -16,11 +16,11 @@
 use crate::cf::Cf;
 use crate::meta::{
     count_manifest, counter, dec, dec_framed, enc_framed, enc_manifest, fresh_rev, key2, key3,
-    now_millis, point_tag, prefix1, prefix2, registry_of, touch_repo, utf8, LinkRecord,
-    ManifestRecord, Meta, MetaError, ReferrerRecord, TagRecord, REF_BLOB, REF_MANIFEST,
+    last_component, now_millis, point_tag, prefix1, prefix2, registry_of, touch_repo, utf8,
+    LinkRecord, ManifestRecord, Meta, MetaError, ReferrerRecord, TagRecord, REF_BLOB, REF_MANIFEST,
     REF_MANIFEST_BINNED,
 };
-use crate::tx::Tx;
+use crate::tx::{Reads, Tx};
 use serde::{Deserialize, Serialize};
 
 type Result<T> = std::result::Result<T, MetaError>;
@@ -175,24 +175,39 @@ pub(crate) fn unbin_manifest(tx: &mut Tx<'_>, repo: &str, d: &str) -> Result<()>
     Ok(())
 }
 
-/// Whether the bin holds something that needs manifest `d` of `repo`
-/// kept: a binned tag of it, a binned index listing it, or (when `d`
-/// refers to a subject) its binned subject. For garbage collection.
-pub(crate) fn holds(tx: &mut Tx<'_>, repo: &str, d: &str, subject: Option<&str>) -> Result<bool> {
-    if !tx.scan(Cf::Bin, &tag_prefix(repo, d), None, 1)?.is_empty() {
-        return Ok(true);
+/// Whether the bin holds something deleted at or after `after_ms` that
+/// needs manifest `d` of `repo` kept: a binned tag of it, a binned index
+/// listing it, or (when `d` refers to `subject`) its binned subject. For
+/// garbage collection's step (in its transaction, `after_ms` 0: every
+/// entry holds) and its candidates and estimate (outside one).
+pub(crate) fn holds(
+    r: &mut impl Reads,
+    repo: &str,
+    d: &str,
+    subject: Option<&str>,
+    after_ms: u64,
+) -> Result<bool> {
+    for (k, v) in r.range(Cf::Bin, &tag_prefix(repo, d), usize::MAX)? {
+        if decode(&k, &v)?.deleted_ms() >= after_ms {
+            return Ok(true);
+        }
     }
-    if tx
-        .scan(Cf::Refs, &prefix2(repo, d), None, usize::MAX)?
-        .iter()
-        .any(|(_, kind)| kind == REF_MANIFEST_BINNED)
-    {
-        return Ok(true);
+    let mut binned = Vec::new();
+    for (k, kind) in r.range(Cf::Refs, &prefix2(repo, d), usize::MAX)? {
+        if kind == REF_MANIFEST_BINNED {
+            binned.push(last_component(Cf::Refs, &k)?);
+        }
     }
-    match subject {
-        Some(s) => Ok(tx.get(Cf::Bin, &manifest_key(repo, s))?.is_some()),
-        None => Ok(false),
+    binned.extend(subject.map(str::to_string));
+    for m in binned {
+        let k = manifest_key(repo, &m);
+        if let Some(v) = r.read(Cf::Bin, &k)? {
+            if decode(&k, &v)?.deleted_ms() >= after_ms {
+                return Ok(true);
+            }
+        }
     }
+    Ok(false)
 }
 
 /// How a restore went.
@@ -421,35 +436,6 @@ impl Meta {
             }
             Ok(Some(out))
         })
-    }
-
-    /// Whether a bin entry deleted at or after `after_ms` needs manifest
-    /// `d`: a binned tag of it, or one of `manifests` (its binned parents,
-    /// its subject) in the bin.
-    pub(crate) fn bin_holds(
-        &self,
-        repo: &str,
-        d: &str,
-        manifests: &[String],
-        after_ms: u64,
-    ) -> Result<bool> {
-        for (k, v) in self
-            .kv()
-            .scan(Cf::Bin, &tag_prefix(repo, d), None, usize::MAX)?
-        {
-            if decode(&k, &v)?.deleted_ms() >= after_ms {
-                return Ok(true);
-            }
-        }
-        for m in manifests {
-            let k = manifest_key(repo, m);
-            if let Some(v) = self.kv().get(Cf::Bin, &k)? {
-                if decode(&k, &v)?.deleted_ms() >= after_ms {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
     }
 
     /// Bytes of the manifests in a registry's recycle bin.

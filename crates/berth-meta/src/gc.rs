@@ -146,7 +146,7 @@ impl Meta {
                     return Ok(None);
                 }
             }
-            if crate::bin::holds(tx, repo, digest, rec.subject.as_deref())? {
+            if crate::bin::holds(tx, repo, digest, rec.subject.as_deref(), 0)? {
                 return Ok(None);
             }
             remove_manifest(tx, repo, digest, by, false)?;
@@ -373,24 +373,25 @@ impl Meta {
             .scan(Cf::TagsByDigest, &prefix2(repo, digest), None, 1)?
             .is_empty();
         let mut parents = Vec::new();
-        let mut binned_parents = Vec::new();
         for (k, kind) in self
             .kv()
             .scan(Cf::Refs, &prefix2(repo, digest), None, usize::MAX)?
         {
             if kind == REF_MANIFEST {
                 parents.push(crate::meta::last_component(Cf::Refs, &k)?);
-            } else if kind == crate::meta::REF_MANIFEST_BINNED {
-                binned_parents.push(crate::meta::last_component(Cf::Refs, &k)?);
             }
         }
         let subject = match &rec.subject {
             Some(s) if self.kv().get(Cf::Manifests, &key2(repo, s))?.is_some() => Some(s.clone()),
             _ => None,
         };
-        let mut binned = binned_parents;
-        binned.extend(rec.subject.iter().cloned());
-        let held = self.bin_holds(repo, digest, &binned, bin_after_ms)?;
+        let held = crate::bin::holds(
+            &mut self.kv(),
+            repo,
+            digest,
+            rec.subject.as_deref(),
+            bin_after_ms,
+        )?;
         Ok(Some(GcReach {
             size: rec.size,
             pushed_ms: rec.pushed_ms,

@@ -147,6 +147,33 @@ impl<'a> Tx<'a> {
     }
 }
 
+/// Reads for a check that runs inside a transaction (a [`Tx`]: what it
+/// reads with `read` becomes a condition of the commit) and outside one (an
+/// engine: a filter or an estimate), so that both are one piece of code.
+pub(crate) trait Reads {
+    fn read(&mut self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Committed rows with this prefix, at most `n`.
+    fn range(&mut self, cf: Cf, prefix: &[u8], n: usize) -> Result<Rows>;
+}
+
+impl Reads for Tx<'_> {
+    fn read(&mut self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get(cf, key)
+    }
+    fn range(&mut self, cf: Cf, prefix: &[u8], n: usize) -> Result<Rows> {
+        self.scan(cf, prefix, None, n)
+    }
+}
+
+impl Reads for &dyn KvStore {
+    fn read(&mut self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(cf, key)?)
+    }
+    fn range(&mut self, cf: Cf, prefix: &[u8], n: usize) -> Result<Rows> {
+        Ok(self.scan(cf, prefix, None, n)?)
+    }
+}
+
 /// Pause before attempt `n` (from 1): exponential from 50 µs, capped at
 /// 10 ms, with jitter so that colliding writers spread out.
 fn backoff(n: u32) {

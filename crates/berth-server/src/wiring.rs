@@ -145,7 +145,9 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
     Ok(App {
         token: dist.token_service(),
         dist,
-        management: Management::new(Admin::new(meta), Some(auth.clone()), host).with_blobs(blobs),
+        management: Management::new(Admin::new(meta), Some(auth.clone()), host)
+            .with_blobs(blobs)
+            .with_gc_grace(cfg.gc.grace_secs),
         auth,
         metrics,
         data_dir,
