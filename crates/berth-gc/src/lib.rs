@@ -239,33 +239,7 @@ impl Collector {
         if o.registry.is_none() {
             self.finish_deleting(&mut r).await?;
         }
-        // the records go on the collector's thread while a task beside it
-        // deletes the bytes of the pages before
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(String, u64)>>(2);
-        let me = self.clone();
-        let deleter = tokio::spawn(async move {
-            let mut d = Report::default();
-            while let Some(page) = rx.recv().await {
-                for (_, size) in me.delete_all(page, &mut d).await {
-                    d.blobs_deleted += 1;
-                    d.bytes_freed += size;
-                }
-            }
-            d
-        });
-        let walked = self.blob_records(o, unlinked, cutoff, p, &mut r, &tx).await;
-        drop(tx);
-        let d = deleter
-            .await
-            .map_err(|e| MetaError::Task(format!("deleting blob bytes: {e}")))?;
-        r.blobs_deleted += d.blobs_deleted;
-        r.bytes_freed += d.bytes_freed;
-        r.errors.extend(d.errors);
-        match walked {
-            Err(GcError::Cancelled(_)) => return Err(GcError::Cancelled(r)),
-            Err(e) => return Err(e),
-            Ok(()) => {}
-        }
+        self.blobs_phase(o, unlinked, cutoff, p, &mut r).await?;
         if o.registry.is_none() {
             p.enter(5);
             self.orphans(cutoff, false, p, &mut r).await?;
@@ -273,18 +247,19 @@ impl Collector {
         Ok(r)
     }
 
-    /// The blob phase's records: for the instance every blob record, for a
-    /// registry the blobs its unlinking left (`unlinked`); each page's
-    /// unlinked ones removed (re-checked in their transactions) and sent,
-    /// marked, to `doomed` for their bytes to go.
-    async fn blob_records(
+    /// The blob phase: for the instance every blob record, for a registry
+    /// the blobs its unlinking left (`unlinked`); each page's unlinked ones
+    /// removed (re-checked in their transactions), then their bytes. One
+    /// page at a time: deleting the bytes beside the next page's records
+    /// was barely faster and cost concurrent pushes a third of their
+    /// throughput (docs/performance.md).
+    async fn blobs_phase(
         &self,
         o: &Options,
         unlinked: Option<Vec<String>>,
         cutoff: u64,
         p: &Progress,
         r: &mut Report,
-        doomed: &tokio::sync::mpsc::Sender<Vec<(String, u64)>>,
     ) -> Result<(), GcError> {
         let mut scoped = unlinked.unwrap_or_default();
         scoped.sort();
@@ -319,8 +294,9 @@ impl Collector {
                 (found, false)
             };
             let begun = self.begin_blobs(page, cutoff, r).await?;
-            if !begun.is_empty() && doomed.send(begun).await.is_err() {
-                return Err(MetaError::Task("the blob deleter stopped".into()).into());
+            for (_, size) in self.delete_all(begun, r).await {
+                r.blobs_deleted += 1;
+                r.bytes_freed += size;
             }
             if last {
                 break;
