@@ -638,6 +638,13 @@ fn the_cli_manages_rules_policies_and_the_bin() {
     assert_eq!(run(&["bin", "list", "acme"]), "");
     run(&["cleanup", "delete", "acme", &policy]);
     assert_eq!(run(&["cleanup", "list", "acme"]), "");
+    for cmd in [
+        &["gc", "--offline"][..],
+        &["bin", "list", "acme", "--data-dir", "/nonexistent"],
+    ] {
+        let (ok, _, err) = online_cli(cmd, &[]);
+        assert!(!ok && err.contains("running server only"), "{cmd:?}: {err}");
+    }
     run(&["tag-rule", "delete", "acme", &rule]);
     let (st, _) = call(api(
         &s,

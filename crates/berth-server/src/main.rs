@@ -91,6 +91,14 @@ fn main() -> anyhow::Result<()> {
         Command::User { data, cmd } => online::user(&data, cmd),
         Command::Token { data, cmd } => online::token(&data, cmd),
         Command::Repo { data, cmd } => online::repo(&data, cmd),
+        Command::Gc { data, .. }
+        | Command::TagRule { data, .. }
+        | Command::Bin { data, .. }
+        | Command::Cleanup { data, .. }
+            if data.offline() =>
+        {
+            anyhow::bail!("gc, tag-rule, bin and cleanup work through a running server only (no --offline, --data-dir or --config)")
+        }
         Command::Gc {
             data,
             registry,
@@ -98,13 +106,6 @@ fn main() -> anyhow::Result<()> {
             dry_run,
             grace_seconds,
         } => online::gc(&data, registry, delete_untagged, dry_run, grace_seconds),
-        Command::TagRule { data, .. }
-        | Command::Bin { data, .. }
-        | Command::Cleanup { data, .. }
-            if data.offline() =>
-        {
-            anyhow::bail!("tag-rule, bin and cleanup work through a running server only (no --offline, --data-dir or --config)")
-        }
         Command::TagRule { data, cmd } => online::tag_rule(&data, cmd),
         Command::Bin { data, cmd } => online::bin(&data, cmd),
         Command::Cleanup { data, cmd } => online::cleanup(&data, cmd),
