@@ -221,14 +221,8 @@ impl BlobStore {
     /// the journal: several in flight overlap); one outcome per digest, in
     /// order.
     pub async fn delete_many(&self, ds: Vec<Digest>) -> Vec<Result<(), StorageError>> {
-        bump(&self.ops.deletes, ds.len() as u64);
         futures::stream::iter(ds)
-            .map(|d| async move {
-                match self.store.delete(&blob_path(&d)).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            })
+            .map(|d| async move { self.delete(&d).await })
             .buffered(DELETES_IN_FLIGHT)
             .collect()
             .await
