@@ -158,7 +158,55 @@ fn dry_run_lists_what_the_run_deletes() {
             "nameRegexDelete": "dev-.*", "olderThan": "1d",
         })),
     );
-    assert!(planned(&run(&s, p2["id"].as_str().unwrap(), true)).is_empty());
+    let p2 = p2["id"].as_str().unwrap().to_string();
+    assert!(planned(&run(&s, &p2, true)).is_empty());
+
+    // PATCH: the fields given change, the rest stay; null clears
+    let path2 = format!("/registries/cln/cleanup-policies/{p2}");
+    let patch = |body: Value| call(api(&s, A, M::PATCH, &path2).json(&body));
+    for bad in [
+        json!({"olderThan": "soon"}),
+        json!({"nameRegexKeep": "("}),
+        json!({"intervalSecs": 10}),
+        json!({"nameRegexDelete": null}),
+        json!({"keepN": "two"}),
+        json!({"colour": "red"}),
+    ] {
+        let (st, v) = patch(bad.clone());
+        assert!(st == 400 || st == 422, "{bad}: {st} {v}");
+    }
+    let (_, unchanged) = call(api(&s, A, M::GET, &path2));
+    assert_eq!(unchanged["olderThan"], "1d", "bad bodies change nothing");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (st, v) = patch(json!({"olderThan": "1s"}));
+    assert_eq!(
+        (st, &v["olderThan"], &v["nameRegexDelete"]),
+        (200, &json!("1s"), &json!("dev-.*")),
+        "{v}"
+    );
+    // dev-guarded is protected
+    assert_eq!(planned(&run(&s, &p2, true)), ["app:dev-4", "other:dev-1"]);
+    let (st, v) = patch(json!({"repositoryPattern": "other"}));
+    assert_eq!((st, &v["olderThan"]), (200, &json!("1s")), "{v}");
+    assert_eq!(planned(&run(&s, &p2, true)), ["other:dev-1"]);
+    let (st, v) = patch(json!({"repositoryPattern": null, "olderThan": null, "keepN": 5}));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (&v["repositoryPattern"], &v["olderThan"], &v["keepN"]),
+        (&Value::Null, &Value::Null, &json!(5))
+    );
+    let (_, got) = call(api(&s, A, M::GET, &path2));
+    assert_eq!(got, v, "GET shows what PATCH answered");
+    // keepN 5 keeps all (one deletable tag per repository)
+    assert!(planned(&run(&s, &p2, true)).is_empty());
+    let (st, v) = patch(json!({"keepN": null}));
+    assert_eq!((st, &v["keepN"]), (200, &Value::Null), "{v}");
+    assert_eq!(planned(&run(&s, &p2, true)), ["app:dev-4", "other:dev-1"]);
+    let (st, _) = call(
+        api(&s, A, M::PATCH, "/registries/cln/cleanup-policies/pol_none")
+            .json(&json!({"keepN": 1})),
+    );
+    assert_eq!(st, 404);
     let (st, _) = call(api(
         &s,
         A,

@@ -636,6 +636,52 @@ fn the_cli_manages_rules_policies_and_the_bin() {
     let out = run(&["bin", "empty", "acme"]);
     assert!(out.starts_with("purged 1 entries"), "{out}");
     assert_eq!(run(&["bin", "list", "acme"]), "");
+    // changed in place: given options set, --clear removes
+    let out = run(&[
+        "cleanup",
+        "update",
+        "acme",
+        &policy,
+        "--keep-n",
+        "5",
+        "--older-than",
+        "1d",
+    ]);
+    assert!(
+        out.contains("\tdelete=dev-.*\t")
+            && out.contains("\tkeepN=5\t")
+            && out.contains("\tolderThan=1d\t"),
+        "{out}"
+    );
+    let out = run(&[
+        "cleanup",
+        "update",
+        "acme",
+        &policy,
+        "--clear",
+        "keep-n",
+        "--clear",
+        "older-than",
+    ]);
+    assert!(
+        out.contains("\tkeepN=-\t") && out.contains("\tolderThan=-\t"),
+        "{out}"
+    );
+    assert_eq!(run(&["cleanup", "list", "acme"]), out);
+    for (args, says) in [
+        (
+            &["--keep-n", "2", "--clear", "keep-n"][..],
+            "keepN both set and cleared",
+        ),
+        (&[][..], "nothing to change"),
+        (&["--older-than", "soon"][..], "400"),
+    ] {
+        let mut a = vec!["cleanup", "update", "acme", policy.as_str()];
+        a.extend(args);
+        a.extend(["--url", url.as_str(), "--token", ADMIN_TOKEN]);
+        let (ok, _, err) = online_cli(&a, &[]);
+        assert!(!ok && err.contains(says), "{a:?}: {err}");
+    }
     run(&["cleanup", "delete", "acme", &policy]);
     assert_eq!(run(&["cleanup", "list", "acme"]), "");
     for cmd in [

@@ -745,8 +745,8 @@ impl Collector {
         Ok(doomed)
     }
 
-    /// Delete the bytes of blobs marked as being deleted (a page at a time),
-    /// then lift the markers of those whose bytes went, in one write.
+    /// Delete the bytes of blobs marked as being deleted (a page at a time,
+    /// in paced steps: [`worker::paced`]), then lift the markers of those whose bytes went, in one write.
     /// Returns those; a failure is reported and its marker stays (the next
     /// run finishes it).
     async fn delete_all(&self, doomed: Vec<(String, u64)>, r: &mut Report) -> Vec<(String, u64)> {
@@ -772,7 +772,13 @@ impl Collector {
                 Err(e) => r.errors.push(format!("blob {d}: {e}")),
             }
         }
-        let outcomes = self.blobs.delete_many(digests).await;
+        // in steps, each followed by a pause if pushes went on meanwhile
+        let mut outcomes = Vec::with_capacity(digests.len());
+        let mut digests = digests.into_iter().peekable();
+        while digests.peek().is_some() {
+            let step: Vec<Digest> = digests.by_ref().take(worker::PACED_DELETES).collect();
+            outcomes.extend(worker::paced(&self.blobs, self.blobs.delete_many(step)).await);
+        }
         let outcomes: Vec<Result<(String, u64), String>> = named
             .into_iter()
             .zip(outcomes)

@@ -5,8 +5,23 @@
 //! turns on the thread.
 
 use berth_meta::{Meta, MetaError};
+use berth_storage::{BlobStore, WriteActivity};
+use std::future::Future;
 use std::sync::mpsc;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Blob deletes sent as one step: between steps a collection yields to
+/// pushes (see [`paced`]).
+pub(crate) const PACED_DELETES: usize = 32;
+
+/// After a step during which blobs were written, the collector waits this
+/// many times the step's length before the next: deletes and pushes share
+/// one disk's journal, and a nice value does not order I/O.
+const PAUSE_FACTOR: u32 = 3;
+
+/// The longest wait between two steps.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -46,6 +61,29 @@ pub(crate) async fn run<T: Send + 'static>(
         .map_err(|_| MetaError::Task("a garbage collection step panicked".into()))?
 }
 
+/// Run one step of a collection's I/O (`step`, a chunk of deletes), then
+/// give way: if blobs were written while it ran, wait (see [`pause`]) so
+/// that pushes keep most of the disk. With no pushes, no wait.
+pub(crate) async fn paced<T>(blobs: &BlobStore, step: impl Future<Output = T>) -> T {
+    let before = blobs.writes();
+    let began = Instant::now();
+    let out = step.await;
+    if let Some(wait) = pause(&before, &blobs.writes(), began.elapsed()) {
+        tokio::time::sleep(wait).await;
+    }
+    out
+}
+
+/// The wait after a step that took `took`, given the write activity before
+/// and after it: none if no write went on, else `PAUSE_FACTOR` times the
+/// step, at most `MAX_PAUSE`.
+fn pause(before: &WriteActivity, after: &WriteActivity, took: Duration) -> Option<Duration> {
+    after
+        .since(before)
+        .then(|| (took * PAUSE_FACTOR).min(MAX_PAUSE))
+        .filter(|d| !d.is_zero())
+}
+
 /// This thread's nice value to 19 (on Linux a nice value is per thread).
 fn lower_priority() {
     #[cfg(target_os = "linux")]
@@ -60,6 +98,52 @@ fn lower_priority() {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn at(begun: u64, in_flight: u64) -> WriteActivity {
+        WriteActivity { begun, in_flight }
+    }
+
+    #[test]
+    fn steps_pause_only_while_writes_go_on() {
+        let ms = Duration::from_millis;
+        // nothing written: no pause, however long the step
+        assert_eq!(pause(&at(5, 0), &at(5, 0), ms(400)), None);
+        // a write began and ended during the step
+        assert_eq!(pause(&at(5, 0), &at(6, 0), ms(10)), Some(ms(30)));
+        // one was in flight before or after it
+        assert_eq!(pause(&at(5, 1), &at(5, 1), ms(10)), Some(ms(30)));
+        assert_eq!(pause(&at(5, 1), &at(5, 0), ms(10)), Some(ms(30)));
+        // a long step waits at most MAX_PAUSE
+        assert_eq!(pause(&at(5, 0), &at(9, 2), ms(5000)), Some(MAX_PAUSE));
+        // a step of no measurable length has nothing to wait for
+        assert_eq!(pause(&at(5, 0), &at(6, 0), Duration::ZERO), None);
+    }
+
+    #[test]
+    fn the_blob_store_counts_its_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::local(dir.path()).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let start = blobs.writes();
+        assert_eq!(start, at(0, 0));
+        rt.block_on(async {
+            blobs.create_upload("s1").await.unwrap();
+            let mut g = blobs.lock_session("s1").await;
+            let body =
+                futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("layer bytes"))]);
+            let n = blobs
+                .append("s1", &mut g, 0, body, None, berth_storage::Then::Stage)
+                .await
+                .unwrap();
+            assert_eq!(n, 11);
+        });
+        let after = blobs.writes();
+        assert_eq!(after, at(1, 0), "one append begun, none left in flight");
+        assert!(after.since(&start));
+        assert!(!after.since(&after));
+    }
+
     #[test]
     fn the_thread_runs_at_nice_19() {
         let nice = tokio::runtime::Runtime::new().unwrap().block_on(async {

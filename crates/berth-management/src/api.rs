@@ -42,7 +42,7 @@ const MAX_LIMIT: usize = 1000;
         rules::list, rules::create, rules::get, rules::delete,
         bin::list, bin::restore, bin::purge, bin::empty,
         kept::blob, kept::manifest,
-        policies::list, policies::create, policies::get, policies::delete, policies::run,
+        policies::list, policies::create, policies::get, policies::update, policies::delete, policies::run,
         policies::runs, policies::get_run,
     ),
     components(schemas(
@@ -65,7 +65,7 @@ const MAX_LIMIT: usize = 1000;
         rules::TagRuleKindView, rules::TagRuleView, rules::CreateTagRule, rules::TagRuleList,
         bin::BinEntryView, bin::BinPage, bin::Restore, bin::Emptied,
         kept::Referencing, kept::BlobHolder, kept::BlobKeepers, kept::ManifestKeepers,
-        policies::PolicyView, policies::CreatePolicy, policies::PolicyList, policies::RunPolicy,
+        policies::PolicyView, policies::CreatePolicy, policies::UpdatePolicy, policies::PolicyList, policies::RunPolicy,
         policies::CleanupRunView, policies::CleanupRunList, berth_gc::CleanupReport, berth_gc::Doomed,
     )),
     modifiers(&Security, &Errors),

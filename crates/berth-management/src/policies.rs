@@ -61,6 +61,32 @@ pub struct CreatePolicy {
     pub interval_secs: Option<u64>,
 }
 
+/// Changes to a policy; absent fields stay as they are, `null` clears an
+/// optional one (`nameRegexDelete` cannot be cleared).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdatePolicy {
+    #[serde(default, deserialize_with = "crate::api::present")]
+    #[schema(value_type = Option<String>)]
+    pub repository_pattern: Option<Option<String>>,
+    /// Cannot be `null`.
+    #[serde(default, deserialize_with = "crate::api::present")]
+    #[schema(value_type = Option<String>)]
+    pub name_regex_delete: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::api::present")]
+    #[schema(value_type = Option<String>)]
+    pub name_regex_keep: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::api::present")]
+    #[schema(value_type = Option<u32>)]
+    pub keep_n: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "crate::api::present")]
+    #[schema(value_type = Option<String>, example = "14d")]
+    pub older_than: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::api::present")]
+    #[schema(value_type = Option<u64>)]
+    pub interval_secs: Option<Option<u64>>,
+}
+
 /// A registry's policies.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PolicyList {
@@ -155,25 +181,13 @@ pub async fn create(mut c: Ctx<'_>) -> Result<Response<Body>> {
     let registry = c.registry_param()?;
     c.caller.need_write()?;
     let req: CreatePolicy = c.json().await?;
-    let patterns = [
+    check_patterns([
         Some(&req.name_regex_delete),
         req.name_regex_keep.as_ref(),
         req.repository_pattern.as_ref(),
-    ];
-    for p in patterns.into_iter().flatten() {
-        validate_pattern(p).map_err(|e| ManagementError::invalid(format!("pattern {p:?}: {e}")))?;
-    }
-    let older_than_ms = match &req.older_than {
-        Some(a) => Some(parse_age(a).ok_or_else(|| {
-            ManagementError::invalid(format!(
-                "olderThan {a:?}: a number and s, min, h, d, w, month or y"
-            ))
-        })?),
-        None => None,
-    };
-    if req.interval_secs.is_some_and(|i| i < 3600) {
-        return Err(ManagementError::invalid("intervalSecs: at least 3600"));
-    }
+    ])?;
+    let older_than_ms = req.older_than.as_deref().map(age_ms).transpose()?;
+    check_interval(req.interval_secs)?;
     let p = CleanupPolicy {
         id: format!("pol_{}", &Meta::new_rule_id()[5..]),
         repository_pattern: req.repository_pattern,
@@ -200,6 +214,30 @@ pub async fn create(mut c: Ctx<'_>) -> Result<Response<Body>> {
     Ok(resp)
 }
 
+/// Each given pattern is a regular expression.
+fn check_patterns<'a>(ps: impl IntoIterator<Item = Option<&'a String>>) -> Result<()> {
+    for p in ps.into_iter().flatten() {
+        validate_pattern(p).map_err(|e| ManagementError::invalid(format!("pattern {p:?}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// An `olderThan` in milliseconds.
+fn age_ms(a: &str) -> Result<u64> {
+    parse_age(a).ok_or_else(|| {
+        ManagementError::invalid(format!(
+            "olderThan {a:?}: a number and s, min, h, d, w, month or y"
+        ))
+    })
+}
+
+fn check_interval(i: Option<u64>) -> Result<()> {
+    if i.is_some_and(|i| i < 3600) {
+        return Err(ManagementError::invalid("intervalSecs: at least 3600"));
+    }
+    Ok(())
+}
+
 fn find(c: &Ctx<'_>) -> Result<(String, CleanupPolicy)> {
     let registry = c.registry_param()?;
     let id = c.param("policy")?;
@@ -218,6 +256,69 @@ fn find(c: &Ctx<'_>) -> Result<(String, CleanupPolicy)> {
 pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
     let (registry, p) = find(&c)?;
     Ok(json(StatusCode::OK, &view(&registry, p)))
+}
+
+/// Change a policy: the fields given, the rest as they were, in one
+/// transaction on the stored policy (a run already going on keeps the
+/// policy it started with).
+#[utoipa::path(patch, path = "/registries/{name}/cleanup-policies/{policy}", operation_id = "updateCleanupPolicy", tag = "cleanup",
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("policy" = String, Path, description = "policy id", example = "pol_0123456789abcdef")),
+    request_body = UpdatePolicy,
+    responses((status = 200, body = PolicyView), (status = 400, description = "a pattern that is not a regular expression, an age or interval out of range"),
+        (status = 403, description = "read-only token"), (status = 404, description = "no such registry or policy"),
+        (status = 422, description = "a field of the wrong type or unknown")))]
+pub async fn update(mut c: Ctx<'_>) -> Result<Response<Body>> {
+    let (registry, p) = find(&c)?;
+    c.caller.need_write()?;
+    let req: UpdatePolicy = c.json().await?;
+    let name_regex_delete = match req.name_regex_delete {
+        Some(None) => return Err(ManagementError::invalid("nameRegexDelete cannot be null")),
+        Some(Some(p)) => Some(p),
+        None => None,
+    };
+    check_patterns([
+        name_regex_delete.as_ref(),
+        req.name_regex_keep.as_ref().and_then(|o| o.as_ref()),
+        req.repository_pattern.as_ref().and_then(|o| o.as_ref()),
+    ])?;
+    let older_than = match req.older_than {
+        Some(Some(a)) => Some(Some((age_ms(&a)?, a))),
+        Some(None) => Some(None),
+        None => None,
+    };
+    if let Some(i) = req.interval_secs {
+        check_interval(i)?;
+    }
+    let (r, id) = (registry.clone(), p.id.clone());
+    let changed = c
+        .meta()
+        .run(move |m| {
+            m.update_cleanup_policy(&r, &id, |p| {
+                if let Some(v) = &req.repository_pattern {
+                    p.repository_pattern = v.clone();
+                }
+                if let Some(v) = &name_regex_delete {
+                    p.name_regex_delete = v.clone();
+                }
+                if let Some(v) = &req.name_regex_keep {
+                    p.name_regex_keep = v.clone();
+                }
+                if let Some(v) = req.keep_n {
+                    p.keep_n = v;
+                }
+                if let Some(v) = &older_than {
+                    p.older_than_ms = v.as_ref().map(|(ms, _)| *ms);
+                    p.older_than = v.as_ref().map(|(_, a)| a.clone());
+                }
+                if let Some(v) = req.interval_secs {
+                    p.interval_secs = v;
+                }
+            })
+        })
+        .await?
+        .ok_or_else(|| ManagementError::not_found(format!("no policy {} in {registry}", p.id)))?;
+    Ok(json(StatusCode::OK, &view(&registry, changed)))
 }
 
 /// Remove a policy.

@@ -93,6 +93,20 @@ impl Meta {
         })
     }
 
+    /// Change a stored policy with `f` in one transaction. Returns the
+    /// policy as changed, or `None` if there is none.
+    pub fn update_cleanup_policy(
+        &self,
+        registry: &str,
+        id: &str,
+        mut f: impl FnMut(&mut CleanupPolicy),
+    ) -> Result<Option<CleanupPolicy>> {
+        self.update(Cf::CleanupPolicies, &key2(registry, id), |p| {
+            f(p);
+            true
+        })
+    }
+
     pub fn delete_cleanup_policy(&self, registry: &str, id: &str) -> Result<bool> {
         self.transact(|tx| {
             let k = key2(registry, id);

@@ -115,7 +115,7 @@ impl Meta {
     /// Read-modify-write of one record in a transaction: `f` changes it and
     /// says whether to write it. Returns the record as it is afterwards, or
     /// `None` when there is none.
-    fn update<T: Serialize + DeserializeOwned>(
+    pub(crate) fn update<T: Serialize + DeserializeOwned>(
         &self,
         cf: Cf,
         key: &[u8],

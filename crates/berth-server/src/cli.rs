@@ -1,7 +1,7 @@
 //! The command line: `berth serve` and the offline administration
 //! commands, as clap types.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -233,6 +233,29 @@ pub enum BinCmd {
     Empty { registry: String },
 }
 
+/// The optional fields of a cleanup policy, for `berth cleanup update --clear`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PolicyField {
+    Keep,
+    KeepN,
+    OlderThan,
+    Repository,
+    Interval,
+}
+
+impl PolicyField {
+    /// Its name in the management API.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            PolicyField::Keep => "nameRegexKeep",
+            PolicyField::KeepN => "keepN",
+            PolicyField::OlderThan => "olderThan",
+            PolicyField::Repository => "repositoryPattern",
+            PolicyField::Interval => "intervalSecs",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum CleanupCmd {
     /// A registry's cleanup policies.
@@ -260,6 +283,27 @@ pub enum CleanupCmd {
         /// Run on its own every this many seconds.
         #[arg(long)]
         interval_secs: Option<u64>,
+    },
+    /// Change a policy: the options given, the rest as they were;
+    /// --clear FIELD removes an optional one.
+    Update {
+        registry: String,
+        id: String,
+        #[arg(long)]
+        delete: Option<String>,
+        #[arg(long)]
+        keep: Option<String>,
+        #[arg(long)]
+        keep_n: Option<u32>,
+        #[arg(long)]
+        older_than: Option<String>,
+        #[arg(long)]
+        repository: Option<String>,
+        #[arg(long)]
+        interval_secs: Option<u64>,
+        /// Remove this field from the policy (repeatable).
+        #[arg(long, value_enum)]
+        clear: Vec<PolicyField>,
     },
     Delete {
         registry: String,

@@ -630,6 +630,46 @@ pub fn cleanup(a: &DataArgs, cmd: CleanupCmd) -> anyhow::Result<()> {
             )?;
             api.show(&v, line);
         }
+        CleanupCmd::Update {
+            registry,
+            id,
+            delete,
+            keep,
+            keep_n,
+            older_than,
+            repository,
+            interval_secs,
+            clear,
+        } => {
+            let set = [
+                ("nameRegexDelete", delete.map(Value::from)),
+                ("nameRegexKeep", keep.map(Value::from)),
+                ("keepN", keep_n.map(Value::from)),
+                ("olderThan", older_than.map(Value::from)),
+                ("repositoryPattern", repository.map(Value::from)),
+                ("intervalSecs", interval_secs.map(Value::from)),
+            ];
+            let mut body = serde_json::Map::new();
+            for (k, v) in set {
+                if let Some(v) = v {
+                    body.insert(k.to_string(), v);
+                }
+            }
+            for f in clear {
+                if body.insert(f.api_name().to_string(), Value::Null).is_some() {
+                    bail!("{} both set and cleared", f.api_name());
+                }
+            }
+            if body.is_empty() {
+                bail!("nothing to change: give an option or --clear FIELD");
+            }
+            let v = api.call(
+                Method::PATCH,
+                &format!("{}/{}", policies(&registry), seg(&id)),
+                Some(Value::Object(body)),
+            )?;
+            api.show(&v, line);
+        }
         CleanupCmd::Delete { registry, id } => {
             api.call(
                 Method::DELETE,

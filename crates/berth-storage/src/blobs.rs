@@ -102,6 +102,7 @@ pub struct BlobStore {
     staging: PathBuf,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<SessionState>>>>,
     ops: OpCounts,
+    writes: Arc<Writes>,
     read_chunk: usize,
     /// Flush staged bytes and directory entries before acknowledging
     /// (default). Off: acknowledged data survives a crash of Berth but not
@@ -125,6 +126,48 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Blob writes (appends and commits) begun since start and in flight now:
+/// what background work (garbage collection's deletes) yields to.
+#[derive(Default)]
+struct Writes {
+    begun: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// One write in flight, counted as such until dropped.
+struct Writing(Arc<Writes>);
+
+impl Writing {
+    fn new(w: &Arc<Writes>) -> Writing {
+        w.begun.fetch_add(1, Ordering::Relaxed);
+        w.in_flight.fetch_add(1, Ordering::Relaxed);
+        Writing(w.clone())
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A reading of the blob store's write activity ([`BlobStore::writes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteActivity {
+    /// Writes begun since start.
+    pub begun: u64,
+    /// Writes going on at the reading.
+    pub in_flight: u64,
+}
+
+impl WriteActivity {
+    /// Whether writes went on between `earlier` and this reading: one was
+    /// in flight at either, or one began in between.
+    pub fn since(&self, earlier: &WriteActivity) -> bool {
+        self.in_flight > 0 || earlier.in_flight > 0 || self.begun != earlier.begun
+    }
+}
+
 impl BlobStore {
     /// The embedded default: blobs and staging under one local directory.
     pub fn local(root: &Path) -> Result<BlobStore, StorageError> {
@@ -137,6 +180,7 @@ impl BlobStore {
             staging: root.join("uploads"),
             sessions: Mutex::default(),
             ops: OpCounts::default(),
+            writes: Arc::default(),
             read_chunk: READ_CHUNK,
             sync: true,
         })
@@ -160,6 +204,7 @@ impl BlobStore {
             staging: staging.to_path_buf(),
             sessions: Mutex::default(),
             ops: OpCounts::default(),
+            writes: Arc::default(),
             read_chunk: READ_CHUNK,
             sync: true,
         })
@@ -305,6 +350,7 @@ impl BlobStore {
         S: futures::Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
+        let _writing = Writing::new(&self.writes);
         let p = self.staged(id);
         let mut hasher = match state.hasher.take() {
             Some((at, h)) if at == offset => Some(h),
@@ -352,6 +398,7 @@ impl BlobStore {
         size: u64,
         expected: &Digest,
     ) -> Result<(), StorageError> {
+        let _writing = Writing::new(&self.writes);
         let p = self.staged(id);
         if size == 0 {
             // An empty blob: no append made the staging file.
@@ -421,6 +468,15 @@ impl BlobStore {
             ("deletes", g(&o.deletes)),
             ("digest_mismatches", g(&o.digest_mismatches)),
         ]
+    }
+
+    /// Blob writes begun so far and in flight now (appends and commits of
+    /// upload sessions).
+    pub fn writes(&self) -> WriteActivity {
+        WriteActivity {
+            begun: self.writes.begun.load(Ordering::Relaxed),
+            in_flight: self.writes.in_flight.load(Ordering::Relaxed),
+        }
     }
 
     /// Remove a session's staged bytes (idempotent).

@@ -31,4 +31,6 @@ pub mod contract;
 mod pool;
 mod staging;
 
-pub use blobs::{blob_path, BlobStore, ByteStream, SessionGuard, SessionState, StorageError, Then};
+pub use blobs::{
+    blob_path, BlobStore, ByteStream, SessionGuard, SessionState, StorageError, Then, WriteActivity,
+};
