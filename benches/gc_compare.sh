@@ -12,7 +12,9 @@
 # 2. A Berth server on a seeded data directory: 1 MiB pushes at 1 and 8
 #    clients (storage.sync on) before, then during, an instance collection
 #    started through the API; the ratio of the medians is the throughput
-#    pushes keep.
+#    pushes keep. Only rounds that ended while the run was still going
+#    count; each is also filed under the phase(s) of the run it saw
+#    (`push_<n>c_kept_by_phase`, from rounds.txt).
 #
 # usage: benches/gc_compare.sh [BLOBS [MANIFESTS [REPEATS]]]
 #        (default 100000, BLOBS/10, 3 (0: part 2 only); SERVER_BLOBS (default BLOBS) sizes part 2;
@@ -91,15 +93,24 @@ GRACE=30
 while [ $(($(date +%s) - SEEDED)) -le $GRACE ]; do sleep 1; done
 RUN=$(curl -sf -H "Authorization: Bearer $ADMIN" -X POST "$B/api/v1/gc" -d "{\"deleteUntagged\":true,\"graceSeconds\":$GRACE}" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-status() { curl -sf -H "Authorization: Bearer $ADMIN" "$B/api/v1/gc/runs/$RUN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
-during=0
-while [ "$(status)" = running ]; do push during-gc $salt; salt=$((salt + 1)); during=$((during + 1)); done
+# the run's status and phase ("-" once it ended)
+state() { curl -sf -H "Authorization: Bearer $ADMIN" "$B/api/v1/gc/runs/$RUN" |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["status"], r.get("phase") or "-")'; }
+# each round during the run is labelled with its salt; rounds.txt says in
+# which phase it began and ended: only rounds that ended inside the run count
+: >"$OUTDIR/rounds.txt"
+read -r st phase < <(state)
+while [ "$st" = running ]; do
+  push "during-gc/$salt" $salt
+  read -r st end < <(state)
+  echo "$salt $phase $end $st" >>"$OUTDIR/rounds.txt"
+  phase=$end
+  salt=$((salt + 1))
+done
 curl -sf -H "Authorization: Bearer $ADMIN" "$B/api/v1/gc/runs/$RUN" >"$OUTDIR/server-gc-run.json"
-# the last round may have ended after the run: it counts only if the run was
-# still going when it ended, so drop it
-python3 - "$OUTDIR" "$BLOBS" "$MANIFESTS" "$during" <<'PY'
+python3 - "$OUTDIR" "$BLOBS" "$MANIFESTS" <<'PY'
 import json, os, statistics, sys
-out, blobs, manifests, during = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+out, blobs, manifests = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def load(name):
     p = os.path.join(out, name)
     return json.load(open(p)) if os.path.exists(p) else None
@@ -123,15 +134,30 @@ from datetime import datetime
 t = lambda x: datetime.fromisoformat(x.replace("Z", "+00:00")).timestamp()
 s["server_gc_seconds"] = t(run["finishedAt"]) - t(run["startedAt"]) if run.get("finishedAt") else None
 s["server_gc_run"] = run
+# salt -> (phase at its start, phase at its end), for rounds that ended
+# while the run was still going
+rounds = {}
+for line in open(os.path.join(out, "rounds.txt")):
+    salt, began, ended, status = line.split()
+    if status == "running":
+        rounds[salt] = (began, ended)
+s["rounds_inside_run"] = len(rounds)
 for clients in (1, 8):
     base = [p["mb_per_s"] for p in pushes if p["label"] == "baseline" and p["clients"] == clients]
-    dur = [p["mb_per_s"] for p in pushes if p["label"] == "during-gc" and p["clients"] == clients]
-    # the last round during the run may have ended after it: left out when there are others
-    dur = dur[:-1] if len(dur) > 1 else dur
+    inside = [(rounds[p["label"].split("/")[1]], p["mb_per_s"]) for p in pushes
+              if p["label"].startswith("during-gc/") and p["clients"] == clients
+              and p["label"].split("/")[1] in rounds]
+    dur = [mb for _, mb in inside]
     s[f"push_{clients}c_baseline_mb_s"] = base
     s[f"push_{clients}c_during_gc_mb_s"] = dur
     if base and dur:
-        s[f"push_{clients}c_kept"] = statistics.median(dur) / statistics.median(base)
+        b = statistics.median(base)
+        s[f"push_{clients}c_kept"] = statistics.median(dur) / b
+        # rounds that began and ended in one phase, by phase
+        by = {}
+        for (began, ended), mb in inside:
+            by.setdefault(began if began == ended else f"{began}->{ended}", []).append(round(mb / b, 2))
+        s[f"push_{clients}c_kept_by_phase"] = by
 json.dump(s, open(os.path.join(out, "summary.json"), "w"), indent=1)
 print(json.dumps(s, indent=1))
 PY
