@@ -90,6 +90,14 @@ impl Digest {
         h.finish()
     }
 
+    /// A sha256 digest of 32 bytes (the resumable hasher's result).
+    pub(crate) fn sha256_from(bytes: [u8; 32]) -> Digest {
+        Digest {
+            algorithm: Algorithm::Sha256,
+            hex: hex::encode(bytes),
+        }
+    }
+
     pub fn sha256_of(data: &[u8]) -> Digest {
         Digest::of(Algorithm::Sha256, data)
     }

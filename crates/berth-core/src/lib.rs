@@ -8,9 +8,11 @@ pub mod error;
 pub mod manifest;
 pub mod media_types;
 pub mod name;
+pub mod resumable;
 pub mod time;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind};
 pub use name::{NameError, Reference, RepoName};
+pub use resumable::Sha256State;

@@ -1,11 +1,11 @@
 use crate::pool::Pool;
+use crate::remote::{Pending, Remote};
 use berth_core::{Algorithm, Digest, Hasher};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjPath;
-use object_store::{
-    GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart,
-};
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +38,9 @@ pub enum StorageError {
     },
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    /// An upload session's state in the object store could not be read.
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -75,6 +78,8 @@ pub fn blob_path(d: &Digest) -> ObjPath {
 #[derive(Default)]
 pub struct SessionState {
     hasher: Option<(u64, Hasher)>,
+    /// A remote session an append left for the commit in the same request.
+    pending: Option<Pending>,
     /// The staging file's directory entry is known to be durable.
     entry_synced: bool,
 }
@@ -96,10 +101,12 @@ pub type SessionGuard = tokio::sync::OwnedMutexGuard<SessionState>;
 /// Content-addressed blobs plus upload staging.
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
-    /// Set when `store` is a `LocalFileSystem` rooted here: commits rename
-    /// staged files into place instead of copying them.
+    /// Set when `store` is a `LocalFileSystem` rooted here: sessions are
+    /// staged in files and commits rename them into place.
     local_root: Option<PathBuf>,
     staging: PathBuf,
+    /// Set for other stores: sessions live in the store itself.
+    remote: Option<Remote>,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<SessionState>>>>,
     ops: OpCounts,
     writes: Arc<Writes>,
@@ -178,6 +185,7 @@ impl BlobStore {
             store: Arc::new(fs),
             local_root: Some(root.to_path_buf()),
             staging: root.join("uploads"),
+            remote: None,
             sessions: Mutex::default(),
             ops: OpCounts::default(),
             writes: Arc::default(),
@@ -192,22 +200,30 @@ impl BlobStore {
         self
     }
 
-    /// Any object store for blobs, with upload staging in a local directory.
-    pub fn with_store(
-        store: Arc<dyn ObjectStore>,
-        staging: &Path,
-    ) -> Result<BlobStore, StorageError> {
-        std::fs::create_dir_all(staging).map_err(io(staging))?;
-        Ok(BlobStore {
-            store,
+    /// Any object store that has multipart uploads (S3, in memory): blobs
+    /// and upload sessions in it, everything under `prefix` (`""`: at the
+    /// bucket's root). See `remote.rs`.
+    pub fn remote<S: ObjectStore + MultipartStore>(store: Arc<S>, prefix: &str) -> BlobStore {
+        let root = ObjPath::from(prefix.trim_matches('/'));
+        BlobStore {
+            store: store.clone(),
             local_root: None,
-            staging: staging.to_path_buf(),
+            staging: PathBuf::new(),
+            remote: Some(Remote::new(store.clone(), store, root)),
             sessions: Mutex::default(),
             ops: OpCounts::default(),
             writes: Arc::default(),
             read_chunk: READ_CHUNK,
             sync: true,
-        })
+        }
+    }
+
+    /// Where a blob is in the store.
+    fn loc(&self, d: &Digest) -> ObjPath {
+        match &self.remote {
+            Some(r) => r.at(&blob_path(d)),
+            None => blob_path(d),
+        }
     }
 
     fn staged(&self, id: &str) -> PathBuf {
@@ -218,7 +234,7 @@ impl BlobStore {
 
     /// Size of a stored blob, or `None`.
     pub async fn stat(&self, d: &Digest) -> Result<Option<u64>, StorageError> {
-        match self.store.head(&blob_path(d)).await {
+        match self.store.head(&self.loc(d)).await {
             Ok(m) => Ok(Some(m.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -237,7 +253,7 @@ impl BlobStore {
             range: range.clone().map(GetRange::Bounded),
             ..Default::default()
         };
-        let res = match self.store.get_opts(&blob_path(d), opts).await {
+        let res = match self.store.get_opts(&self.loc(d), opts).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NotFound),
             Err(e) => return Err(e.into()),
@@ -255,7 +271,7 @@ impl BlobStore {
     /// Delete a blob's bytes (garbage collection's job, and tests').
     pub async fn delete(&self, d: &Digest) -> Result<(), StorageError> {
         bump(&self.ops.deletes, 1);
-        match self.store.delete(&blob_path(d)).await {
+        match self.store.delete(&self.loc(d)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -277,19 +293,27 @@ impl BlobStore {
     /// epoch, size), streamed (garbage collection's look for files no record
     /// owns). Objects whose names are not blob paths are skipped.
     pub fn list_blob_objects(&self) -> BoxStream<'_, Result<(Digest, u64, u64), StorageError>> {
-        let prefix = ObjPath::from("blobs");
+        let rel = ObjPath::from("blobs");
+        let prefix = match &self.remote {
+            Some(r) => r.at(&rel),
+            None => rel,
+        };
         self.store
             .list(Some(&prefix))
-            .filter_map(|r| async move {
+            .filter_map(move |r| async move {
                 match r {
                     Err(e) => Some(Err(e.into())),
                     Ok(meta) => {
-                        let parts: Vec<&str> = meta.location.as_ref().split('/').collect();
-                        let [_, alg, _, hex] = parts.as_slice() else {
+                        let parts: Vec<String> = meta
+                            .location
+                            .parts()
+                            .map(|p| p.as_ref().to_string())
+                            .collect();
+                        let [.., alg, _, hex] = parts.as_slice() else {
                             return None;
                         };
                         let d = Digest::parse(&format!("{alg}:{hex}")).ok()?;
-                        (blob_path(&d) == meta.location).then(|| {
+                        (self.loc(&d) == meta.location).then(|| {
                             let ms = meta.last_modified.timestamp_millis().max(0) as u64;
                             Ok((d, ms, meta.size))
                         })
@@ -351,6 +375,16 @@ impl BlobStore {
         E: std::fmt::Display,
     {
         let _writing = Writing::new(&self.writes);
+        if let Some(r) = &self.remote {
+            let held = state.pending.take();
+            let stage = then == Then::Stage;
+            let p = r.append(id, held, offset, body, exact_len, stage).await?;
+            let n = p.offset();
+            if !stage {
+                state.pending = Some(p);
+            }
+            return Ok(n);
+        }
         let p = self.staged(id);
         let mut hasher = match state.hasher.take() {
             Some((at, h)) if at == offset => Some(h),
@@ -399,6 +433,23 @@ impl BlobStore {
         expected: &Digest,
     ) -> Result<(), StorageError> {
         let _writing = Writing::new(&self.writes);
+        if let Some(r) = &self.remote {
+            let held = state.pending.take();
+            let actual = r
+                .commit(id, held, size, expected, &self.loc(expected))
+                .await?;
+            if &actual != expected {
+                bump(&self.ops.digest_mismatches, 1);
+                return Err(StorageError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+            self.forget(id);
+            bump(&self.ops.commits, 1);
+            bump(&self.ops.committed_bytes, size);
+            return Ok(());
+        }
         let p = self.staged(id);
         if size == 0 {
             // An empty blob: no append made the staging file.
@@ -422,34 +473,14 @@ impl BlobStore {
                 actual,
             });
         }
-        let target = blob_path(expected);
-        match &self.local_root {
-            Some(root) => {
-                // Always replace: a rename over an existing (possibly damaged)
-                // file leaves verified bytes either way.
-                let dest = root.join(target.as_ref());
-                let (src, sync) = (p.clone(), self.sync);
-                tokio::task::spawn_blocking(move || crate::staging::install(&src, &dest, sync))
-                    .await
-                    .map_err(joined(&p))??;
-            }
-            None => {
-                let upload = self.store.put_multipart(&target).await?;
-                let mut w = WriteMultipart::new(upload);
-                let mut f = tokio::fs::File::open(&p).await.map_err(io(&p))?;
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = f.read(&mut buf).await.map_err(io(&p))?;
-                    if n == 0 {
-                        break;
-                    }
-                    w.wait_for_capacity(4).await?;
-                    w.write(&buf[..n]);
-                }
-                w.finish().await?;
-                self.abort(id).await?;
-            }
-        }
+        // Always replace: a rename over an existing (possibly damaged) file
+        // leaves verified bytes either way.
+        let root = self.local_root.as_ref().expect("a local store");
+        let dest = root.join(blob_path(expected).as_ref());
+        let (src, sync) = (p.clone(), self.sync);
+        tokio::task::spawn_blocking(move || crate::staging::install(&src, &dest, sync))
+            .await
+            .map_err(joined(&p))??;
         self.forget(id);
         bump(&self.ops.commits, 1);
         bump(&self.ops.committed_bytes, size);
@@ -481,6 +512,11 @@ impl BlobStore {
 
     /// Remove a session's staged bytes (idempotent).
     pub async fn abort(&self, id: &str) -> Result<(), StorageError> {
+        if let Some(r) = &self.remote {
+            r.abort(id, true).await?;
+            self.forget(id);
+            return Ok(());
+        }
         let p = self.staged(id);
         match tokio::fs::remove_file(&p).await {
             Ok(()) => {}
@@ -506,6 +542,9 @@ impl BlobStore {
     /// Staging files and their last modification time (for the reaper to
     /// find files no session record owns).
     pub async fn staged_files(&self) -> Result<Vec<(String, SystemTime)>, StorageError> {
+        if let Some(r) = &self.remote {
+            return r.sessions().await;
+        }
         let mut out = Vec::new();
         let mut rd = tokio::fs::read_dir(&self.staging)
             .await

@@ -1,10 +1,10 @@
 //! The blob store contract, written once and run against every backend.
 //! Each function panics on a violation.
 
-use crate::{BlobStore, StorageError, Then};
+use crate::{BlobStore, SessionState, StorageError, Then};
 use berth_core::{Algorithm, Digest};
 use bytes::Bytes;
-use futures::{stream, TryStreamExt};
+use futures::{stream, StreamExt, TryStreamExt};
 
 fn chunks(
     data: &[u8],
@@ -275,6 +275,152 @@ pub async fn odd_sized_appends(s: &BlobStore) {
     assert_eq!(read_all(s, &d, None).await, data);
 }
 
+/// Sessions around the multipart part size (`remote::PART`, 5 MiB): blobs
+/// of one byte less, exactly, one byte more and two parts plus one, sent in
+/// appends that end on and beside part boundaries, each append through a
+/// fresh session state (as after a restart: the next request may reach
+/// another process).
+pub async fn part_boundaries(s: &BlobStore) {
+    const P: usize = crate::remote::PART;
+    for (i, size) in [P - 1, P, P + 1, 2 * P + 1].into_iter().enumerate() {
+        let data: Vec<u8> = (0..size as u32).map(|x| (x * 13 % 241) as u8).collect();
+        let id = format!("p{i}");
+        s.create_upload(&id).await.unwrap();
+        let cuts = [P - 1, P, P + 1, 2 * P, size];
+        let (mut off, mut at) = (0u64, 0usize);
+        for cut in cuts.into_iter().map(|c| c.min(size)) {
+            if cut <= at {
+                continue;
+            }
+            let mut fresh = SessionState::default();
+            off = s
+                .append(
+                    &id,
+                    &mut fresh,
+                    off,
+                    chunks(&data[at..cut], 1 << 16),
+                    None,
+                    Then::Stage,
+                )
+                .await
+                .unwrap();
+            at = cut;
+            assert_eq!(off, at as u64);
+        }
+        assert_eq!(at, size);
+        let d = Digest::sha256_of(&data);
+        let mut fresh = SessionState::default();
+        s.commit(&id, &mut fresh, off, &d).await.unwrap();
+        assert_eq!(s.stat(&d).await.unwrap(), Some(size as u64), "{size} bytes");
+        assert_eq!(
+            read_all(s, &d, Some(P as u64 - 2..P as u64 - 1)).await,
+            &data[P - 2..P - 1]
+        );
+        assert_eq!(read_all(s, &d, None).await, data, "{size} bytes");
+        s.delete(&d).await.unwrap();
+    }
+    assert!(s.staged_files().await.unwrap().is_empty());
+}
+
+/// A chunk resent after a failure (a crash before the offset was recorded)
+/// replaces what the failed attempt sent, even past a part boundary.
+pub async fn resent_chunks_replace_failed_ones(s: &BlobStore) {
+    const P: usize = crate::remote::PART;
+    let data: Vec<u8> = (0..(P + P / 2) as u32)
+        .map(|x| (x * 7 % 253) as u8)
+        .collect();
+    s.create_upload("r1").await.unwrap();
+    let mut g = s.lock_session("r1").await;
+    let off = s
+        .append(
+            "r1",
+            &mut g,
+            0,
+            chunks(&data[..1000], 100),
+            None,
+            Then::Stage,
+        )
+        .await
+        .unwrap();
+    // past a part boundary with other bytes, then the body fails
+    let junk = vec![0xeeu8; P + 10];
+    let failing = chunks(&junk, 1 << 16).chain(stream::iter(vec![Err(std::io::Error::other(
+        "client went away",
+    ))]));
+    assert!(s
+        .append("r1", &mut g, off, failing, None, Then::Stage)
+        .await
+        .is_err());
+    let off = s
+        .append(
+            "r1",
+            &mut g,
+            off,
+            chunks(&data[1000..], 1 << 16),
+            None,
+            Then::Stage,
+        )
+        .await
+        .unwrap();
+    let d = Digest::sha256_of(&data);
+    s.commit("r1", &mut g, off, &d).await.unwrap();
+    assert_eq!(read_all(s, &d, None).await, data);
+    s.delete(&d).await.unwrap();
+}
+
+/// Aborting a session that has sent parts removes all of it; two sessions
+/// with the same content commit side by side.
+pub async fn abort_and_concurrent_sessions(s: &BlobStore) {
+    const P: usize = crate::remote::PART;
+    let data: Vec<u8> = (0..(2 * P + 5) as u32).map(|x| (x % 249) as u8).collect();
+    s.create_upload("x1").await.unwrap();
+    let mut g = s.lock_session("x1").await;
+    s.append("x1", &mut g, 0, chunks(&data, 1 << 20), None, Then::Stage)
+        .await
+        .unwrap();
+    drop(g);
+    assert_eq!(s.staged_files().await.unwrap().len(), 1);
+    s.abort("x1").await.unwrap();
+    assert!(s.staged_files().await.unwrap().is_empty());
+
+    let d = Digest::sha256_of(&data);
+    let one = |id: &'static str| {
+        let data = &data;
+        let d = &d;
+        async move {
+            s.create_upload(id).await.unwrap();
+            let mut g = s.lock_session(id).await;
+            let off = s
+                .append(
+                    id,
+                    &mut g,
+                    0,
+                    chunks(&data[..P + 3], 1 << 16),
+                    None,
+                    Then::Stage,
+                )
+                .await
+                .unwrap();
+            let off = s
+                .append(
+                    id,
+                    &mut g,
+                    off,
+                    chunks(&data[P + 3..], 1 << 16),
+                    None,
+                    Then::Commit,
+                )
+                .await
+                .unwrap();
+            s.commit(id, &mut g, off, d).await.unwrap();
+        }
+    };
+    futures::join!(one("c1"), one("c2"));
+    assert_eq!(read_all(s, &d, None).await, data);
+    assert!(s.staged_files().await.unwrap().is_empty());
+    s.delete(&d).await.unwrap();
+}
+
 /// Every contract function, in order.
 pub async fn run_all(s: &BlobStore) {
     upload_and_read(s).await;
@@ -283,4 +429,7 @@ pub async fn run_all(s: &BlobStore) {
     failed_append_rolls_back(s).await;
     sha512_and_lost_state(s).await;
     abort_is_idempotent(s).await;
+    part_boundaries(s).await;
+    resent_chunks_replace_failed_ones(s).await;
+    abort_and_concurrent_sessions(s).await;
 }

@@ -29,6 +29,7 @@ mod blobs;
 #[doc(hidden)]
 pub mod contract;
 mod pool;
+pub mod remote;
 mod staging;
 
 pub use blobs::{

@@ -10,10 +10,13 @@ async fn local_filesystem() {
     contract::run_all(&s).await;
 }
 
+/// Object store sessions (`remote.rs`) over object_store's in-memory
+/// store, under a prefix.
 #[tokio::test]
 async fn in_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let s =
-        BlobStore::with_store(Arc::new(object_store::memory::InMemory::new()), dir.path()).unwrap();
+    let s = BlobStore::remote(
+        Arc::new(object_store::memory::InMemory::new()),
+        "some/prefix",
+    );
     contract::run_all(&s).await;
 }
