@@ -490,6 +490,8 @@ impl Collector {
         use futures::StreamExt;
         let mut objects = self.blobs.list_blob_objects();
         let mut page = Vec::new();
+        // listing a page stats its files: paced like deletes
+        let mut mark = worker::Mark::now(&self.blobs);
         loop {
             let next = objects.next().await;
             match &next {
@@ -507,6 +509,9 @@ impl Collector {
                 continue;
             }
             check(p, r)?;
+            std::mem::replace(&mut mark, worker::Mark::now(&self.blobs))
+                .give_way(&self.blobs)
+                .await;
             let candidates = std::mem::take(&mut page);
             let unowned = worker::run(&self.meta, move |m| {
                 let mut out = Vec::new();
@@ -535,6 +540,7 @@ impl Collector {
             if next.is_none() {
                 return Ok(());
             }
+            mark = worker::Mark::now(&self.blobs);
         }
     }
 

@@ -65,13 +65,32 @@ pub(crate) async fn run<T: Send + 'static>(
 /// give way: if blobs were written while it ran, wait (see [`pause`]) so
 /// that pushes keep most of the disk. With no pushes, no wait.
 pub(crate) async fn paced<T>(blobs: &BlobStore, step: impl Future<Output = T>) -> T {
-    let before = blobs.writes();
-    let began = Instant::now();
+    let mark = Mark::now(blobs);
     let out = step.await;
-    if let Some(wait) = pause(&before, &blobs.writes(), began.elapsed()) {
-        tokio::time::sleep(wait).await;
-    }
+    mark.give_way(blobs).await;
     out
+}
+
+/// The start of a step whose work is not one future (a page of the blob
+/// listing): [`Mark::give_way`] at its end waits as [`paced`] does.
+pub(crate) struct Mark {
+    before: WriteActivity,
+    began: Instant,
+}
+
+impl Mark {
+    pub(crate) fn now(blobs: &BlobStore) -> Mark {
+        Mark {
+            before: blobs.writes(),
+            began: Instant::now(),
+        }
+    }
+
+    pub(crate) async fn give_way(self, blobs: &BlobStore) {
+        if let Some(wait) = pause(&self.before, &blobs.writes(), self.began.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 /// The wait after a step that took `took`, given the write activity before
