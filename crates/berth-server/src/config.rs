@@ -94,17 +94,85 @@ impl Default for Auth {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Storage {
+    /// Where blobs live: `filesystem` (under the data directory, default)
+    /// or `s3` (an S3-compatible bucket, `[storage.s3]`).
+    /// `BERTH_STORAGE_BACKEND`.
+    pub backend: Backend,
     /// Flush every acknowledged byte to disk before answering (default):
     /// staged blob data (`fdatasync`), directory entries, and the metadata
     /// store's write-ahead log. `false` acknowledges once the kernel has the
     /// data: it survives a crash of Berth (`kill -9`) but not a power loss or
     /// kernel crash — distribution's guarantee. `BERTH_STORAGE_SYNC`.
     pub sync: bool,
+    pub s3: S3,
 }
 
 impl Default for Storage {
     fn default() -> Storage {
-        Storage { sync: true }
+        Storage {
+            backend: Backend::Filesystem,
+            sync: true,
+            s3: S3::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Filesystem,
+    S3,
+}
+
+/// An S3 bucket for blobs (`storage.backend = "s3"`). Unset values come
+/// from the standard `AWS_*` variables (`AWS_ENDPOINT`, `AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, …).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct S3 {
+    /// The S3 endpoint URL, for S3-compatible stores (Garage, MinIO, Ceph);
+    /// unset: AWS. `BERTH_STORAGE_S3_ENDPOINT`.
+    pub endpoint: Option<String>,
+    /// `BERTH_STORAGE_S3_BUCKET`.
+    pub bucket: Option<String>,
+    /// `BERTH_STORAGE_S3_REGION` (unset: `AWS_REGION`, else `us-east-1`).
+    pub region: Option<String>,
+    /// Everything goes under this key prefix in the bucket.
+    /// `BERTH_STORAGE_S3_PREFIX`.
+    pub prefix: String,
+    /// Path-style URLs (`endpoint/bucket/key`), as most S3-compatible
+    /// stores want; `false`: virtual-hosted (`bucket.endpoint/key`).
+    /// `BERTH_STORAGE_S3_PATH_STYLE`.
+    pub path_style: bool,
+    /// `BERTH_STORAGE_S3_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// `BERTH_STORAGE_S3_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<String>,
+    /// A file holding the secret access key.
+    /// `BERTH_STORAGE_S3_SECRET_ACCESS_KEY_FILE`.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Blob GETs answer 307 to a presigned URL of the object (HEAD never
+    /// redirects); `false`: bytes stream through Berth.
+    /// `BERTH_STORAGE_S3_REDIRECT`.
+    pub redirect: bool,
+    /// How long a presigned URL stays valid. `BERTH_STORAGE_S3_REDIRECT_EXPIRY_SECS`.
+    pub redirect_expiry_secs: u64,
+}
+
+impl Default for S3 {
+    fn default() -> S3 {
+        S3 {
+            endpoint: None,
+            bucket: None,
+            region: None,
+            prefix: String::new(),
+            path_style: true,
+            access_key_id: None,
+            secret_access_key: None,
+            secret_access_key_file: None,
+            redirect: true,
+            redirect_expiry_secs: 300,
+        }
     }
 }
 
@@ -216,16 +284,24 @@ impl Default for Log {
 const TOP_LEVEL: [&str; 2] = ["listen", "data_dir"];
 
 /// Keys whose values are secrets: never shown.
-pub const SECRETS: [&str; 1] = ["auth.admin_token"];
+pub const SECRETS: [&str; 2] = ["auth.admin_token", "storage.s3.secret_access_key"];
 
 /// The variable naming the configuration file for `serve` (not a setting).
 const ENV_CONFIG: &str = "CONFIG";
 
-/// `BERTH_<SECTION>_<KEY>` → `section.key`; `BERTH_LISTEN` → `listen`.
+/// `BERTH_<SECTION>_<KEY>` → `section.key`; `BERTH_LISTEN` → `listen`;
+/// a key of a nested section by its name (`BERTH_STORAGE_S3_BUCKET` →
+/// `storage.s3.bucket`).
 fn env_key(k: &str) -> String {
     let k = k.to_ascii_lowercase();
     if TOP_LEVEL.contains(&k.as_str()) {
         return k;
+    }
+    if let Some((known, _)) = known_keys()
+        .into_iter()
+        .find(|(known, _)| known.matches('.').count() > 1 && known.replace('.', "_") == k)
+    {
+        return known;
     }
     match k.split_once('_') {
         Some((section, key)) => format!("{section}.{key}"),
@@ -338,6 +414,16 @@ fn nearest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option
         .map(|(_, c)| c)
 }
 
+/// Every key a TOML table sets, dotted.
+fn leaf_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+    for (k, v) in table {
+        match v.as_table() {
+            Some(t) => leaf_keys(&format!("{prefix}{k}."), t, out),
+            None => out.push(format!("{prefix}{k}")),
+        }
+    }
+}
+
 /// Keys of a TOML file that name no setting, as messages with a suggestion.
 fn unknown_file_keys(path: &Path, table: &toml::Table, known: &[String]) -> Vec<String> {
     let mut errors = Vec::new();
@@ -348,18 +434,7 @@ fn unknown_file_keys(path: &Path, table: &toml::Table, known: &[String]) -> Vec<
     for (k, v) in table {
         match v {
             toml::Value::Table(inner) if sections.contains(&k.as_str()) => {
-                let in_section: Vec<&str> = known
-                    .iter()
-                    .filter_map(|full| full.strip_prefix(&format!("{k}.")))
-                    .collect();
-                for (ik, _) in inner {
-                    if !in_section.contains(&ik.as_str()) {
-                        let hint = nearest(ik, in_section.iter().copied())
-                            .map(|n| format!("; did you mean `{k}.{n}`?"))
-                            .unwrap_or_else(|| format!("; [{k}] has: {}", in_section.join(", ")));
-                        errors.push(format!("{}: unknown key `{k}.{ik}`{hint}", path.display()));
-                    }
-                }
+                section_keys(path, &format!("{k}."), inner, known, &mut errors);
             }
             _ if known.iter().any(|full| full == k) || sections.contains(&k.as_str()) => {}
             _ => {
@@ -378,6 +453,41 @@ fn unknown_file_keys(path: &Path, table: &toml::Table, known: &[String]) -> Vec<
         }
     }
     errors
+}
+
+/// The keys of section `prefix` (`storage.`, `storage.s3.`) that name no
+/// setting; nested sections are checked in turn.
+fn section_keys(
+    path: &Path,
+    prefix: &str,
+    table: &toml::Table,
+    known: &[String],
+    errors: &mut Vec<String>,
+) {
+    // the names directly in this section (a nested section once)
+    let mut here: Vec<&str> = known
+        .iter()
+        .filter_map(|full| full.strip_prefix(prefix))
+        .map(|rest| rest.split('.').next().unwrap_or(rest))
+        .collect();
+    here.dedup();
+    let name = prefix.trim_end_matches('.');
+    for (k, v) in table {
+        let full = format!("{prefix}{k}");
+        let nested = format!("{full}.");
+        match v.as_table() {
+            Some(t) if known.iter().any(|x| x.starts_with(&nested)) => {
+                section_keys(path, &nested, t, known, errors)
+            }
+            _ if known.contains(&full) => {}
+            _ => {
+                let hint = nearest(k, here.iter().copied())
+                    .map(|n| format!("; did you mean `{prefix}{n}`?"))
+                    .unwrap_or_else(|| format!("; [{name}] has: {}", here.join(", ")));
+                errors.push(format!("{}: unknown key `{full}`{hint}", path.display()));
+            }
+        }
+    }
 }
 
 /// A figment error as a message naming the key, where the value came from,
@@ -413,12 +523,7 @@ impl Config {
                     Err(e) => errors.push(format!("{}: not valid TOML: {e}", path.display())),
                     Ok(table) => {
                         errors.extend(unknown_file_keys(path, &table, &known));
-                        for (k, v) in &table {
-                            match v.as_table() {
-                                Some(t) => file_keys.extend(t.keys().map(|ik| format!("{k}.{ik}"))),
-                                None => file_keys.push(k.clone()),
-                            }
-                        }
+                        leaf_keys("", &table, &mut file_keys);
                         f = f.merge(Toml::file_exact(path));
                     }
                 },
@@ -500,6 +605,34 @@ impl Config {
                 e.push(format!("`{key}` ({}): {accepts}", env_var(key)));
             }
         };
+        let s3 = &self.storage.s3;
+        if self.storage.backend == Backend::S3 {
+            let from_env = ["AWS_BUCKET", "AWS_BUCKET_NAME"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some());
+            need(
+                s3.bucket.is_some() || from_env,
+                "storage.s3.bucket",
+                "a bucket name (or AWS_BUCKET) when storage.backend is s3",
+            );
+        }
+        need(
+            s3.endpoint
+                .as_deref()
+                .is_none_or(|u| u.starts_with("http://") || u.starts_with("https://")),
+            "storage.s3.endpoint",
+            "an http:// or https:// URL",
+        );
+        need(
+            !(s3.secret_access_key.is_some() && s3.secret_access_key_file.is_some()),
+            "storage.s3.secret_access_key",
+            "either storage.s3.secret_access_key or storage.s3.secret_access_key_file, not both",
+        );
+        need(
+            (1..=7 * 86_400).contains(&s3.redirect_expiry_secs),
+            "storage.s3.redirect_expiry_secs",
+            "1 to 604800 seconds (S3's longest presigned URL)",
+        );
         let l = &self.limits;
         need(
             (1024..=64 << 20).contains(&l.max_manifest_size),
@@ -716,10 +849,17 @@ mod tests {
                 "{e}"
             );
             assert!(e.contains("c.toml"), "names the file: {e}");
-            jail.create_file("d.toml", "[storage]\nbackend = \"s3\"\n")?;
+            jail.create_file(
+                "d.toml",
+                "[storage]\nbucket = \"b\"\n[storage.s3]\nbuckt = \"b\"\nendpoint = 1\n",
+            )?;
             let e = errors_of("d.toml");
             assert!(
-                e.contains("unknown key `storage.backend`; [storage] has: sync"),
+                e.contains("unknown key `storage.bucket`; [storage] has: backend, sync, s3"),
+                "{e}"
+            );
+            assert!(
+                e.contains("unknown key `storage.s3.buckt`; did you mean `storage.s3.bucket`?"),
                 "{e}"
             );
             jail.create_file("e.toml", "zzzzzz = 1\n")?;
@@ -766,10 +906,60 @@ mod tests {
         });
     }
 
+    /// `[storage.s3]` from a file and from `BERTH_STORAGE_S3_*`, with
+    /// where each came from; an S3 backend without a bucket is refused.
+    #[test]
+    fn s3_settings_nest_in_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "s3.toml",
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:3900\"\nbucket = \"blobs\"\n",
+            )?;
+            jail.set_env("BERTH_STORAGE_S3_PREFIX", "berth/");
+            jail.set_env("BERTH_STORAGE_S3_REDIRECT_EXPIRY_SECS", "60");
+            let l = Config::load(Some(Path::new("s3.toml")), &Overrides::default()).unwrap();
+            let s3 = &l.config.storage.s3;
+            assert_eq!(l.config.storage.backend, Backend::S3);
+            assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+            assert_eq!(s3.bucket.as_deref(), Some("blobs"));
+            assert_eq!(
+                (s3.prefix.as_str(), s3.redirect_expiry_secs),
+                ("berth/", 60)
+            );
+            assert!(s3.redirect && s3.path_style, "the defaults");
+            let src = |k: &str| {
+                l.sources
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .unwrap()
+                    .1
+                    .clone()
+            };
+            assert_eq!(src("storage.s3.bucket"), Source::File("s3.toml".into()));
+            assert_eq!(
+                src("storage.s3.prefix"),
+                Source::Env("BERTH_STORAGE_S3_PREFIX".into())
+            );
+            assert!(l
+                .unknown_env
+                .iter()
+                .all(|v| !v.starts_with("BERTH_STORAGE")));
+            jail.create_file("nob.toml", "[storage]\nbackend = \"s3\"\n")?;
+            let e = errors_of("nob.toml");
+            assert!(
+                e.contains("`storage.s3.bucket` (BERTH_STORAGE_S3_BUCKET)"),
+                "{e}"
+            );
+            jail.create_file("bad.toml", "[storage]\nbackend = \"tape\"\n")?;
+            assert!(errors_of("bad.toml").contains("storage.backend"));
+            Ok(())
+        });
+    }
+
     #[test]
     fn unknown_environment_variables_are_reported_not_fatal() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("BERTH_STORAGE_BACKEND", "s3");
+            jail.set_env("BERTH_STORAGE_BACKNED", "s3");
             jail.set_env("BERTH_STORGE_SYNC", "false");
             jail.set_env("BERTH_CONFIG", "ignored: names the file");
             let l = load(None).unwrap();
@@ -779,7 +969,8 @@ mod tests {
                 .iter()
                 .filter(|v| v.starts_with("BERTH_STOR") || v.starts_with("BERTH_CONF"))
                 .collect();
-            assert_eq!(ours, ["BERTH_STORAGE_BACKEND", "BERTH_STORGE_SYNC"]);
+            assert_eq!(ours, ["BERTH_STORAGE_BACKNED", "BERTH_STORGE_SYNC"]);
+            assert_eq!(l.config.storage.backend, Backend::Filesystem);
             assert!(l.config.storage.sync, "a misspelt variable changes nothing");
             Ok(())
         });

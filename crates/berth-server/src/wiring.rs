@@ -1,13 +1,13 @@
 //! Opening the stores and building the APIs from the configuration.
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::metrics::Metrics;
 use anyhow::Context;
 use berth_auth::{Auth, AuthConfig};
 use berth_distribution::{Distribution, Gauges, TokenService};
 use berth_management::{Admin, Management};
 use berth_meta::{Meta, RocksStore};
-use berth_storage::BlobStore;
+use berth_storage::{BlobStore, S3Settings};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +76,50 @@ fn show_admin_token(data_dir: &Path, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The blob store the configuration names: the data directory's `store/`,
+/// or an S3 bucket.
+fn open_blobs(cfg: &Config, data_dir: &Path) -> anyhow::Result<BlobStore> {
+    let s3 = &cfg.storage.s3;
+    match cfg.storage.backend {
+        Backend::Filesystem => {
+            Ok(BlobStore::local(&data_dir.join("store"))?.synced(cfg.storage.sync))
+        }
+        Backend::S3 => {
+            let secret = match (&s3.secret_access_key, &s3.secret_access_key_file) {
+                (Some(k), _) => Some(k.trim().to_string()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                (None, None) => None,
+            };
+            let settings = S3Settings {
+                endpoint: s3.endpoint.clone(),
+                bucket: s3.bucket.clone(),
+                region: s3.region.clone(),
+                prefix: s3.prefix.clone(),
+                path_style: s3.path_style,
+                access_key_id: s3.access_key_id.clone(),
+                secret_access_key: secret,
+                redirect: s3
+                    .redirect
+                    .then(|| Duration::from_secs(s3.redirect_expiry_secs)),
+            };
+            let blobs = BlobStore::s3(&settings).context("configuring the S3 blob store")?;
+            tracing::info!(
+                endpoint = s3.endpoint.as_deref().unwrap_or("AWS"),
+                bucket = s3.bucket.as_deref().unwrap_or("(AWS_BUCKET)"),
+                prefix = %s3.prefix,
+                redirect = s3.redirect,
+                "blobs in S3"
+            );
+            Ok(blobs)
+        }
+    }
+}
+
 /// Open the data directory and build the APIs.
 pub fn build(cfg: &Config) -> anyhow::Result<App> {
     std::fs::create_dir_all(&cfg.data_dir)
@@ -106,7 +150,7 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
             "storage.sync is off: acknowledged data survives a crash of berth, not of the machine"
         );
     }
-    let blobs = Arc::new(BlobStore::local(&data_dir.join("store"))?.synced(cfg.storage.sync));
+    let blobs = Arc::new(open_blobs(cfg, &data_dir)?);
     let metrics = Metrics::new();
     let dcfg = berth_distribution::Config {
         max_manifest_size: cfg.limits.max_manifest_size,

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjPath;
+use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,8 @@ pub struct BlobStore {
     staging: PathBuf,
     /// Set for other stores: sessions live in the store itself.
     remote: Option<Remote>,
+    /// Presigns blob GETs for redirects, valid this long.
+    signer: Option<(Arc<dyn Signer>, std::time::Duration)>,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<SessionState>>>>,
     ops: OpCounts,
     writes: Arc<Writes>,
@@ -127,6 +130,7 @@ struct OpCounts {
     reads: AtomicU64,
     deletes: AtomicU64,
     digest_mismatches: AtomicU64,
+    redirects: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -186,6 +190,7 @@ impl BlobStore {
             local_root: Some(root.to_path_buf()),
             staging: root.join("uploads"),
             remote: None,
+            signer: None,
             sessions: Mutex::default(),
             ops: OpCounts::default(),
             writes: Arc::default(),
@@ -210,12 +215,32 @@ impl BlobStore {
             local_root: None,
             staging: PathBuf::new(),
             remote: Some(Remote::new(store.clone(), store, root)),
+            signer: None,
             sessions: Mutex::default(),
             ops: OpCounts::default(),
             writes: Arc::default(),
             read_chunk: READ_CHUNK,
             sync: true,
         }
+    }
+
+    /// Blob reads may be redirected to URLs `signer` presigns, valid `ttl`.
+    pub fn with_signer(mut self, signer: Arc<dyn Signer>, ttl: std::time::Duration) -> BlobStore {
+        self.signer = Some((signer, ttl));
+        self
+    }
+
+    /// A presigned URL that GETs blob `d` from the object store itself, if
+    /// this store redirects reads.
+    pub async fn presigned_get(&self, d: &Digest) -> Result<Option<String>, StorageError> {
+        let Some((signer, ttl)) = &self.signer else {
+            return Ok(None);
+        };
+        bump(&self.ops.redirects, 1);
+        let url = signer
+            .signed_url(http::Method::GET, &self.loc(d), *ttl)
+            .await?;
+        Ok(Some(url.to_string()))
     }
 
     /// Where a blob is in the store.
@@ -488,8 +513,9 @@ impl BlobStore {
     }
 
     /// Operations since start, as (name, count): `commits`,
-    /// `committed_bytes`, `reads`, `deletes`, `digest_mismatches`.
-    pub fn op_counts(&self) -> [(&'static str, u64); 5] {
+    /// `committed_bytes`, `reads`, `deletes`, `digest_mismatches`,
+    /// `redirects` (reads sent to a presigned URL).
+    pub fn op_counts(&self) -> [(&'static str, u64); 6] {
         let o = &self.ops;
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
@@ -498,6 +524,7 @@ impl BlobStore {
             ("reads", g(&o.reads)),
             ("deletes", g(&o.deletes)),
             ("digest_mismatches", g(&o.digest_mismatches)),
+            ("redirects", g(&o.redirects)),
         ]
     }
 

@@ -30,8 +30,10 @@ mod blobs;
 pub mod contract;
 mod pool;
 pub mod remote;
+mod s3;
 mod staging;
 
 pub use blobs::{
     blob_path, BlobStore, ByteStream, SessionGuard, SessionState, StorageError, Then, WriteActivity,
 };
+pub use s3::{client as s3_client, S3Settings};
