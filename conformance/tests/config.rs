@@ -64,14 +64,14 @@ fn config_check_accepts_the_samples_and_refuses_typos() {
     let o = berth(&["config", "check"], &[("BERTH_LOG_FORMAT", "xml")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("BERTH_LOG_FORMAT"), "{}", text(&o));
-    let o = berth(&["config", "check"], &[("BERTH_STORAGE_BACKEND", "s3")]);
+    let o = berth(&["config", "check"], &[("BERTH_STORAGE_BACKNED", "s3")]);
     assert!(
         o.status.success(),
         "an unknown variable is a warning: {}",
         text(&o)
     );
     assert!(
-        text(&o).contains("BERTH_STORAGE_BACKEND names no setting"),
+        text(&o).contains("BERTH_STORAGE_BACKNED names no setting"),
         "{}",
         text(&o)
     );
@@ -139,10 +139,10 @@ fn serve_refuses_a_misspelt_file_and_warns_of_unknown_variables() {
     );
     assert!(!dir.path().join("data").exists(), "nothing started");
 
-    let s = Server::start_with(&[("BERTH_STORAGE_BACKEND", "s3")]);
+    let s = Server::start_with(&[("BERTH_STORAGE_BACKNED", "s3")]);
     let log = s.log_text();
     assert!(
-        log.contains("BERTH_STORAGE_BACKEND") && log.contains("names no setting"),
+        log.contains("BERTH_STORAGE_BACKNED") && log.contains("names no setting"),
         "{log}"
     );
 }

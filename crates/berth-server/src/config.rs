@@ -855,7 +855,7 @@ mod tests {
             )?;
             let e = errors_of("d.toml");
             assert!(
-                e.contains("unknown key `storage.bucket`; [storage] has: backend, sync, s3"),
+                e.contains("unknown key `storage.bucket`; [storage] has: backend, s3, sync"),
                 "{e}"
             );
             assert!(

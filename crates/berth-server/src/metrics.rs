@@ -149,7 +149,7 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "berth_blob_store_operations_total",
-                    "Blob store operations since start: commits, committed_bytes, reads, deletes, digest_mismatches",
+                    "Blob store operations since start: commits, committed_bytes, reads, deletes, digest_mismatches, redirects",
                 ),
                 &["op"],
             )

@@ -1,0 +1,241 @@
+//! A real S3 server for the suites: Garage (installed by
+//! scripts/install-test-deps.sh into the tools cache), one single-node
+//! instance per test process, started on first use on 127.0.0.1 with its
+//! own layout, bucket and key made with its CLI. It dies with the process
+//! (parent-death signal from a thread that lives as long as the process).
+//!
+//! `BERTH_TEST_BACKEND=s3` makes every [`crate::Server`] keep its blobs
+//! there, each under a prefix of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A running Garage with a bucket and a key that may use it.
+pub struct Garage {
+    pub endpoint: String,
+    pub bucket: String,
+    pub key_id: String,
+    pub secret: String,
+    pub region: String,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Whether the suites run with blobs in S3 (`BERTH_TEST_BACKEND=s3`).
+pub fn s3_backend() -> bool {
+    match std::env::var("BERTH_TEST_BACKEND").as_deref() {
+        Ok("s3") => true,
+        Ok("filesystem") | Err(_) => false,
+        Ok(other) => panic!("BERTH_TEST_BACKEND={other}: filesystem or s3"),
+    }
+}
+
+/// The process's Garage, started on first use.
+pub fn garage() -> &'static Garage {
+    static G: OnceLock<Garage> = OnceLock::new();
+    G.get_or_init(Garage::start)
+}
+
+fn garage_bin() -> PathBuf {
+    crate::require("garage")
+}
+
+fn port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Garage {
+    fn start() -> Garage {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (rpc, s3, admin) = (port(), port(), port());
+        let secret: String = (0..32)
+            .map(|i| format!("{:02x}", (i * 37 + std::process::id() as usize) % 256))
+            .collect();
+        let config = dir.path().join("garage.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"metadata_dir = "{d}/meta"
+data_dir = "{d}/data"
+db_engine = "lmdb"
+replication_factor = 1
+metadata_fsync = true
+data_fsync = true
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "{secret}"
+
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:{s3}"
+
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+"#,
+                d = dir.path().display()
+            ),
+        )
+        .expect("garage.toml");
+        let log = dir.path().join("garage.log");
+        let bin = garage_bin();
+        spawn_for_life(&bin, &config, &log);
+        let g = Garage {
+            endpoint: format!("http://127.0.0.1:{s3}"),
+            bucket: "berth".into(),
+            key_id: String::new(),
+            secret: String::new(),
+            region: "us-east-1".into(),
+            config,
+            _dir: dir,
+        };
+        // the node answers, then gets a role in a one-node layout
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let node = loop {
+            let out = g.cli_try(&["node", "id", "-q"]);
+            if let Ok(id) = out {
+                break id.trim().split('@').next().unwrap_or("").to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "garage did not start: {:?}\n{}",
+                out.err(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+        g.cli(&["layout", "apply", "--version", "1"]);
+        g.cli(&["bucket", "create", &g.bucket]);
+        let key = g.cli(&["key", "create", "berth-tests"]);
+        let field = |name: &str| -> String {
+            key.lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().to_string())
+                })
+                .unwrap_or_else(|| panic!("no {name} in `garage key create`:\n{key}"))
+        };
+        let (key_id, secret) = (field("Key ID"), field("Secret key"));
+        g.cli(&[
+            "bucket",
+            "allow",
+            "--read",
+            "--write",
+            "--owner",
+            &g.bucket,
+            "--key",
+            "berth-tests",
+        ]);
+        let g = Garage {
+            key_id,
+            secret,
+            ..g
+        };
+        g.wait_for_s3();
+        g
+    }
+
+    /// S3 answers requests signed with the key (a new key takes a moment).
+    fn wait_for_s3(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = reqwest::blocking::Client::new()
+                .get(format!("{}/{}", self.endpoint, self.bucket))
+                .send();
+            // unsigned: 403 once the bucket's endpoint is up
+            if r.as_ref().is_ok_and(|r| r.status().as_u16() == 403) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "garage S3 API not up: {r:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn cli_try(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(garage_bin())
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "garage {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// A garage CLI command that must succeed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.cli_try(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The `BERTH_*` settings of a server whose blobs live here under
+    /// `prefix`.
+    pub fn berth_env(&self, prefix: &str) -> Vec<(String, String)> {
+        [
+            ("BERTH_STORAGE_BACKEND", "s3"),
+            ("BERTH_STORAGE_S3_ENDPOINT", &self.endpoint),
+            ("BERTH_STORAGE_S3_BUCKET", &self.bucket),
+            ("BERTH_STORAGE_S3_REGION", &self.region),
+            ("BERTH_STORAGE_S3_PREFIX", prefix),
+            ("BERTH_STORAGE_S3_ACCESS_KEY_ID", &self.key_id),
+            ("BERTH_STORAGE_S3_SECRET_ACCESS_KEY", &self.secret),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+/// Start `garage server` from a thread that lives as long as the process,
+/// with the parent-death signal set: the server goes when the tests do.
+fn spawn_for_life(bin: &Path, config: &Path, log: &Path) {
+    let (bin, config, log) = (bin.to_path_buf(), config.to_path_buf(), log.to_path_buf());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("garage".into())
+        .spawn(move || {
+            use std::os::unix::process::CommandExt;
+            let f = std::fs::File::create(&log).expect("garage log");
+            let mut cmd = Command::new(&bin);
+            cmd.arg("-c")
+                .arg(&config)
+                .arg("server")
+                .env("RUST_LOG", "garage=warn")
+                .stdin(Stdio::null())
+                .stdout(f.try_clone().expect("log"))
+                .stderr(f);
+            // SAFETY: prctl in the child before exec, no allocation
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn();
+            let ok = child.is_ok();
+            tx.send(child.map(|_| ()).map_err(|e| e.to_string()))
+                .expect("send");
+            if ok {
+                loop {
+                    std::thread::park();
+                }
+            }
+        })
+        .expect("garage thread");
+    rx.recv()
+        .expect("garage thread")
+        .unwrap_or_else(|e| panic!("starting {}: {e}", "garage server"));
+}
