@@ -180,6 +180,16 @@ fn without_redirects_berth_streams_ranges_and_uploads_survive_a_restart() {
         Vec::<String>::new(),
         "nothing left"
     );
+    // the restarted server sent the last part and completed the upload
+    let m = s.metrics();
+    for op in ["put_part", "complete_multipart", "copy"] {
+        let n = metric(
+            &m,
+            &format!("berth_object_store_requests_total{{op=\"{op}\",outcome=\"ok\"}}"),
+        );
+        assert!(n.is_some_and(|n| n >= 1.0), "{op}: {n:?}");
+    }
+    assert!(m.contains("berth_object_store_request_duration_seconds_count{op=\"put_part\"}"));
     let path = format!("/v2/acme/big/blobs/{d}");
     let got = no_redirects().get(s.url(&path)).send().unwrap();
     assert_eq!(got.status(), 200, "streamed through Berth");

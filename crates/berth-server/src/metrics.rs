@@ -24,6 +24,8 @@ pub struct Metrics {
     keys: GaugeVec,
     engine: GaugeVec,
     blob_ops: IntCounterVec,
+    store_requests: IntCounterVec,
+    store_latency: HistogramVec,
     refusals: IntCounterVec,
     /// One scrape at a time: scrapes set the read-at-scrape families.
     scrape: std::sync::Arc<tokio::sync::Mutex<()>>,
@@ -35,6 +37,18 @@ fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> 
 }
 
 impl Metrics {
+    /// What a metered object store reports its requests to.
+    pub fn object_store_observer(&self) -> berth_storage::metered::Observer {
+        let (n, t) = (self.store_requests.clone(), self.store_latency.clone());
+        std::sync::Arc::new(move |op, took, ok| {
+            n.with_label_values(&[op, if ok { "ok" } else { "error" }])
+                .inc();
+            if !took.is_zero() {
+                t.with_label_values(&[op]).observe(took.as_secs_f64());
+            }
+        })
+    }
+
     pub fn new() -> Metrics {
         let r = Registry::new();
         let requests = reg(
@@ -155,6 +169,37 @@ impl Metrics {
             )
             .expect("metric"),
         );
+        let store_requests = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "berth_object_store_requests_total",
+                    "Requests to a remote object store (S3) by operation and outcome (ok, error)",
+                ),
+                &["op", "outcome"],
+            )
+            .expect("metric"),
+        );
+        let store_latency = reg(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "berth_object_store_request_duration_seconds",
+                    "Time of requests to a remote object store (S3), by operation",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ]),
+                &["op"],
+            )
+            .expect("metric"),
+        );
+        for op in berth_storage::metered::OPERATIONS {
+            for outcome in ["ok", "error"] {
+                store_requests.with_label_values(&[op, outcome]);
+            }
+        }
         let refusals = reg(
             &r,
             IntCounterVec::new(
@@ -185,6 +230,8 @@ impl Metrics {
             keys,
             engine,
             blob_ops,
+            store_requests,
+            store_latency,
             refusals,
             scrape: Default::default(),
         }

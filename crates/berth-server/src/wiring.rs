@@ -152,6 +152,7 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
     }
     let blobs = Arc::new(open_blobs(cfg, &data_dir)?);
     let metrics = Metrics::new();
+    blobs.observe(metrics.object_store_observer());
     let dcfg = berth_distribution::Config {
         max_manifest_size: cfg.limits.max_manifest_size,
         upload_max_age: Duration::from_secs(cfg.uploads.max_age_secs),

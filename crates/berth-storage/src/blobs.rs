@@ -1,3 +1,4 @@
+use crate::metered::{Observer, ObserverSlot};
 use crate::pool::Pool;
 use crate::remote::{Pending, Remote};
 use berth_core::{Algorithm, Digest, Hasher};
@@ -110,6 +111,8 @@ pub struct BlobStore {
     remote: Option<Remote>,
     /// Presigns blob GETs for redirects, valid this long.
     signer: Option<(Arc<dyn Signer>, std::time::Duration)>,
+    /// Where a metered store (`metered.rs`) reports its requests.
+    observer: Option<ObserverSlot>,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<SessionState>>>>,
     ops: OpCounts,
     writes: Arc<Writes>,
@@ -191,6 +194,7 @@ impl BlobStore {
             staging: root.join("uploads"),
             remote: None,
             signer: None,
+            observer: None,
             sessions: Mutex::default(),
             ops: OpCounts::default(),
             writes: Arc::default(),
@@ -216,11 +220,30 @@ impl BlobStore {
             staging: PathBuf::new(),
             remote: Some(Remote::new(store.clone(), store, root)),
             signer: None,
+            observer: None,
             sessions: Mutex::default(),
             ops: OpCounts::default(),
             writes: Arc::default(),
             read_chunk: READ_CHUNK,
             sync: true,
+        }
+    }
+
+    /// The store's requests are reported through `slot` ([`BlobStore::observe`]).
+    pub fn observed_by(mut self, slot: ObserverSlot) -> BlobStore {
+        self.observer = Some(slot);
+        self
+    }
+
+    /// Report every object store request to `f` (operation, duration,
+    /// success), if the store is metered; once. Returns whether it is.
+    pub fn observe(&self, f: Observer) -> bool {
+        match &self.observer {
+            Some(slot) => {
+                let _ = slot.set(f);
+                true
+            }
+            None => false,
         }
     }
 

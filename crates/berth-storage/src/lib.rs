@@ -28,6 +28,7 @@
 mod blobs;
 #[doc(hidden)]
 pub mod contract;
+pub mod metered;
 mod pool;
 pub mod remote;
 mod s3;

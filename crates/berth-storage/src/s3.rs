@@ -3,6 +3,7 @@
 //! presigned GET URLs for redirects.
 
 use crate::blobs::{BlobStore, StorageError};
+use crate::metered::{Metered, ObserverSlot};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,8 +57,9 @@ pub fn client(s: &S3Settings) -> Result<AmazonS3, StorageError> {
 impl BlobStore {
     /// Blobs and upload sessions in an S3 bucket.
     pub fn s3(s: &S3Settings) -> Result<BlobStore, StorageError> {
-        let c = Arc::new(client(s)?);
-        let store = BlobStore::remote(c.clone(), &s.prefix);
+        let slot = ObserverSlot::default();
+        let c = Arc::new(Metered::new(Arc::new(client(s)?), slot.clone()));
+        let store = BlobStore::remote(c.clone(), &s.prefix).observed_by(slot);
         Ok(match s.redirect {
             Some(ttl) => store.with_signer(c, ttl),
             None => store,
