@@ -181,6 +181,50 @@ api_bind_addr = "127.0.0.1:{admin}"
         self.cli_try(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Object keys under `prefix` in the bucket, sorted.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let settings = berth_storage::S3Settings {
+            endpoint: Some(self.endpoint.clone()),
+            bucket: Some(self.bucket.clone()),
+            region: Some(self.region.clone()),
+            prefix: String::new(),
+            path_style: true,
+            access_key_id: Some(self.key_id.clone()),
+            secret_access_key: Some(self.secret.clone()),
+            redirect: None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use futures::TryStreamExt;
+            use object_store::ObjectStore;
+            let c = berth_storage::s3_client(&settings).expect("S3 client");
+            let p = object_store::path::Path::from(prefix);
+            let mut v: Vec<String> = c
+                .list(Some(&p))
+                .map_ok(|m| m.location.to_string())
+                .try_collect()
+                .await
+                .expect("listing the bucket");
+            v.sort();
+            v
+        })
+    }
+
+    /// Upload sessions with objects under `prefix/uploads/`.
+    pub fn sessions_under(&self, prefix: &str) -> usize {
+        let dir = format!("{prefix}/uploads/");
+        let mut ids: Vec<String> = self
+            .keys(&format!("{prefix}/uploads"))
+            .iter()
+            .filter_map(|k| k.strip_prefix(&dir)?.split('/').next().map(String::from))
+            .collect();
+        ids.dedup();
+        ids.len()
+    }
+
     /// The `BERTH_*` settings of a server whose blobs live here under
     /// `prefix`.
     pub fn berth_env(&self, prefix: &str) -> Vec<(String, String)> {

@@ -94,6 +94,8 @@ pub struct Server {
     env: Vec<(String, String)>,
     /// Start with the suites' admin token (else the server generates one).
     given_admin_token: bool,
+    /// Where its blobs are in the suites' Garage (`BERTH_TEST_BACKEND=s3`).
+    pub s3_prefix: Option<String>,
     pub log: PathBuf,
 }
 
@@ -118,10 +120,13 @@ impl Server {
         // with BERTH_TEST_BACKEND=s3, blobs in the process's Garage, under a
         // prefix of this server's own (the test's settings win)
         let mut all: Vec<(String, String)> = Vec::new();
+        let mut s3_prefix = None;
         if s3_backend() {
             static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            all.extend(garage().berth_env(&format!("{}-{n}", std::process::id())));
+            let prefix = format!("{}-{n}", std::process::id());
+            all.extend(garage().berth_env(&prefix));
+            s3_prefix = Some(prefix);
         }
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut s = Server {
@@ -132,6 +137,7 @@ impl Server {
             _tmp: Some(tmp),
             env: all,
             given_admin_token,
+            s3_prefix,
         };
         s.spawn();
         s
@@ -192,6 +198,17 @@ impl Server {
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Upload sessions with bytes staged: files in the data directory's
+    /// `store/uploads`, or session folders in the bucket.
+    pub fn staged_sessions(&self) -> usize {
+        match &self.s3_prefix {
+            Some(p) => garage().sessions_under(p),
+            None => std::fs::read_dir(self.data_dir.join("store/uploads"))
+                .map(|d| d.count())
+                .unwrap_or(0),
         }
     }
 

@@ -170,8 +170,7 @@ fn abandoned_sessions_are_reaped() {
     let r = c.post(s.url("/v2/reap/app/blobs/uploads/")).send().unwrap();
     let loc = hdr(&r, "location");
     c.patch(s.url(&loc)).body(vec![1u8; 4096]).send().unwrap();
-    let staged = s.data_dir.join("store/uploads");
-    assert_eq!(std::fs::read_dir(&staged).unwrap().count(), 1);
+    assert_eq!(s.staged_sessions(), 1);
     let metrics = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
     assert!(
         metrics.contains("berth_upload_sessions_open 1"),
@@ -186,11 +185,7 @@ fn abandoned_sessions_are_reaped() {
         assert!(Instant::now() < deadline, "session was not reaped");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(
-        std::fs::read_dir(&staged).unwrap().count(),
-        0,
-        "staged bytes must go too"
-    );
+    assert_eq!(s.staged_sessions(), 0, "staged bytes must go too");
     let metrics = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
     assert!(
         metrics.contains("berth_upload_sessions_open 0"),

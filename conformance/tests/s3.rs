@@ -22,23 +22,8 @@ fn settings(prefix: &str) -> S3Settings {
     }
 }
 
-/// Object keys under `prefix` in the bucket (through a second store).
 fn keys(prefix: &str) -> Vec<String> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use futures::TryStreamExt;
-        use object_store::ObjectStore;
-        let c = berth_storage::s3_client(&settings("")).unwrap();
-        let p = object_store::path::Path::from(prefix);
-        let mut v: Vec<String> = c
-            .list(Some(&p))
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .unwrap();
-        v.sort();
-        v
-    })
+    garage().keys(prefix)
 }
 
 #[test]

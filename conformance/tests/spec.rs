@@ -322,10 +322,7 @@ fn upload_errors_leave_nothing() {
     );
     // No staged bytes left behind; the one open session has sent nothing, so
     // it has no staging file yet (the first PATCH makes it).
-    let staged = std::fs::read_dir(s.data_dir.join("store/uploads"))
-        .unwrap()
-        .count();
-    assert_eq!(staged, 0);
+    assert_eq!(s.staged_sessions(), 0);
 }
 
 #[test]
