@@ -13,3 +13,7 @@ export BERTH_TOOLS="${BERTH_TOOLS:-$HOME/.cache/berth-tools}"
 cargo build --release --workspace --all-targets
 export BERTH_BIN="$CARGO_TARGET_DIR/release/berth"
 cargo test --release --workspace "$@"
+# The end-to-end suites once more with every test server's blobs in S3
+# (Garage, started by the suites: conformance/src/garage.rs).
+BERTH_TEST_BACKEND=s3 cargo test --release --workspace \
+  --test spec --test clients --test durability --test streaming "$@"

@@ -22,11 +22,13 @@
 //! append returns, so after a crash in between the next append starts from
 //! the state of the offset the metadata store has (parts past it are
 //! uploaded again under the same part numbers, which replaces them).
-//! Memory per request: one part buffer and the chunk in hand.
+//! Memory per request: two part buffers (one being sent while the next is
+//! read) and the chunk in hand.
 
 use crate::blobs::{ByteStream, StorageError};
 use berth_core::{Algorithm, Digest, Hasher, Sha256State};
 use bytes::Bytes;
+use futures::future::Either;
 use futures::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjPath;
@@ -40,6 +42,9 @@ use std::time::SystemTime;
 pub const PART: usize = 5 * 1024 * 1024;
 
 const MAGIC: &[u8; 8] = b"BERTHUP1";
+
+/// A part being sent.
+type Sending = futures::future::BoxFuture<'static, object_store::Result<PartId>>;
 
 /// What a state object says besides its tail.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -146,25 +151,34 @@ impl Remote {
         }
     }
 
-    /// Send the tail as the next part.
-    async fn put_part(&self, id: &str, p: &mut Pending) -> Result<(), StorageError> {
-        let upload = match &p.head.upload {
-            Some(u) => u.clone(),
-            None => {
-                let u = self.parts.create_multipart(&self.data(id)).await?;
-                self.store
-                    .put(&self.marker(id), PutPayload::from(u.clone()))
-                    .await?;
-                p.head.upload = Some(u.clone());
-                u
-            }
-        };
-        let bytes = Bytes::from(std::mem::replace(&mut p.tail, Vec::with_capacity(PART)));
-        let idx = p.head.parts.len();
-        let part = self
-            .parts
-            .put_part(&self.data(id), &upload, idx, bytes.into())
+    /// The multipart upload of a session, begun (and its id recorded in
+    /// the marker) if it has none.
+    async fn upload(&self, id: &str, p: &mut Pending) -> Result<String, StorageError> {
+        if let Some(u) = &p.head.upload {
+            return Ok(u.clone());
+        }
+        let u = self.parts.create_multipart(&self.data(id)).await?;
+        self.store
+            .put(&self.marker(id), PutPayload::from(u.clone()))
             .await?;
+        p.head.upload = Some(u.clone());
+        Ok(u)
+    }
+
+    /// The tail, sent as part number `idx`: a future that owns what it
+    /// needs, so that it can run while the next part is read. Dropping it
+    /// cancels the request (no upload outlives its request).
+    fn part(&self, id: &str, upload: String, idx: usize, p: &mut Pending) -> Sending {
+        let bytes = Bytes::from(std::mem::replace(&mut p.tail, Vec::with_capacity(PART)));
+        let (parts, path) = (self.parts.clone(), self.data(id));
+        Box::pin(async move { parts.put_part(&path, &upload, idx, bytes.into()).await })
+    }
+
+    /// Send the tail as the next part and wait for it.
+    async fn put_part(&self, id: &str, p: &mut Pending) -> Result<(), StorageError> {
+        let upload = self.upload(id, p).await?;
+        let idx = p.head.parts.len();
+        let part = self.part(id, upload, idx, p).await?;
         p.head.parts.push(part.content_id);
         Ok(())
     }
@@ -192,7 +206,21 @@ impl Remote {
         let loaded_prev = p.head.prev;
         let mut body = std::pin::pin!(body);
         let mut n = 0u64;
-        while let Some(chunk) = body.next().await {
+        // one part on its way while the next is read
+        let mut sending: Option<Sending> = None;
+        loop {
+            let next = match sending.as_mut() {
+                None => body.next().await,
+                Some(f) => match futures::future::select(f, body.next()).await {
+                    Either::Left((sent, _)) => {
+                        p.head.parts.push(sent?.content_id);
+                        sending = None;
+                        continue;
+                    }
+                    Either::Right((c, _)) => c,
+                },
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
             n += chunk.len() as u64;
             if let Some(l) = exact_len.filter(|l| n > *l) {
@@ -213,9 +241,17 @@ impl Remote {
                 p.tail.extend_from_slice(&c[..take]);
                 c = &c[take..];
                 if p.tail.len() == PART {
-                    self.put_part(id, &mut p).await?;
+                    if let Some(f) = sending.take() {
+                        p.head.parts.push(f.await?.content_id);
+                    }
+                    let upload = self.upload(id, &mut p).await?;
+                    let idx = p.head.parts.len();
+                    sending = Some(self.part(id, upload, idx, &mut p));
                 }
             }
+        }
+        if let Some(f) = sending.take() {
+            p.head.parts.push(f.await?.content_id);
         }
         if let Some(l) = exact_len.filter(|l| n != *l) {
             return Err(StorageError::LengthMismatch {
