@@ -69,7 +69,7 @@ if [ ! -x "$TOOLS/bin/promtool" ]; then
 fi
 
 # Garage, the S3 server the S3 suites start (a Rust build from crates.io:
-# about NN minutes on 2 cores once, then cached). Its own target directory,
+# about 20 minutes on 2 cores once, then cached). Its own target directory,
 # removed afterwards: only the binary is kept.
 GARAGE_VERSION=2.5.0
 if [ "$(cat "$TOOLS/.garage-version" 2>/dev/null)" != "$GARAGE_VERSION" ] || [ ! -x "$TOOLS/bin/garage" ]; then

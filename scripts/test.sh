@@ -14,6 +14,8 @@ cargo build --release --workspace --all-targets
 export BERTH_BIN="$CARGO_TARGET_DIR/release/berth"
 cargo test --release --workspace "$@"
 # The end-to-end suites once more with every test server's blobs in S3
-# (Garage, started by the suites: conformance/src/garage.rs).
+# (Garage, started by the suites: conformance/src/garage.rs): Berth
+# streaming blob reads, then the real clients following presigned redirects.
 BERTH_TEST_BACKEND=s3 cargo test --release --workspace \
-  --test spec --test clients --test durability --test streaming "$@"
+  --test spec --test durability --test streaming "$@"
+BERTH_TEST_BACKEND=s3-redirect cargo test --release --workspace --test clients "$@"

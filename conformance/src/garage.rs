@@ -4,8 +4,8 @@
 //! own layout, bucket and key made with its CLI. It dies with the process
 //! (parent-death signal from a thread that lives as long as the process).
 //!
-//! `BERTH_TEST_BACKEND=s3` makes every [`crate::Server`] keep its blobs
-//! there, each under a prefix of its own.
+//! `BERTH_TEST_BACKEND=s3` (or `s3-redirect`) makes every
+//! [`crate::Server`] keep its blobs there, each under a prefix of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,12 +23,20 @@ pub struct Garage {
     _dir: tempfile::TempDir,
 }
 
-/// Whether the suites run with blobs in S3 (`BERTH_TEST_BACKEND=s3`).
+/// Whether the suites run with blobs in S3: `BERTH_TEST_BACKEND=s3`
+/// (Berth streams blob reads) or `s3-redirect` (blob GETs are 307s to
+/// presigned URLs, for clients that follow them).
 pub fn s3_backend() -> bool {
+    s3_mode().is_some()
+}
+
+/// `Some(redirect)` when the suites run on S3.
+fn s3_mode() -> Option<bool> {
     match std::env::var("BERTH_TEST_BACKEND").as_deref() {
-        Ok("s3") => true,
-        Ok("filesystem") | Err(_) => false,
-        Ok(other) => panic!("BERTH_TEST_BACKEND={other}: filesystem or s3"),
+        Ok("s3") => Some(false),
+        Ok("s3-redirect") => Some(true),
+        Ok("filesystem") | Err(_) => None,
+        Ok(other) => panic!("BERTH_TEST_BACKEND={other}: filesystem, s3 or s3-redirect"),
     }
 }
 
@@ -226,7 +234,8 @@ api_bind_addr = "127.0.0.1:{admin}"
     }
 
     /// The `BERTH_*` settings of a server whose blobs live here under
-    /// `prefix`.
+    /// `prefix`; redirects as `BERTH_TEST_BACKEND` says (off unless
+    /// `s3-redirect`).
     pub fn berth_env(&self, prefix: &str) -> Vec<(String, String)> {
         [
             ("BERTH_STORAGE_BACKEND", "s3"),
@@ -236,6 +245,14 @@ api_bind_addr = "127.0.0.1:{admin}"
             ("BERTH_STORAGE_S3_PREFIX", prefix),
             ("BERTH_STORAGE_S3_ACCESS_KEY_ID", &self.key_id),
             ("BERTH_STORAGE_S3_SECRET_ACCESS_KEY", &self.secret),
+            (
+                "BERTH_STORAGE_S3_REDIRECT",
+                if s3_mode() == Some(true) {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
