@@ -105,7 +105,10 @@ api_bind_addr = "127.0.0.1:{admin}"
         // the node answers, then gets a role in a one-node layout
         let deadline = Instant::now() + Duration::from_secs(60);
         let node = loop {
-            let out = g.cli_try(&["node", "id", "-q"]);
+            // `status` goes through the server's RPC: it is up
+            let out = g
+                .cli_try(&["status"])
+                .and_then(|_| g.cli_try(&["node", "id", "-q"]));
             if let Ok(id) = out {
                 break id.trim().split('@').next().unwrap_or("").to_string();
             }
