@@ -30,6 +30,11 @@ pub fn s3_backend() -> bool {
     s3_mode().is_some()
 }
 
+/// Whether blob GETs are redirected (`BERTH_TEST_BACKEND=s3-redirect`).
+pub fn redirecting() -> bool {
+    s3_mode() == Some(true)
+}
+
 /// `Some(redirect)` when the suites run on S3.
 fn s3_mode() -> Option<bool> {
     match std::env::var("BERTH_TEST_BACKEND").as_deref() {

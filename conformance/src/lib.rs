@@ -470,6 +470,21 @@ pub fn metric(text: &str, sample: &str) -> Option<f64> {
     })
 }
 
+/// With `BERTH_TEST_BACKEND=s3-redirect`: the server sent blob reads to
+/// presigned URLs, so a client that pulled every blob followed them.
+pub fn assert_pulls_redirected(s: &Server) {
+    if garage::redirecting() {
+        let n = metric(
+            &s.metrics(),
+            "berth_blob_store_operations_total{op=\"redirects\"}",
+        );
+        assert!(
+            n.is_some_and(|n| n > 0.0),
+            "no blob read was redirected: {n:?}"
+        );
+    }
+}
+
 /// Run a command, panicking with its output when it fails.
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd

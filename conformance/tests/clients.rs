@@ -356,6 +356,7 @@ fn skopeo_single_and_multi_arch_round_trip() {
         .unwrap();
     assert!(!bad.status.success(), "a wrong password must not log in");
 
+    assert_pulls_redirected(&s);
     // skopeo delete by digest
     run(skopeo(&s)
         .args(["delete", "--tls-verify=false", "--creds", &admin_creds()])
@@ -693,6 +694,7 @@ fn ctr_pulls_a_multi_arch_image() {
     for d in layout_blobs(&src) {
         assert!(content.contains(&d), "ctr lacks {d}:\n{content}");
     }
+    assert_pulls_redirected(&s);
 }
 
 #[test]
@@ -756,6 +758,7 @@ fn docker_push_and_pull() {
     );
     let v: Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(v[0]["Architecture"], "amd64");
+    assert_pulls_redirected(&s);
     let (_, ct) = manifest_digest(&s, "dock/app", "v1");
     assert!(
         ct.starts_with("application/vnd.docker.distribution.manifest.v2+json")
