@@ -2,7 +2,8 @@
 # Run the same workloads against Berth and the reference registry (Debian's
 # docker-registry, CNCF distribution 2.8) on loopback in one run, plus the
 # physical ceilings: single-core sha256 and nginx serving the same blobs over
-# the same client code. Prints Berth/reference ratios and the targets.
+# the same client code; then pushes and pulls with Berth's blobs in S3
+# (Garage, scripts/garage.sh). Prints Berth/reference ratios and the targets.
 #
 # usage: benches/compare.sh [--quick] [extra berth-bench args]
 # Results: $OUT (default ./bench-results/<timestamp>/results.jsonl)
@@ -11,6 +12,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/berth-target}"
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 scripts/install-build-deps.sh
+# Garage for the S3 columns (built once into the tools cache)
+scripts/install-test-deps.sh
 need=()
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
@@ -85,6 +88,30 @@ wait_up "http://127.0.0.1:$NST/healthz"
 "$BIN/berth-bench" --url "http://127.0.0.1:$NST" --label berth-nostats --out "$OUT" --server-pid "$NSTPID" --creds "admin:$ADMIN" \
   --suites manifest "$@"
 kill "$NSTPID"; wait "$NSTPID" 2>/dev/null || true; rm -rf "$WORK/berth-nostats"
+
+# Berth with its blobs in S3: Garage on the same machine and disk. Pushes
+# stream into multipart uploads; pulls with redirects on (the default: the
+# client follows a presigned URL to Garage) and off (Berth streams).
+S3ENV=$(scripts/garage.sh "$WORK/garage")
+pids+=("$(sed -n 's/^GARAGE_PID=//p' <<<"$S3ENV")")
+s3_berth() { # label port data-dir extra-env...
+  local label=$1 port=$2 dir=$3; shift 3
+  # shellcheck disable=SC2046
+  env $(grep '^BERTH_' <<<"$S3ENV") BERTH_STORAGE_S3_PREFIX="$label" "$@" BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn \
+    "$BIN/berth" serve --listen "127.0.0.1:$port" --data-dir "$dir" >"$OUTDIR/$label.log" 2>&1 &
+  pids+=($!); S3PID=$!
+  wait_up "http://127.0.0.1:$port/healthz"
+}
+S3P=$(free_port)
+s3_berth berth-s3 "$S3P" "$WORK/berth-s3"
+"$BIN/berth-bench" --url "http://127.0.0.1:$S3P" --label berth-s3 --out "$OUT" --server-pid "$S3PID" --creds "admin:$ADMIN" \
+  --suites push,pull "$@"
+kill "$S3PID"; wait "$S3PID" 2>/dev/null || true
+S3SP=$(free_port)
+s3_berth berth-s3-streamed "$S3SP" "$WORK/berth-s3-streamed" BERTH_STORAGE_S3_REDIRECT=false
+"$BIN/berth-bench" --url "http://127.0.0.1:$S3SP" --label berth-s3-streamed --out "$OUT" --server-pid "$S3PID" --creds "admin:$ADMIN" \
+  --suites pull "$@"
+kill "$S3PID"; wait "$S3PID" 2>/dev/null || true
 
 # The disk's own ceiling in the same run: 1 GiB written sequentially and
 # flushed, with O_DIRECT (as Berth stages blobs) and through the page cache.

@@ -43,6 +43,16 @@ for w, c in sorted({(w, c) for (l, w, c) in by if l == "berth"}):
     )
 
 print()
+print(f"{'blobs in S3 (Garage)':<36} {'clients':>7} {'fs':>10} {'s3':>10} {'s3/fs':>6} {'streamed':>10} {'st/fs':>6}")
+for w, c in sorted({(w, c) for (l, w, c) in by if l == "berth-s3"}):
+    f = value(by.get(("berth", w, c)))
+    s3 = value(by[("berth-s3", w, c)])
+    st = value(by.get(("berth-s3-streamed", w, c)))
+    errs = {l: by[(l, w, c)]["errors"] for l in ("berth-s3", "berth-s3-streamed") if (l, w, c) in by}
+    bad = "" if not any(errs.values()) else f"  errors {errs}"
+    print(f"{w:<36} {c:>7} {fmt(f, 10)} {fmt(s3, 10)} {ratio(s3, f, 6)} {fmt(st, 10)} {ratio(st, f, 6)}  MB/s{bad}")
+
+print()
 for (l, w, c), r in sorted(by.items()):
     if l == "berth-nostats" and ("berth", w, c) in by:
         on, off = value(by[("berth", w, c)]), value(r)

@@ -18,7 +18,7 @@ pub(crate) const PACED_DELETES: usize = 32;
 /// After a step during which blobs were written, the collector waits this
 /// many times the step's length before the next: deletes and pushes share
 /// one disk's journal, and a nice value does not order I/O.
-const PAUSE_FACTOR: u32 = 3;
+const PAUSE_FACTOR: u32 = 5;
 
 /// The longest wait between two steps.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
@@ -129,10 +129,10 @@ mod tests {
         // nothing written: no pause, however long the step
         assert_eq!(pause(&at(5, 0), &at(5, 0), ms(400)), None);
         // a write began and ended during the step
-        assert_eq!(pause(&at(5, 0), &at(6, 0), ms(10)), Some(ms(30)));
+        assert_eq!(pause(&at(5, 0), &at(6, 0), ms(10)), Some(ms(50)));
         // one was in flight before or after it
-        assert_eq!(pause(&at(5, 1), &at(5, 1), ms(10)), Some(ms(30)));
-        assert_eq!(pause(&at(5, 1), &at(5, 0), ms(10)), Some(ms(30)));
+        assert_eq!(pause(&at(5, 1), &at(5, 1), ms(10)), Some(ms(50)));
+        assert_eq!(pause(&at(5, 1), &at(5, 0), ms(10)), Some(ms(50)));
         // a long step waits at most MAX_PAUSE
         assert_eq!(pause(&at(5, 0), &at(9, 2), ms(5000)), Some(MAX_PAUSE));
         // a step of no measurable length has nothing to wait for
