@@ -22,19 +22,32 @@ pub struct App {
     pub data_dir: PathBuf,
 }
 
-/// Auth over `meta` as configured. Returns the admin token when one was
-/// generated now (to be shown once).
-pub fn open_auth(cfg: &Config, meta: Meta) -> anyhow::Result<(Auth, Option<String>)> {
-    let admin_token = match (&cfg.auth.admin_token, &cfg.auth.admin_token_file) {
-        (Some(t), _) => Some(t.trim().to_string()),
+/// A secret given as a value or as a file holding it (trimmed).
+fn secret(
+    value: &Option<String>,
+    file: &Option<PathBuf>,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    Ok(match (value, file) {
+        (Some(v), _) => Some(v.trim().to_string()),
         (None, Some(f)) => Some(
             std::fs::read_to_string(f)
-                .with_context(|| format!("reading the admin token file {}", f.display()))?
+                .with_context(|| format!("reading {what} {}", f.display()))?
                 .trim()
                 .to_string(),
         ),
         (None, None) => None,
-    };
+    })
+}
+
+/// Auth over `meta` as configured. Returns the admin token when one was
+/// generated now (to be shown once).
+pub fn open_auth(cfg: &Config, meta: Meta) -> anyhow::Result<(Auth, Option<String>)> {
+    let admin_token = secret(
+        &cfg.auth.admin_token,
+        &cfg.auth.admin_token_file,
+        "the admin token file",
+    )?;
     let acfg = AuthConfig {
         enabled: cfg.auth.enabled,
         service: cfg.auth.service.clone(),
@@ -85,16 +98,11 @@ fn open_blobs(cfg: &Config, data_dir: &Path) -> anyhow::Result<BlobStore> {
             Ok(BlobStore::local(&data_dir.join("store"))?.synced(cfg.storage.sync))
         }
         Backend::S3 => {
-            let secret = match (&s3.secret_access_key, &s3.secret_access_key_file) {
-                (Some(k), _) => Some(k.trim().to_string()),
-                (None, Some(f)) => Some(
-                    std::fs::read_to_string(f)
-                        .with_context(|| format!("reading {}", f.display()))?
-                        .trim()
-                        .to_string(),
-                ),
-                (None, None) => None,
-            };
+            let secret = secret(
+                &s3.secret_access_key,
+                &s3.secret_access_key_file,
+                "the S3 secret access key file",
+            )?;
             let settings = S3Settings {
                 endpoint: s3.endpoint.clone(),
                 bucket: s3.bucket.clone(),
