@@ -110,7 +110,7 @@ kill "$S3PID"; wait "$S3PID" 2>/dev/null || true
 S3SP=$(free_port)
 s3_berth berth-s3-streamed "$S3SP" "$WORK/berth-s3-streamed" BERTH_STORAGE_S3_REDIRECT=false
 "$BIN/berth-bench" --url "http://127.0.0.1:$S3SP" --label berth-s3-streamed --out "$OUT" --server-pid "$S3PID" --creds "admin:$ADMIN" \
-  --suites pull "$@"
+  --suites push,pull "$@"
 kill "$S3PID"; wait "$S3PID" 2>/dev/null || true
 
 # The disk's own ceiling in the same run: 1 GiB written sequentially and

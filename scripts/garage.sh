@@ -18,6 +18,8 @@ data_dir = "$DIR/data"
 db_engine = "lmdb"
 replication_factor = 1
 metadata_fsync = true
+# blobs are compressed layers already: no zstd pass
+compression_level = "none"
 data_fsync = true
 rpc_bind_addr = "127.0.0.1:$RPC"
 rpc_public_addr = "127.0.0.1:$RPC"

@@ -79,6 +79,7 @@ data_dir = "{d}/data"
 db_engine = "lmdb"
 replication_factor = 1
 metadata_fsync = true
+compression_level = "none"
 data_fsync = true
 rpc_bind_addr = "127.0.0.1:{rpc}"
 rpc_public_addr = "127.0.0.1:{rpc}"
