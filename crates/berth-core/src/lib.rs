@@ -5,9 +5,11 @@
 
 pub mod digest;
 pub mod error;
+pub mod json;
 pub mod manifest;
 pub mod media_types;
 pub mod name;
+pub mod range;
 pub mod resumable;
 pub mod time;
 

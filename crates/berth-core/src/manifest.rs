@@ -172,8 +172,7 @@ impl Manifest {
     /// Parse and validate `body`, pushed with `content_type` (the request's
     /// `Content-Type`, if any).
     pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let v = crate::json::unique_keys(body).map_err(|e| ManifestError::Json(e.to_string()))?;
         let obj = v.as_object().ok_or(ManifestError::NotAnObject)?;
 
         let header = content_type.map(bare_content_type).filter(|h| {
@@ -313,6 +312,23 @@ mod tests {
         assert_eq!(m.media_type, mt::OCI_MANIFEST);
         let m = Manifest::parse(body.as_bytes(), None).unwrap();
         assert_eq!(m.media_type, mt::OCI_MANIFEST);
+    }
+
+    #[test]
+    fn a_duplicate_key_makes_a_manifest_invalid() {
+        // serde_json alone would keep the second mediaType and accept it
+        let body = image(r#","annotations":{"a":"1","a":"2"}"#);
+        let e = Manifest::parse(body.as_bytes(), Some(mt::OCI_MANIFEST)).unwrap_err();
+        assert!(
+            matches!(&e, ManifestError::Json(m) if m.contains("duplicate key")),
+            "{e}"
+        );
+        let twice = image("").replacen(
+            "{\"schemaVersion\":2,",
+            "{\"schemaVersion\":2,\"schemaVersion\":2,",
+            1,
+        );
+        assert!(Manifest::parse(twice.as_bytes(), None).is_err());
     }
 
     #[test]

@@ -1,67 +1,12 @@
 //! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
 
 use crate::{full, hv, status_response, ApiError, Body, Inner, Result};
+use berth_core::range::{parse_range, RangeReq};
 use berth_core::{Digest, ErrorCode, RepoName};
 use futures::TryStreamExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-
-/// A byte range resolved against a blob's size: `start..end` (end exclusive).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum RangeReq {
-    Full,
-    Partial(u64, u64),
-    Unsatisfiable,
-}
-
-/// Parse a `Range` header against `size`. Only single `bytes=` ranges are
-/// served; anything malformed or out of bounds is unsatisfiable (416), never
-/// a 500 and never an invalid 206.
-pub(crate) fn parse_range(h: Option<&str>, size: u64) -> RangeReq {
-    let Some(h) = h else { return RangeReq::Full };
-    let Some(spec) = h.trim().strip_prefix("bytes=") else {
-        return RangeReq::Unsatisfiable;
-    };
-    if spec.contains(',') {
-        return RangeReq::Unsatisfiable;
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeReq::Unsatisfiable;
-    };
-    let num = |s: &str| -> Option<u64> {
-        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
-            None
-        } else {
-            s.parse().ok()
-        }
-    };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        // suffix: the last n bytes
-        match num(b) {
-            Some(0) | None => RangeReq::Unsatisfiable,
-            Some(_) if size == 0 => RangeReq::Unsatisfiable,
-            Some(n) => RangeReq::Partial(size.saturating_sub(n), size),
-        }
-    } else {
-        let Some(start) = num(a) else {
-            return RangeReq::Unsatisfiable;
-        };
-        if start >= size {
-            return RangeReq::Unsatisfiable;
-        }
-        let end = if b.is_empty() {
-            size
-        } else {
-            match num(b) {
-                Some(e) if e >= start => e.saturating_add(1).min(size),
-                _ => return RangeReq::Unsatisfiable,
-            }
-        };
-        RangeReq::Partial(start, end)
-    }
-}
 
 pub(crate) async fn get_blob(
     s: &Inner,
@@ -175,33 +120,4 @@ pub(crate) async fn delete_blob(
         StatusCode::ACCEPTED,
         &[("docker-content-digest", digest.to_string())],
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        use RangeReq::*;
-        assert_eq!(parse_range(None, 10), Full);
-        assert_eq!(parse_range(Some("bytes=0-4"), 10), Partial(0, 5));
-        assert_eq!(parse_range(Some("bytes=5-"), 10), Partial(5, 10));
-        assert_eq!(parse_range(Some("bytes=5-100"), 10), Partial(5, 10));
-        assert_eq!(parse_range(Some("bytes=-3"), 10), Partial(7, 10));
-        assert_eq!(parse_range(Some("bytes=-30"), 10), Partial(0, 10));
-        assert_eq!(parse_range(Some("bytes=-0"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=10-"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=4-2"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("items=0-1"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=a-b"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=+1-2"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=0-0"), 0), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=-1"), 0), Unsatisfiable);
-        assert_eq!(
-            parse_range(Some("bytes=99999999999999999999999-"), 10),
-            Unsatisfiable
-        );
-    }
 }

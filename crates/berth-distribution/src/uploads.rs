@@ -8,6 +8,7 @@
 //! mid-PATCH) are cut off by the next append.
 
 use crate::{status_response, ApiError, Body, Inner, Query, Result};
+use berth_core::range::parse_content_range;
 use berth_core::{Digest, ErrorCode, RepoName};
 use berth_meta::{now_millis, UploadRecord};
 use berth_storage::{SessionState, Then};
@@ -76,27 +77,6 @@ fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
             .map(Some)
             .ok_or_else(|| ApiError::new(ErrorCode::BadRequest).message("invalid Content-Length")),
     }
-}
-
-/// `Content-Range: <start>-<end>` (also with a `bytes ` or `bytes=` prefix
-/// and a `/<total>` suffix). Returns the inclusive bounds.
-fn parse_content_range(v: &str) -> Option<(u64, u64)> {
-    let v = v.trim();
-    let v = v
-        .strip_prefix("bytes=")
-        .or_else(|| v.strip_prefix("bytes "))
-        .unwrap_or(v);
-    let v = v.split('/').next()?;
-    let (a, b) = v.trim().split_once('-')?;
-    let num = |s: &str| -> Option<u64> {
-        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
-            None
-        } else {
-            s.parse().ok()
-        }
-    };
-    let (a, b) = (num(a)?, num(b)?);
-    (b >= a).then_some((a, b))
 }
 
 /// How many bytes the body must carry, checked against the session's
@@ -393,20 +373,4 @@ pub(crate) async fn count(s: &Inner) -> std::result::Result<usize, berth_meta::M
         g.set(n as i64);
     }
     Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_content_range;
-
-    #[test]
-    fn content_ranges() {
-        assert_eq!(parse_content_range("0-99"), Some((0, 99)));
-        assert_eq!(parse_content_range("bytes 100-199/1000"), Some((100, 199)));
-        assert_eq!(parse_content_range("bytes=5-5"), Some((5, 5)));
-        assert_eq!(parse_content_range("9-3"), None);
-        assert_eq!(parse_content_range("-3"), None);
-        assert_eq!(parse_content_range("a-b"), None);
-        assert_eq!(parse_content_range(""), None);
-    }
 }
