@@ -115,7 +115,17 @@ impl Server {
         Server::launch(&[], false)
     }
 
+    /// Start with its data directory at `data_dir` (a small filesystem, a
+    /// path of the test's).
+    pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::launch_in(Some(data_dir), env, true)
+    }
+
     fn launch(env: &[(&str, &str)], given_admin_token: bool) -> Server {
+        Server::launch_in(None, env, given_admin_token)
+    }
+
+    fn launch_in(data_dir: Option<&Path>, env: &[(&str, &str)], given_admin_token: bool) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         // with BERTH_TEST_BACKEND=s3, blobs in the process's Garage, under a
         // prefix of this server's own (the test's settings win)
@@ -132,7 +142,7 @@ impl Server {
         let mut s = Server {
             child: None,
             port: free_port(),
-            data_dir: tmp.path().join("data"),
+            data_dir: data_dir.map_or_else(|| tmp.path().join("data"), Path::to_path_buf),
             log: tmp.path().join("berth.log"),
             _tmp: Some(tmp),
             env: all,

@@ -35,6 +35,9 @@ pub enum ErrorCode {
     Internal,
     /// Not in the spec's table: the server is shutting down or overloaded.
     Unavailable,
+    /// The registry's storage is full (507): not the client's fault, not
+    /// retried at once.
+    InsufficientStorage,
 }
 
 impl ErrorCode {
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "SIZE_INVALID",
             ErrorCode::Internal => "UNKNOWN",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::InsufficientStorage => "INSUFFICIENT_STORAGE",
         }
     }
 
@@ -90,6 +94,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::InsufficientStorage => 507,
         }
     }
 
@@ -119,6 +124,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload too large",
             ErrorCode::Internal => "internal server error",
             ErrorCode::Unavailable => "service unavailable",
+            ErrorCode::InsufficientStorage => "the registry's storage is full",
         }
     }
 }

@@ -70,6 +70,10 @@ impl berth_http::ApiError for ApiError {
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
     }
 
+    fn bad_request(detail: String) -> ApiError {
+        ApiError::new(ErrorCode::BadRequest).message(detail)
+    }
+
     fn render(self, head: bool) -> http::Response<berth_http::Body> {
         let mut r = berth_http::error_response(
             berth_http::ApiError::status(&self),
@@ -123,6 +127,11 @@ impl From<MetaError> for ApiError {
                     "reason": r.to_string(),
                 }));
         }
+        if e.to_string().contains("No space left on device") {
+            tracing::warn!(error = %e, "metadata store out of space");
+            return ApiError::new(ErrorCode::InsufficientStorage)
+                .detail("the metadata store has no space left");
+        }
         if e.is_retryable() {
             unavailable(e)
         } else {
@@ -162,6 +171,10 @@ impl From<StorageError> for ApiError {
                 .detail(m),
             StorageError::LengthMismatch { expected, got } => ApiError::new(ErrorCode::SizeInvalid)
                 .detail(json!({ "declared": expected, "received": got })),
+            StorageError::Full(m) => {
+                tracing::warn!(reason = %m, "upload refused: storage full");
+                ApiError::new(ErrorCode::InsufficientStorage).detail(m)
+            }
             other => ApiError::internal(other),
         }
     }

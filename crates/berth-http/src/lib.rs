@@ -38,6 +38,11 @@ pub trait ApiError: Send {
     fn status(&self) -> StatusCode;
     /// The response (for `HEAD`: the same head, no body).
     fn render(self, head: bool) -> Response<Body>;
+    /// A 400 for a request refused before its API looks at it
+    /// ([`malformed`]).
+    fn bad_request(detail: String) -> Self
+    where
+        Self: Sized;
 }
 
 /// One HTTP API.
@@ -75,7 +80,11 @@ pub async fn dispatch<A: ApiHandler>(
 ) -> (&'static str, Response<Body>) {
     let head = req.method() == Method::HEAD;
     let (parts, body) = req.into_parts();
-    let (route, res) = match api.parse(&parts) {
+    let parsed = match malformed(&parts) {
+        Some(why) => Err(A::Error::bad_request(why)),
+        None => api.parse(&parts),
+    };
+    let (route, res) = match parsed {
         Ok(ep) => {
             let route = A::route(&ep);
             (route, api.handle(ep, parts, body).await)
@@ -88,6 +97,81 @@ pub async fn dispatch<A: ApiHandler>(
     };
     api.finish(&mut resp);
     (route, resp)
+}
+
+/// What makes a request unservable whatever its path (RFC 9112, 3.2): an
+/// HTTP/1.1 request needs exactly one `Host` header, `host[:port]` or empty.
+/// (HTTP/1.0 may omit it; HTTP/2 carries `:authority` instead.) Framing
+/// conflicts — two `Content-Length`s that differ, a `Transfer-Encoding` not
+/// ending in `chunked` — are refused by hyper before a request exists; with
+/// both `Transfer-Encoding: chunked` and `Content-Length`, hyper reads the
+/// body chunked and closes the connection after the answer, as RFC 9112 6.3
+/// allows.
+pub fn malformed(parts: &Parts) -> Option<String> {
+    if parts.version != http::Version::HTTP_11 {
+        return None;
+    }
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => Some("an HTTP/1.1 request needs a Host header (RFC 9112, 3.2)".into()),
+        (Some(_), Some(_)) => Some("more than one Host header (RFC 9112, 3.2)".into()),
+        (Some(h), None) if !valid_host(h.as_bytes()) => {
+            Some("the Host header is not host[:port] (RFC 9112, 3.2)".into())
+        }
+        _ => None,
+    }
+}
+
+/// `uri-host [":" port]` of RFC 3986, or empty (a request target with no
+/// authority).
+fn valid_host(h: &[u8]) -> bool {
+    let (host, port) = if h.first() == Some(&b'[') {
+        let Some(end) = h.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &h[1..end];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        {
+            return false;
+        }
+        (&h[..=end], &h[end + 1..])
+    } else {
+        match h.iter().rposition(|&b| b == b':') {
+            Some(i) => (&h[..i], &h[i..]),
+            None => (h, &h[h.len()..]),
+        }
+    };
+    let reg_name = host.first() == Some(&b'[')
+        || host.iter().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                )
+        });
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    reg_name && port_ok && (!host.is_empty() || port.is_empty())
 }
 
 pub fn empty() -> Body {
@@ -172,6 +256,9 @@ mod tests {
         fn render(self, head: bool) -> Response<Body> {
             error_response(self.0, b"{\"bad\":1}".to_vec(), "application/json", head)
         }
+        fn bad_request(_: String) -> Bad {
+            Bad(StatusCode::BAD_REQUEST)
+        }
     }
     impl ApiHandler for Echo {
         type Endpoint = &'static str;
@@ -204,7 +291,52 @@ mod tests {
     }
 
     fn req(m: Method, p: &str) -> Request<Body> {
-        Request::builder().method(m).uri(p).body(empty()).unwrap()
+        Request::builder()
+            .method(m)
+            .uri(p)
+            .header("host", "registry.example:5000")
+            .body(empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn http11_needs_exactly_one_valid_host() {
+        let with = |hosts: &[&str], v: http::Version| {
+            let mut b = Request::builder().uri("/ok").version(v);
+            for h in hosts {
+                b = b.header("host", *h);
+            }
+            b.body(empty()).unwrap()
+        };
+        use http::Version as V;
+        for (hosts, v, status) in [
+            (&[][..], V::HTTP_11, StatusCode::BAD_REQUEST),
+            (&["a", "a"][..], V::HTTP_11, StatusCode::BAD_REQUEST),
+            (&["a", "b"][..], V::HTTP_11, StatusCode::BAD_REQUEST),
+            (&["a b"][..], V::HTTP_11, StatusCode::BAD_REQUEST),
+            (&["a/b"][..], V::HTTP_11, StatusCode::BAD_REQUEST),
+            (&["u@a"][..], V::HTTP_11, StatusCode::BAD_REQUEST),
+            (&["a:80x"][..], V::HTTP_11, StatusCode::BAD_REQUEST),
+            (&["[::1"][..], V::HTTP_11, StatusCode::BAD_REQUEST),
+            (&[":80"][..], V::HTTP_11, StatusCode::BAD_REQUEST),
+            (&[""][..], V::HTTP_11, StatusCode::NO_CONTENT),
+            (&["127.0.0.1:5000"][..], V::HTTP_11, StatusCode::NO_CONTENT),
+            (&["[::1]:5000"][..], V::HTTP_11, StatusCode::NO_CONTENT),
+            (
+                &["registry.example"][..],
+                V::HTTP_11,
+                StatusCode::NO_CONTENT,
+            ),
+            (&["a:"][..], V::HTTP_11, StatusCode::NO_CONTENT),
+            (&[][..], V::HTTP_10, StatusCode::NO_CONTENT),
+            (&[][..], V::HTTP_2, StatusCode::NO_CONTENT),
+        ] {
+            let (route, r) = dispatch(&Echo, with(hosts, v)).await;
+            assert_eq!(r.status(), status, "{hosts:?} {v:?}");
+            if status == StatusCode::BAD_REQUEST {
+                assert_eq!(route, "echo.unrouted", "refused before routing");
+            }
+        }
     }
 
     #[tokio::test]

@@ -50,6 +50,10 @@ impl berth_http::ApiError for ManagementError {
         self.status
     }
 
+    fn bad_request(detail: String) -> Self {
+        Self::invalid(detail)
+    }
+
     fn render(self, head: bool) -> Response<Body> {
         let body = json!({
             "type": "about:blank",

@@ -392,6 +392,7 @@ mod tests {
         let req = http::Request::builder()
             .method(m)
             .uri(path)
+            .header("host", "127.0.0.1:5000")
             .body(berth_http::empty())
             .unwrap();
         let (_, r) = berth_http::dispatch(&api, req).await;

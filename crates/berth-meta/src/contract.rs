@@ -59,6 +59,7 @@ macro_rules! contract_suite {
             tag_rules_protect_and_freeze,
             race_immutable_tag_created_once,
             recycle_bin_restore_and_purge,
+            check_finds_what_is_off,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -70,6 +71,72 @@ macro_rules! contract_suite {
             }
         )*
     };
+}
+
+/// `Meta::check` finds nothing to recount differently.
+fn consistent(m: &Meta) {
+    let r = m.check().unwrap();
+    assert!(r.ok(), "{:#?}", r.problems);
+}
+
+/// The check recounts: a counter, an index row or a link made wrong by
+/// hand is each reported.
+pub fn check_finds_what_is_off(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    let d = Digest::sha256_of(b"layer");
+    m.link_blob("c/app", &d, 5).unwrap();
+    put_m(
+        &m,
+        "c/app",
+        &Digest::sha256_of(b"m"),
+        &["v1"],
+        vec![Ref::Blob {
+            digest: d.clone(),
+            size: 5,
+        }],
+    )
+    .unwrap();
+    consistent(&m);
+    let report = |m: &Meta| m.check().unwrap().problems.join("\n");
+    let mut b = Batch::new();
+    b.add(
+        Cf::Counters,
+        crate::counter::registry_blob_bytes("c").into_bytes(),
+        1,
+    );
+    m.kv().write(b).unwrap();
+    assert!(
+        report(&m).contains("registry/c/blob_bytes"),
+        "{}",
+        report(&m)
+    );
+    let mut b = Batch::new();
+    b.add(
+        Cf::Counters,
+        crate::counter::registry_blob_bytes("c").into_bytes(),
+        -1,
+    );
+    b.delete(Cf::BlobRepos, crate::meta::key2(&d.to_string(), "c/app"));
+    m.kv().write(b).unwrap();
+    assert!(report(&m).contains("blob_repos"), "{}", report(&m));
+    let mut b = Batch::new();
+    b.put(
+        Cf::BlobRepos,
+        crate::meta::key2(&d.to_string(), "c/app"),
+        Vec::new(),
+    );
+    b.put(
+        Cf::Links,
+        crate::meta::key2("c/other", "sha256:0000"),
+        crate::meta::enc(&crate::LinkRecord {
+            size: 1,
+            linked_ms: 0,
+        }),
+    );
+    m.kv().write(b).unwrap();
+    let r = report(&m);
+    assert!(r.contains("dangling link"), "{r}");
+    assert!(r.contains("blob_repos row"), "{r}");
 }
 
 fn keys(rows: Rows) -> Vec<Vec<u8>> {
@@ -510,6 +577,7 @@ pub fn manifests_tags_move_and_cascade(kv: impl KvStore) {
     assert_eq!(m.referrers("a", &subj, 10).unwrap().len(), 0);
     // The same digest in another repository is another manifest.
     assert!(!m.manifest_exists("a/b", &d1).unwrap());
+    consistent(&m);
 }
 
 pub fn manifest_references_checked_and_indexed(kv: impl KvStore) {
@@ -843,6 +911,7 @@ pub fn race_tag_moves_and_deletes(kv: impl KvStore) {
             None => assert!(index.is_empty(), "{tag}: index rows without the tag"),
         }
     }
+    consistent(&m);
 }
 
 /// Recording a token's use while it is revoked never un-revokes it.
@@ -1057,6 +1126,7 @@ pub fn repo_figures_exact(kv: impl KvStore) {
     assert_eq!((app.artifacts, app.tags, app.manifest_bytes), (0, 0, 0));
     assert_eq!(app.kinds, [0, 0, 0]);
     assert_eq!(m.registry_usage("t").unwrap(), (17, 20));
+    consistent(&m);
 }
 
 /// Concurrent pushes of the same blobs and manifests into sibling
@@ -1100,6 +1170,7 @@ pub fn race_repo_figures_exact(kv: impl KvStore) {
         );
     }
     assert_eq!(m.registry_usage("r").unwrap(), (1000 + 2 * own, 18));
+    consistent(&m);
 }
 
 /// Every tag move is recorded, newest first, with who did it; a restore
@@ -1232,6 +1303,7 @@ pub fn delete_repository_takes_everything(kv: impl KvStore) {
             );
         }
     }
+    consistent(&m);
 }
 
 /// A manifest an index lists is not deleted through the management API;
@@ -1474,6 +1546,7 @@ pub fn race_quota_never_overshoots(kv: impl KvStore) {
     let n = admitted.load(Ordering::Relaxed);
     assert!(n > 0 && n < 32, "{n} admitted");
     assert!(blobs > 1000 - 9, "left room: usage {blobs}");
+    consistent(&m);
 }
 
 /// A writer that rewrites a guard key with the value it had (a push of the
@@ -1647,6 +1720,7 @@ pub fn gc_steps_keep_what_is_reached(kv: impl KvStore) {
     // the listings collection walks
     assert_eq!(m.list_links(None, 100).unwrap().len(), 3);
     assert_eq!(m.list_blobs(None, 100).unwrap().len(), 3);
+    consistent(&m);
 }
 
 /// Collection unlinking an unreferenced blob while a manifest referencing
@@ -1683,6 +1757,7 @@ pub fn race_gc_unlink_vs_manifest_push(kv: impl KvStore) {
             "round {round}: one of them wins"
         );
     }
+    consistent(&m);
 }
 
 /// Collection deleting an untagged manifest while a push tags it: a tag
@@ -2009,4 +2084,5 @@ pub fn recycle_bin_restore_and_purge(kv: impl KvStore) {
     push(&m0);
     assert!(m0.delete_manifest("rb/app", &man, "t").unwrap());
     assert!(m0.list_bin("rb/", None, 10).unwrap().is_empty());
+    consistent(&m);
 }

@@ -19,13 +19,17 @@
 
 mod bin;
 pub mod cf;
+mod check;
 mod gc;
 mod kv;
 mod mem;
 mod meta;
+#[cfg(test)]
+mod model;
 mod policies;
 mod principals;
 mod repos;
+#[cfg(feature = "rocksdb")]
 mod rocks;
 mod rules;
 mod tx;
@@ -34,6 +38,7 @@ mod tx;
 pub mod contract;
 
 pub use bin::{repo_bin_prefix, BinEntry, BinnedManifest, BinnedTag, Purged, Restored};
+pub use check::CheckReport;
 pub use gc::{Candidates, GcReach, GcRun, GC_LOCK_TTL_MS};
 pub use kv::{counter_value, Batch, Cond, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;
@@ -47,6 +52,7 @@ pub use principals::{
     UserRefused, Visibility,
 };
 pub use repos::{AuditFilter, AuditPage, AuditRecord, ManifestDelete, RepoStats, TagEvent};
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 pub use rules::{
     validate_pattern, RuleRefused, TagChange, TagRefusal, TagRule, TagRuleKind, ADMIN_SUBJECT,

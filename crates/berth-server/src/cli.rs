@@ -333,6 +333,13 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Check a stopped server's metadata store: recount every usage figure
+    /// and cross-check links, indexes and tags (exit 1, naming each
+    /// disagreement).
+    Fsck {
+        #[command(flatten)]
+        args: ConfigArgs,
+    },
     /// Validate or show the configuration (file, environment, flags).
     Config {
         #[command(subcommand)]

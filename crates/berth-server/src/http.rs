@@ -3,6 +3,7 @@
 //! latency metrics. Each API parses, handles and renders its own errors
 //! through [`berth_http::dispatch`].
 
+use crate::inbound::{self, Inbound, Rest, RestSlot};
 use crate::metrics::Metrics;
 use crate::ops::Ops;
 use berth_distribution::{Distribution, TokenService};
@@ -52,6 +53,8 @@ pub fn api_for(path: &str) -> Api {
 }
 
 pub struct Router {
+    /// `http.body_idle_timeout_secs`.
+    pub body_idle: std::time::Duration,
     pub dist: Distribution,
     pub token: TokenService,
     pub management: Management,
@@ -110,6 +113,27 @@ fn request_id<B>(req: &Request<B>) -> String {
 }
 
 impl Router {
+    /// Whether the HTTP/1.1 connection can carry another request after this
+    /// answer: the request body was read to its end, or its unread rest is
+    /// short and is drained now (`inbound.rs`).
+    async fn keeps_connection(&self, rest: Option<RestSlot>, waits_for_continue: bool) -> bool {
+        let Some(slot) = rest else {
+            return true;
+        };
+        let rest = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
+        let keep = match rest {
+            Rest::Done => return true,
+            Rest::Broken => false,
+            // the client has not sent the body and waits to be told to
+            Rest::Unread(_) if waits_for_continue => false,
+            Rest::Unread(body) => inbound::drain(body).await,
+        };
+        if !keep {
+            self.metrics.undrained.inc();
+        }
+        keep
+    }
+
     pub async fn serve(&self, req: Request<hyper::body::Incoming>, peer: String) -> Response<Body> {
         let start = Instant::now();
         let rid = request_id(&req);
@@ -117,8 +141,22 @@ impl Router {
         let path = req.uri().path().to_string();
         let span = tracing::info_span!("request", id = %rid, method = %method, path = %path);
         async move {
-            let mut req =
-                req.map(|b| berth_http::boxed(Counted::new(b, self.metrics.bytes_in.clone())));
+            let h1 = req.version() < http::Version::HTTP_2;
+            let waits_for_continue = req
+                .headers()
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let mut rest = None;
+            let mut req = req.map(|b| {
+                let (b, slot) = Inbound::new(
+                    b,
+                    self.body_idle,
+                    self.metrics.bytes_in.clone(),
+                    self.metrics.body_timeouts.clone(),
+                );
+                rest = Some(slot);
+                berth_http::boxed(b)
+            });
             req.extensions_mut().insert(ClientAddr(peer));
             let (route, mut resp) = match api_for(&path) {
                 Api::Distribution => dispatch(&self.dist, req).await,
@@ -126,6 +164,10 @@ impl Router {
                 Api::Management => dispatch(&self.management, req).await,
                 Api::Ops => dispatch(&self.ops, req).await,
             };
+            if h1 && !self.keeps_connection(rest, waits_for_continue).await {
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
             let status = resp.status();
             let elapsed = start.elapsed();
             self.metrics

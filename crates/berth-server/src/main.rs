@@ -1,16 +1,17 @@
 //! `berth`: an OCI distribution registry in one binary.
 //!
-//! Where things are: `cli.rs` (the commands), `config.rs` (settings),
+//! Where things are: `cli.rs` (the commands), the settings in `berth-config`,
 //! `wiring.rs` (stores and APIs from the settings), `http.rs` (path prefix →
 //! API, request ids, spans, metrics), `ops.rs` (health and metrics
-//! endpoints), `listener.rs` (accept loop, graceful shutdown), `jobs.rs`
+//! endpoints), `listener.rs` (accept loop, connection limits and timeouts,
+//! graceful shutdown), `inbound.rs` (request bodies), `jobs.rs`
 //! (background jobs), `online.rs` (the administration commands, through the
 //! management API), `offline.rs` (the same on a stopped server's data
 //! directory), `metrics.rs`.
 
 mod cli;
-mod config;
 mod http;
+mod inbound;
 mod jobs;
 mod listener;
 mod metrics;
@@ -19,6 +20,7 @@ mod online;
 mod ops;
 mod wiring;
 
+use berth_config as config;
 use clap::Parser;
 use cli::{Cli, Command, ConfigArgs, ConfigCmd};
 use config::{Config, Loaded, Overrides};
@@ -60,6 +62,15 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(serve(loaded.config))
+        }
+        Command::Fsck { args } => {
+            let Ok(loaded) = load(&args) else {
+                std::process::exit(1);
+            };
+            if !offline::fsck(&loaded.config)? {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Config { cmd } => match cmd {
             ConfigCmd::Check { args } => {
@@ -156,6 +167,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
     }
     let router = Arc::new(http::Router {
+        body_idle: Duration::from_secs(cfg.http.body_idle_timeout_secs),
         ops: ops::Ops {
             dist: app.dist.clone(),
             auth: app.auth.clone(),
@@ -166,5 +178,5 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         management: app.management,
         metrics: app.metrics,
     });
-    listener::run(cfg.listen, router).await
+    listener::run(cfg.listen, &cfg.http, router).await
 }

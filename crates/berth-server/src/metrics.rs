@@ -16,6 +16,13 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounter,
+    /// Client connections being served.
+    pub connections: IntGauge,
+    /// Request bodies abandoned for sending nothing within the idle timeout.
+    pub body_timeouts: IntCounter,
+    /// Connections closed after an answer given before the request body
+    /// was read (the rest was too long to drain).
+    pub undrained: IntCounter,
     pub open_uploads: IntGauge,
     session_locks: IntGauge,
     stored: IntGaugeVec,
@@ -89,6 +96,30 @@ impl Metrics {
             &r,
             IntCounter::new("berth_http_sent_bytes_total", "Response body bytes sent")
                 .expect("metric"),
+        );
+        let connections = reg(
+            &r,
+            IntGauge::new(
+                "berth_http_connections_open",
+                "Client connections being served (at most http.max_connections)",
+            )
+            .expect("metric"),
+        );
+        let body_timeouts = reg(
+            &r,
+            IntCounter::new(
+                "berth_http_body_timeouts_total",
+                "Request bodies abandoned after sending nothing for http.body_idle_timeout_secs",
+            )
+            .expect("metric"),
+        );
+        let undrained = reg(
+            &r,
+            IntCounter::new(
+                "berth_http_undrained_closes_total",
+                "Connections closed after an answer because the request body was not read to its end (longer than is drained, stalled, or awaiting 100-continue)",
+            )
+            .expect("metric"),
         );
         let open_uploads = reg(
             &r,
@@ -222,6 +253,9 @@ impl Metrics {
             latency,
             bytes_in,
             bytes_out,
+            connections,
+            body_timeouts,
+            undrained,
             open_uploads,
             session_locks,
             stored,

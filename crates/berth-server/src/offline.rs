@@ -11,6 +11,42 @@ fn days_from_now(days: u64) -> u64 {
     berth_meta::now_millis() + days * 86_400_000
 }
 
+/// Open the metadata store of a stopped server.
+fn open_meta(cfg: &Config) -> anyhow::Result<Meta> {
+    let meta_dir = cfg.data_dir.join("meta");
+    let store = RocksStore::open(&meta_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open {}: {e}\nIf berth is running on this data directory, stop it first: these commands work offline.",
+            meta_dir.display()
+        )
+    })?;
+    Ok(Meta::new(store).with_recycle_bin(cfg.gc.recycle_bin_secs.saturating_mul(1000)))
+}
+
+/// `berth fsck`: recount and cross-check the metadata store; whether all
+/// agreed.
+pub fn fsck(cfg: &Config) -> anyhow::Result<bool> {
+    if !cfg.data_dir.join("meta").exists() {
+        anyhow::bail!("no metadata store in {}", cfg.data_dir.display());
+    }
+    let report = open_meta(cfg)?.check()?;
+    let rows: Vec<String> = report
+        .rows
+        .iter()
+        .map(|(cf, n)| format!("{cf} {n}"))
+        .collect();
+    println!("checked: {}", rows.join(", "));
+    for p in &report.problems {
+        println!("problem: {p}");
+    }
+    if report.ok() {
+        println!("ok: every figure recounts and every index agrees");
+    } else {
+        println!("{} problem(s)", report.problems.len());
+    }
+    Ok(report.ok())
+}
+
 /// Open the data directory (the server must be stopped: RocksDB allows one
 /// process) and run `f` on it.
 fn with_admin(data: DataArgs, f: impl FnOnce(&Admin) -> anyhow::Result<()>) -> anyhow::Result<()> {
@@ -24,14 +60,7 @@ fn with_admin(data: DataArgs, f: impl FnOnce(&Admin) -> anyhow::Result<()>) -> a
     .map_err(|e| anyhow::anyhow!("configuration refused:\n  {}", e.0.join("\n  ")))?
     .config;
     std::fs::create_dir_all(&cfg.data_dir)?;
-    let meta_dir = cfg.data_dir.join("meta");
-    let store = RocksStore::open(&meta_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open {}: {e}\nIf berth is running on this data directory, stop it first: these commands work offline.",
-            meta_dir.display()
-        )
-    })?;
-    let meta = Meta::new(store).with_recycle_bin(cfg.gc.recycle_bin_secs.saturating_mul(1000));
+    let meta = open_meta(&cfg)?;
     let (_, shown) = crate::wiring::open_auth(&cfg, meta.clone())?;
     if let Some(t) = shown {
         println!("admin token (created now, shown only once): {t}");

@@ -24,11 +24,15 @@ pub enum Endpoint {
 /// No such route (or method): the OCI error envelope, which every client
 /// of a registry understands.
 #[derive(Debug)]
-pub struct OpsError(StatusCode, &'static str, &'static str);
+pub struct OpsError(StatusCode, &'static str, std::borrow::Cow<'static, str>);
 
 impl berth_http::ApiError for OpsError {
     fn status(&self) -> StatusCode {
         self.0
+    }
+
+    fn bad_request(detail: String) -> OpsError {
+        OpsError(StatusCode::BAD_REQUEST, "BAD_REQUEST", detail.into())
     }
 
     fn render(self, head: bool) -> Response<Body> {
@@ -60,7 +64,7 @@ impl ApiHandler for Ops {
                 return Err(OpsError(
                     StatusCode::NOT_FOUND,
                     "NOT_FOUND",
-                    "no such route",
+                    "no such route".into(),
                 ))
             }
         };
@@ -69,7 +73,7 @@ impl ApiHandler for Ops {
             _ => Err(OpsError(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "UNSUPPORTED",
-                "the operation is unsupported",
+                "the operation is unsupported".into(),
             )),
         }
     }

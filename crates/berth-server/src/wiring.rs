@@ -94,9 +94,9 @@ fn show_admin_token(data_dir: &Path, token: &str) -> anyhow::Result<()> {
 fn open_blobs(cfg: &Config, data_dir: &Path) -> anyhow::Result<BlobStore> {
     let s3 = &cfg.storage.s3;
     match cfg.storage.backend {
-        Backend::Filesystem => {
-            Ok(BlobStore::local(&data_dir.join("store"))?.synced(cfg.storage.sync))
-        }
+        Backend::Filesystem => Ok(BlobStore::local(&data_dir.join("store"))?
+            .synced(cfg.storage.sync)
+            .reserve_free(cfg.storage.min_free_bytes)),
         Backend::S3 => {
             let secret = secret(
                 &s3.secret_access_key,

@@ -43,13 +43,48 @@ pub enum StorageError {
     /// An upload session's state in the object store could not be read.
     #[error("{0}")]
     Corrupt(String),
+    /// The filesystem is full, or would be left with less than the free
+    /// space the metadata store is guaranteed (`storage.min_free_bytes`).
+    #[error("{0}")]
+    Full(String),
+}
+
+/// Whether an I/O error says the filesystem (or the user's quota) is full.
+fn is_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io {
-        path: path.display().to_string(),
-        source,
+    move |source| {
+        if is_full(&source) {
+            return StorageError::Full(format!("no space left writing {}", path.display()));
+        }
+        StorageError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
+}
+
+/// Bytes free for an unprivileged writer on the filesystem holding `path`.
+#[cfg(target_os = "linux")]
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs with a NUL-terminated path and a zeroed struct to fill.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut st) == 0)
+            .then(|| (st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn free_bytes(_: &Path) -> Option<u64> {
+    None
 }
 
 /// A blocking task on `path` that panicked or was cancelled.
@@ -121,6 +156,9 @@ pub struct BlobStore {
     /// (default). Off: acknowledged data survives a crash of Berth but not
     /// of the machine, as with distribution.
     sync: bool,
+    /// Local staging refuses bytes that would leave the filesystem with
+    /// less free space than this (room for the metadata store's writes).
+    min_free: u64,
 }
 
 const READ_CHUNK: usize = 256 * 1024;
@@ -200,7 +238,31 @@ impl BlobStore {
             writes: Arc::default(),
             read_chunk: READ_CHUNK,
             sync: true,
+            min_free: 0,
         })
+    }
+
+    /// Keep at least `bytes` free on the local filesystem: an upload that
+    /// would go below is refused with [`StorageError::Full`] (before its
+    /// bytes are read when its length is declared).
+    pub fn reserve_free(mut self, bytes: u64) -> BlobStore {
+        self.min_free = bytes;
+        self
+    }
+
+    /// Refuse `incoming` more bytes (0: unknown yet) when the local
+    /// filesystem has or would have less than the reserve free.
+    fn check_free(&self, incoming: u64) -> Result<(), StorageError> {
+        if self.min_free == 0 {
+            return Ok(());
+        }
+        match free_bytes(&self.staging) {
+            Some(free) if free < self.min_free.saturating_add(incoming) => Err(StorageError::Full(format!(
+                "the registry's storage is full: {free} bytes free, {incoming} more asked, {} kept free (storage.min_free_bytes)",
+                self.min_free
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Whether to flush before acknowledging (see [`BlobStore`]'s `sync`).
@@ -226,6 +288,7 @@ impl BlobStore {
             writes: Arc::default(),
             read_chunk: READ_CHUNK,
             sync: true,
+            min_free: 0,
         }
     }
 
@@ -433,6 +496,7 @@ impl BlobStore {
             }
             return Ok(n);
         }
+        self.check_free(exact_len.unwrap_or(0))?;
         let p = self.staged(id);
         let mut hasher = match state.hasher.take() {
             Some((at, h)) if at == offset => Some(h),

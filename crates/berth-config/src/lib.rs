@@ -1,4 +1,4 @@
-//! Configuration: defaults, then a TOML file, then `BERTH_*` environment
+//! Berth's configuration: defaults, then a TOML file, then `BERTH_*` environment
 //! variables, then command-line flags (garage's documented serde struct and
 //! distribution's environment overrides).
 
@@ -16,6 +16,7 @@ pub struct Config {
     /// Directory holding the metadata database and the blobs. `BERTH_DATA_DIR`.
     pub data_dir: PathBuf,
     pub storage: Storage,
+    pub http: Http,
     pub limits: Limits,
     pub uploads: Uploads,
     pub listing: Listing,
@@ -104,6 +105,11 @@ pub struct Storage {
     /// data: it survives a crash of Berth (`kill -9`) but not a power loss or
     /// kernel crash — distribution's guarantee. `BERTH_STORAGE_SYNC`.
     pub sync: bool,
+    /// With the filesystem backend, uploads are refused (507) rather than
+    /// leave less than this free on the data directory's filesystem: room
+    /// for the metadata store, which must never run out of space.
+    /// `BERTH_STORAGE_MIN_FREE_BYTES`.
+    pub min_free_bytes: u64,
     pub s3: S3,
 }
 
@@ -112,6 +118,7 @@ impl Default for Storage {
         Storage {
             backend: Backend::Filesystem,
             sync: true,
+            min_free_bytes: 256 << 20,
             s3: S3::default(),
         }
     }
@@ -176,6 +183,37 @@ impl Default for S3 {
     }
 }
 
+/// Connections and slow clients.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Http {
+    /// Longest wait for a request's head (HTTP/1.1): a slow sender is cut
+    /// off, and an idle keep-alive connection closed, after this long.
+    /// `BERTH_HTTP_HEADER_READ_TIMEOUT_SECS`.
+    pub header_read_timeout_secs: u64,
+    /// A request body that sends no byte this long is abandoned (an upload
+    /// stays resumable from its last acknowledged offset).
+    /// `BERTH_HTTP_BODY_IDLE_TIMEOUT_SECS`.
+    pub body_idle_timeout_secs: u64,
+    /// Largest request head (request line and headers), in bytes.
+    /// `BERTH_HTTP_MAX_HEADER_BYTES`.
+    pub max_header_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog until
+    /// one closes. `BERTH_HTTP_MAX_CONNECTIONS`.
+    pub max_connections: usize,
+}
+
+impl Default for Http {
+    fn default() -> Http {
+        Http {
+            header_read_timeout_secs: 30,
+            body_idle_timeout_secs: 60,
+            max_header_bytes: 64 * 1024,
+            max_connections: 8192,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Limits {
@@ -233,6 +271,7 @@ impl Default for Config {
             listen: "127.0.0.1:5000".parse().expect("valid default"),
             data_dir: PathBuf::from("./berth-data"),
             storage: Storage::default(),
+            http: Http::default(),
             limits: Limits::default(),
             uploads: Uploads::default(),
             listing: Listing::default(),
@@ -633,6 +672,27 @@ impl Config {
             "storage.s3.redirect_expiry_secs",
             "1 to 604800 seconds (S3's longest presigned URL)",
         );
+        let h = &self.http;
+        need(
+            (1..=3600).contains(&h.header_read_timeout_secs),
+            "http.header_read_timeout_secs",
+            "1 to 3600 seconds",
+        );
+        need(
+            (1..=86_400).contains(&h.body_idle_timeout_secs),
+            "http.body_idle_timeout_secs",
+            "1 to 86400 seconds",
+        );
+        need(
+            (8192..=1 << 20).contains(&h.max_header_bytes),
+            "http.max_header_bytes",
+            "8192 to 1048576 bytes",
+        );
+        need(
+            (1..=1_000_000).contains(&h.max_connections),
+            "http.max_connections",
+            "1 to 1000000",
+        );
         let l = &self.limits;
         need(
             (1024..=64 << 20).contains(&l.max_manifest_size),
@@ -855,7 +915,7 @@ mod tests {
             )?;
             let e = errors_of("d.toml");
             assert!(
-                e.contains("unknown key `storage.bucket`; [storage] has: backend, s3, sync"),
+                e.contains("unknown key `storage.bucket`; [storage] has: backend, min_free_bytes, s3, sync"),
                 "{e}"
             );
             assert!(
