@@ -19,3 +19,5 @@ cargo test --release --workspace "$@"
 BERTH_TEST_BACKEND=s3 cargo test --release --workspace \
   --test spec --test durability --test streaming "$@"
 BERTH_TEST_BACKEND=s3-redirect cargo test --release --workspace --test clients "$@"
+# Every fuzz target for a bounded time (fuzz/, docs/reliability.md).
+scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-15}"

@@ -126,6 +126,15 @@ impl Conn {
     }
 }
 
+/// The head of a PATCH of `len` declared bytes to upload `loc`, as the admin.
+fn patch_head(s: &Server, loc: &str, len: usize) -> String {
+    format!(
+        "PATCH {loc} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n",
+        s.host(),
+        admin_basic()
+    )
+}
+
 /// Send `raw` on a fresh connection and read one answer.
 fn once(s: &Server, raw: &str) -> Resp {
     let mut c = Conn::open(s);
@@ -404,12 +413,7 @@ fn stalled_bodies_are_abandoned_and_the_upload_resumes() {
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     // the second announced, half sent, then silence
     let mut conn = Conn::open(&s);
-    let head = format!(
-        "PATCH {loc} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-        s.host(),
-        admin_basic(),
-        1 << 20
-    );
+    let head = patch_head(&s, &loc, 1 << 20);
     conn.send(&head, &data[1 << 20..(1 << 20) + (512 << 10)])
         .unwrap();
     let t = Instant::now();
@@ -567,12 +571,7 @@ fn aborted_uploads_release_descriptors_and_staging() {
             .unwrap();
         let loc = r.headers()["location"].to_str().unwrap().to_string();
         let mut conn = Conn::open(&s);
-        let head = format!(
-            "PATCH {loc} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-            s.host(),
-            admin_basic(),
-            8 << 20
-        );
+        let head = patch_head(&s, &loc, 8 << 20);
         conn.send(&head, &vec![3u8; 300 << 10]).unwrap();
         drop(conn); // gone mid-body
         sessions.push(loc);

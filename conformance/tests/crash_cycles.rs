@@ -1,5 +1,6 @@
 //! Crash cycles: concurrent writers against the real binary — monolithic
-//! and chunked blob pushes, images by tag and by digest, manifest deletes,
+//! and chunked blob pushes into registries with storage limits (charged in
+//! each push's transaction), images by tag and by digest, manifest deletes,
 //! upload sessions left open, users created through the management API,
 //! garbage collection runs — `SIGKILL` at a random moment, restart, and
 //! check that everything acknowledged before the kill is there byte for
@@ -81,17 +82,8 @@ struct Tally {
 }
 
 fn client() -> Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(
-        reqwest::header::AUTHORIZATION,
-        admin_basic().parse().unwrap(),
-    );
-    Client::builder()
-        .default_headers(h)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    // a killed server refuses connections at once: no request hangs
+    admin_client()
 }
 
 type Res<T> = Result<T, String>;
@@ -479,9 +471,10 @@ fn acknowledged_writes_survive_random_kills() {
     ]);
     let c = client();
     for reg in ["crash", "keep"] {
+        // a storage limit: every push is charged in its transaction
         let r = c
             .post(s.url("/api/v1/registries"))
-            .json(&json!({"name": reg}))
+            .json(&json!({"name": reg, "storageLimitBytes": 10_000_000_000u64}))
             .send()
             .unwrap();
         assert_eq!(r.status(), 201);

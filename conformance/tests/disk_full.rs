@@ -99,6 +99,16 @@ fn chunked_patch(s: &Server, loc: &str, mib: usize) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// `d` pulls from `full/app` and is its digest's bytes.
+fn pulls(c: &Client, s: &Server, d: &str) {
+    let r = c
+        .get(s.url(&format!("/v2/full/app/blobs/{d}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{d}");
+    assert_eq!(sha256(&r.bytes().unwrap()), d);
+}
+
 fn blob(i: u32, len: usize) -> Vec<u8> {
     let mut v = format!("blob {i} ").into_bytes();
     v.resize(len, (i % 251) as u8);
@@ -186,12 +196,7 @@ fn a_full_disk_refuses_pushes_and_recovers_without_a_restart() {
         .unwrap();
     assert_eq!(r.status(), 404);
     for d in &kept {
-        let r = c
-            .get(s.url(&format!("/v2/full/app/blobs/{d}")))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(sha256(&r.bytes().unwrap()), *d);
+        pulls(&c, &s, d);
     }
     assert_eq!(c.get(s.url("/readyz")).send().unwrap().status(), 200);
     // the metadata store still takes writes: a registry, a delete
@@ -249,12 +254,7 @@ fn a_full_disk_refuses_pushes_and_recovers_without_a_restart() {
     );
     s.start_again();
     for d in [cfg, layer, &d] {
-        let r = c
-            .get(s.url(&format!("/v2/full/app/blobs/{d}")))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(sha256(&r.bytes().unwrap()), *d);
+        pulls(&c, &s, d);
     }
     let r = c
         .get(s.url("/v2/full/app/manifests/kept"))
