@@ -343,10 +343,41 @@ fn worker(
     }
 }
 
-/// Everything in the ledger, checked against the restarted server.
-fn verify(s: &Server, ledger: &mut Ledger) -> (u64, u64) {
+/// How much of the ledger the previous cycles left (checked by sample
+/// after each kill, in full at the end).
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    blobs: usize,
+    manifests: usize,
+    deleted: usize,
+    users: usize,
+}
+
+impl Seen {
+    fn of(l: &Ledger) -> Seen {
+        Seen {
+            blobs: l.blobs.len(),
+            manifests: l.manifests.len(),
+            deleted: l.deleted.len(),
+            users: l.users.len(),
+        }
+    }
+}
+
+/// The entries to check: all those since `old`, and of the older ones
+/// (already checked after an earlier kill) every `stride`-th, so a long
+/// run stays linear; `stride` 1 checks everything.
+fn picked<T>(all: &[T], old: usize, stride: usize) -> impl Iterator<Item = &T> {
+    all.iter()
+        .enumerate()
+        .filter(move |(i, _)| *i >= old || i % stride == 0)
+        .map(|(_, x)| x)
+}
+
+/// The ledger checked against the restarted server (see [`picked`]).
+fn verify(s: &Server, ledger: &mut Ledger, old: Seen, stride: usize) -> (u64, u64) {
     let c = client();
-    for (repo, d) in &ledger.blobs {
+    for (repo, d) in picked(&ledger.blobs, old.blobs, stride) {
         let r = c
             .get(s.url(&format!("/v2/{repo}/blobs/{d}")))
             .send()
@@ -360,7 +391,7 @@ fn verify(s: &Server, ledger: &mut Ledger) -> (u64, u64) {
         digest,
         body,
         refs,
-    } in &ledger.manifests
+    } in picked(&ledger.manifests, old.manifests, stride)
     {
         let mut refs_to_get = vec![digest.clone()];
         if let Some(t) = tag {
@@ -397,7 +428,7 @@ fn verify(s: &Server, ledger: &mut Ledger) -> (u64, u64) {
             assert_eq!(sha256(&r.bytes().unwrap()), *b, "blob {b} corrupt");
         }
     }
-    for (repo, digest) in &ledger.deleted {
+    for (repo, digest) in picked(&ledger.deleted, old.deleted, stride) {
         let r = c
             .get(s.url(&format!("/v2/{repo}/manifests/{digest}")))
             .send()
@@ -408,7 +439,7 @@ fn verify(s: &Server, ledger: &mut Ledger) -> (u64, u64) {
             "acknowledged delete of {repo}@{digest} came back"
         );
     }
-    for (reg, name) in &ledger.users {
+    for (reg, name) in picked(&ledger.users, old.users, stride) {
         let r = c
             .get(s.url(&format!("/api/v1/registries/{reg}/users/{name}")))
             .send()
@@ -484,6 +515,7 @@ fn acknowledged_writes_survive_random_kills() {
     let (mut resumed, mut unknown) = (0, 0);
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let started = Instant::now();
+    let mut seen = Seen::default();
     for cycle in 0..cycles {
         let stop = Arc::new(AtomicBool::new(false));
         std::thread::scope(|scope| {
@@ -498,10 +530,15 @@ fn acknowledged_writes_survive_random_kills() {
         });
         s.kill9(); // reap it
         s.start_again();
-        let (r, u) = verify(&s, &mut ledger.lock().unwrap());
+        let mut l = ledger.lock().unwrap();
+        let (r, u) = verify(&s, &mut l, seen, 16);
+        seen = Seen::of(&l);
+        drop(l);
         resumed += r;
         unknown += u;
     }
+    // everything acknowledged in the whole run, once more
+    verify(&s, &mut ledger.lock().unwrap(), Seen::default(), 1);
     // every figure the store keeps recounts
     s.stop();
     let out = std::process::Command::new(berth_bin())
