@@ -148,6 +148,11 @@ impl Router {
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
             let mut rest = None;
             let mut req = req.map(|b| {
+                // no body (GET, HEAD, most DELETEs): nothing to time out,
+                // drain or count
+                if http_body::Body::is_end_stream(&b) {
+                    return berth_http::boxed(b);
+                }
                 let (b, slot) = Inbound::new(
                     b,
                     self.body_idle,
