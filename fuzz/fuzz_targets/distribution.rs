@@ -10,7 +10,7 @@ use berth_meta::{MemStore, Meta};
 use http_body_util::BodyExt;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 #[derive(Arbitrary, Debug)]
 struct Req<'a> {
@@ -78,17 +78,11 @@ fn call(
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let blobs = berth_storage::BlobStore::remote(
-            Arc::new(object_store::memory::InMemory::new()),
-            "",
-        );
+        let rt = berth_fuzz::runtime();
+        let blobs = berth_fuzz::memory_blobs();
         let api = Distribution::new(
             Meta::new(MemStore::new()),
-            Arc::new(blobs),
+            blobs,
             None,
             Config::default(),
             Gauges::default(),

@@ -29,21 +29,15 @@ struct World {
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = berth_fuzz::runtime();
         // blobs in memory, so garbage collection, estimates and kept-by run
-        let blobs = berth_storage::BlobStore::remote(
-            std::sync::Arc::new(object_store::memory::InMemory::new()),
-            "",
-        );
+        let blobs = berth_fuzz::memory_blobs();
         let api = Management::new(
             Admin::new(Meta::new(MemStore::new())),
             None,
             "fuzz:5000".into(),
         )
-        .with_blobs(std::sync::Arc::new(blobs));
+        .with_blobs(blobs);
         let mut ops = Vec::new();
         for (path, item) in ApiDoc::openapi().paths.paths {
             let methods = [
