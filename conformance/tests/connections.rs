@@ -594,3 +594,52 @@ fn aborted_uploads_release_descriptors_and_staging() {
     let log = s.log_text();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// A principal's open upload sessions are limited: one more is 429
+/// `TOOMANYREQUESTS` until one of them is cancelled or completed; another
+/// principal is not held up by it.
+#[test]
+fn open_upload_sessions_are_limited_per_principal() {
+    let s = Server::start_with(&[("BERTH_UPLOADS_MAX_SESSIONS_PER_PRINCIPAL", "3")]);
+    let c = admin_client();
+    let open = || {
+        c.post(s.url("/v2/acme/many/blobs/uploads/"))
+            .send()
+            .unwrap()
+    };
+    let locs: Vec<String> = (0..3)
+        .map(|_| {
+            let r = open();
+            assert_eq!(r.status(), 202);
+            r.headers()["location"].to_str().unwrap().to_string()
+        })
+        .collect();
+    let r = open();
+    assert_eq!(r.status(), 429);
+    assert_eq!(error_code(&r.text().unwrap()), "TOOMANYREQUESTS");
+    // monolithic pushes open no session: not limited
+    push_blob(&c, &s, "acme/many", b"monolithic");
+    // another principal: a push user of acme
+    let (st, v) = call(
+        api(
+            &s,
+            Some(ADMIN_TOKEN),
+            reqwest::Method::POST,
+            "/registries/acme/users",
+        )
+        .json(&serde_json::json!({"name": "ci", "canPush": true})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let user = v["username"].as_str().unwrap().to_string();
+    let pass = v["password"].as_str().unwrap().to_string();
+    let r = anonymous_client()
+        .post(s.url("/v2/acme/many/blobs/uploads/"))
+        .header("authorization", basic(&user, &pass))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "another principal has its own room");
+    // a cancelled session makes room
+    assert_eq!(c.delete(s.url(&locs[0])).send().unwrap().status(), 204);
+    assert_eq!(open().status(), 202);
+    assert_eq!(open().status(), 429);
+}

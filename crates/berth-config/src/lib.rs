@@ -229,6 +229,9 @@ pub struct Uploads {
     pub max_age_secs: u64,
     /// How often the reaper looks. `BERTH_UPLOADS_REAP_INTERVAL_SECS`.
     pub reap_interval_secs: u64,
+    /// Most upload sessions one principal may have open at once (0: no
+    /// limit). `BERTH_UPLOADS_MAX_SESSIONS_PER_PRINCIPAL`.
+    pub max_sessions_per_principal: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -296,6 +299,7 @@ impl Default for Uploads {
         Uploads {
             max_age_secs: 24 * 3600,
             reap_interval_secs: 600,
+            max_sessions_per_principal: 1000,
         }
     }
 }

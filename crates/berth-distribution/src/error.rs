@@ -115,6 +115,15 @@ impl From<MetaError> for ApiError {
                     "reason": e.to_string(),
                 }));
         }
+        if let MetaError::TooManyUploads { principal, open } = &e {
+            return ApiError::new(ErrorCode::TooManyRequests)
+                .message("too many upload sessions open")
+                .detail(json!({
+                    "principal": principal,
+                    "openSessions": open,
+                    "reason": "finish or cancel an upload session first (uploads.max_sessions_per_principal)",
+                }));
+        }
         if let MetaError::TagRule(r) = &e {
             return ApiError::new(ErrorCode::Denied)
                 .message(format!("tag {} is {}", r.tag, r.kind))

@@ -236,9 +236,11 @@ where
         offset: 0,
         started_ms: now,
         updated_ms: now,
+        by: Some(caller.principal.subject()),
     };
     let idc = id.clone();
-    if let Err(e) = s.meta.run(move |m| m.open_upload(&idc, &rec)).await {
+    let limit = s.cfg.max_sessions_per_principal;
+    if let Err(e) = s.meta.run(move |m| m.open_upload(&idc, &rec, limit)).await {
         s.blobs.abort(&id).await?;
         return Err(e.into());
     }

@@ -72,10 +72,14 @@ pub enum Cf {
     CleanupPolicies,
     /// `registry \0 run id` → [`crate::CleanupRun`]
     CleanupRuns,
+    /// `principal \0 session id` → ``: the open upload sessions of each
+    /// principal; and `principal` → a nonce rewritten by every session it
+    /// opens, so its opens serialize and its count is exact.
+    UploadOwners,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 25] = [
+    pub const ALL: [Cf; 26] = [
         Cf::Repos,
         Cf::Manifests,
         Cf::Tags,
@@ -101,6 +105,7 @@ impl Cf {
         Cf::Bin,
         Cf::CleanupPolicies,
         Cf::CleanupRuns,
+        Cf::UploadOwners,
     ];
 
     pub fn name(self) -> &'static str {
@@ -130,6 +135,7 @@ impl Cf {
             Cf::Bin => "bin",
             Cf::CleanupPolicies => "cleanup_policies",
             Cf::CleanupRuns => "cleanup_runs",
+            Cf::UploadOwners => "upload_owners",
         }
     }
 }

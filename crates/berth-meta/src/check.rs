@@ -241,6 +241,37 @@ impl Meta {
         })?;
         r.rows.insert(Cf::Bin.name(), n);
 
+        // upload sessions and their owners' rows
+        let mut owned: BTreeSet<(String, String)> = BTreeSet::new();
+        let n = self.each_row(Cf::Uploads, |k, v| {
+            match dec::<crate::UploadRecord>(Cf::Uploads, v) {
+                Ok(u) => {
+                    if let Some(p) = u.by {
+                        owned.insert((p, text(k)));
+                    }
+                }
+                Err(e) => bad(format!("upload {}: {e}", text(k))),
+            }
+        })?;
+        r.rows.insert(Cf::Uploads.name(), n);
+        let n = self.each_row(Cf::UploadOwners, |k, _| {
+            // `principal` alone is the guard row
+            if let Some(key) = split2(k) {
+                if !owned.remove(&key) {
+                    bad(format!(
+                        "upload_owners {} {}: no such session of theirs",
+                        key.0, key.1
+                    ));
+                }
+            }
+        })?;
+        r.rows.insert(Cf::UploadOwners.name(), n);
+        for (p, id) in owned {
+            bad(format!(
+                "upload {id} of {p}: not among its owner's sessions"
+            ));
+        }
+
         // every registry's and repository's counters against the recounts
         let mut registries: BTreeSet<String> = BTreeSet::new();
         self.each_row(Cf::Registries, |k, _| {

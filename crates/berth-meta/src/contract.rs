@@ -60,6 +60,7 @@ macro_rules! contract_suite {
             race_immutable_tag_created_once,
             recycle_bin_restore_and_purge,
             check_finds_what_is_off,
+            upload_sessions_limited_per_principal,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -71,6 +72,58 @@ macro_rules! contract_suite {
             }
         )*
     };
+}
+
+/// A principal's open upload sessions are counted exactly against its
+/// limit: refused at the limit, room again when one closes (completed or
+/// deleted), other principals unaffected; 16 concurrent opens with room
+/// for 5 admit exactly 5.
+pub fn upload_sessions_limited_per_principal(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    let up = |by: &str| crate::UploadRecord {
+        repo: "u/app".into(),
+        offset: 0,
+        started_ms: 1,
+        updated_ms: 1,
+        by: Some(by.into()),
+    };
+    let refused = |r: Result<(), crate::MetaError>| {
+        matches!(r, Err(crate::MetaError::TooManyUploads { open: 2, .. }))
+    };
+    m.open_upload("s1", &up("token:a"), Some(2)).unwrap();
+    m.open_upload("s2", &up("token:a"), Some(2)).unwrap();
+    assert!(refused(m.open_upload("s3", &up("token:a"), Some(2))));
+    assert!(
+        m.upload("s3").unwrap().is_none(),
+        "a refused session is not recorded"
+    );
+    m.open_upload("b1", &up("token:b"), Some(2)).unwrap();
+    m.delete_upload("s1").unwrap();
+    m.open_upload("s3", &up("token:a"), Some(2)).unwrap();
+    assert!(refused(m.open_upload("s4", &up("token:a"), Some(2))));
+    m.complete_upload("s2", "u/app", &Digest::sha256_of(b"u"), 1)
+        .unwrap();
+    m.open_upload("s4", &up("token:a"), Some(2)).unwrap();
+    consistent(&m);
+    let admitted = AtomicU32::new(0);
+    let start = Barrier::new(16);
+    std::thread::scope(|s| {
+        for t in 0..16 {
+            let (m, admitted, start) = (&m, &admitted, &start);
+            s.spawn(move || {
+                start.wait();
+                match m.open_upload(&format!("race{t}"), &up("user:u+ci"), Some(5)) {
+                    Ok(()) => {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(crate::MetaError::TooManyUploads { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            });
+        }
+    });
+    assert_eq!(admitted.load(Ordering::Relaxed), 5);
+    consistent(&m);
 }
 
 /// `Meta::check` finds nothing to recount differently.
@@ -432,8 +485,9 @@ pub fn uploads_open_advance_close(kv: impl KvStore) {
         offset,
         started_ms: 1,
         updated_ms: 2,
+        by: None,
     };
-    m.open_upload("s", &up(0)).unwrap();
+    m.open_upload("s", &up(0), None).unwrap();
     assert_eq!(m.upload("s").unwrap().unwrap().offset, 0);
     assert!(m.put_upload("s", &up(7)).unwrap());
     assert_eq!(m.upload("s").unwrap().unwrap().offset, 7);
@@ -444,7 +498,7 @@ pub fn uploads_open_advance_close(kv: impl KvStore) {
     assert!(m.upload("s").unwrap().is_none());
     // Completing links the blob and drops the session, together.
     let d = Digest::sha256_of(b"blob");
-    m.open_upload("t", &up(4)).unwrap();
+    m.open_upload("t", &up(4), None).unwrap();
     m.complete_upload("t", "a", &d, 4).unwrap();
     assert!(m.upload("t").unwrap().is_none());
     assert_eq!(m.link("a", &d).unwrap().unwrap().size, 4);

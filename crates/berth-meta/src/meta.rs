@@ -36,6 +36,10 @@ pub enum MetaError {
         usage: i64,
         need: u64,
     },
+    /// The principal has as many upload sessions open as it may. Nothing
+    /// was written.
+    #[error("{principal} has {open} upload sessions open, its limit")]
+    TooManyUploads { principal: String, open: usize },
     /// A tag rule of the registry forbids the change ([`crate::TagRule`]).
     /// Nothing was written.
     #[error("{0}")]
@@ -167,6 +171,10 @@ pub struct UploadRecord {
     pub offset: u64,
     pub started_ms: u64,
     pub updated_ms: u64,
+    /// Who opened it (a principal's subject), counted against its limit of
+    /// open sessions; absent on sessions opened before that limit existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// One page of a listing.
@@ -1042,8 +1050,30 @@ impl Meta {
     /// to a machine crash loses no acknowledged byte (the client's next
     /// request gets BLOB_UPLOAD_UNKNOWN and starts over), and the first
     /// flushed write after it makes it durable.
-    pub fn open_upload(&self, id: &str, rec: &UploadRecord) -> Result<()> {
+    ///
+    /// A session with an owner (`rec.by`) counts against `limit` open
+    /// sessions of that principal: the count and the new session are one
+    /// transaction (the principal's guard row is read and rewritten, so two
+    /// of its opens never both see room for one), and the limit refuses
+    /// with [`MetaError::TooManyUploads`]. Closing a session only removes
+    /// its row, so other principals' and closes never conflict with it.
+    pub fn open_upload(&self, id: &str, rec: &UploadRecord, limit: Option<usize>) -> Result<()> {
         self.transact(|tx| {
+            if let Some(p) = &rec.by {
+                let guard = tx.get(Cf::UploadOwners, p.as_bytes())?;
+                if let Some(limit) = limit {
+                    let open = tx.scan(Cf::UploadOwners, &prefix1(p), None, limit)?.len();
+                    if open >= limit {
+                        return Err(MetaError::TooManyUploads {
+                            principal: p.clone(),
+                            open,
+                        });
+                    }
+                }
+                let n = crate::kv::counter_value(guard.as_deref()) + 1;
+                tx.put(Cf::UploadOwners, p.as_bytes(), n.to_le_bytes().to_vec());
+                tx.put(Cf::UploadOwners, key2(p, id), Vec::new());
+            }
             tx.put_as(Cf::Uploads, id.as_bytes(), rec);
             tx.no_sync();
             Ok(())
@@ -1064,10 +1094,7 @@ impl Meta {
     }
 
     pub fn delete_upload(&self, id: &str) -> Result<()> {
-        self.transact(|tx| {
-            tx.delete(Cf::Uploads, id.as_bytes());
-            Ok(())
-        })
+        self.transact(|tx| close_upload(tx, id))
     }
 
     /// Close an upload: link the blob into the repository and drop the
@@ -1075,8 +1102,7 @@ impl Meta {
     pub fn complete_upload(&self, id: &str, repo: &str, digest: &Digest, size: u64) -> Result<()> {
         self.transact(|tx| {
             add_link(tx, repo, digest, Some(size))?;
-            tx.delete(Cf::Uploads, id.as_bytes());
-            Ok(())
+            close_upload(tx, id)
         })
     }
 
@@ -1092,6 +1118,17 @@ impl Meta {
             .map(|(k, v)| Ok((utf8(Cf::Uploads, k)?, dec(Cf::Uploads, &v)?)))
             .collect()
     }
+}
+
+/// Drop a session's record and its owner's row.
+fn close_upload(tx: &mut Tx<'_>, id: &str) -> Result<()> {
+    if let Some(rec) = tx.get_as::<UploadRecord>(Cf::Uploads, id.as_bytes())? {
+        if let Some(p) = &rec.by {
+            tx.delete(Cf::UploadOwners, key2(p, id));
+        }
+    }
+    tx.delete(Cf::Uploads, id.as_bytes());
+    Ok(())
 }
 
 /// Every reference of a manifest is in the repository (read with `get`:

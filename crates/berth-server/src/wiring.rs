@@ -167,6 +167,8 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
         default_page_size: cfg.listing.default_page_size,
         max_page_size: cfg.listing.max_page_size,
         count_pulls: cfg.stats.pulls,
+        max_sessions_per_principal: (cfg.uploads.max_sessions_per_principal > 0)
+            .then_some(cfg.uploads.max_sessions_per_principal),
         realm: format!(
             "{}/token",
             cfg.auth
