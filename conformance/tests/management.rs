@@ -275,6 +275,9 @@ fn registries_list_in_pages() {
             call(api(&s, a, M::POST, "/registries").json(&json!({"name": n}))).0,
             201
         );
+        // creation times are milliseconds: apart, so `sort=created` has
+        // one order to check (two in one millisecond tie, by name)
+        std::thread::sleep(std::time::Duration::from_millis(3));
     }
     // walk with limit 3 through `next`
     let mut seen = Vec::new();
