@@ -136,7 +136,7 @@ impl From<MetaError> for ApiError {
                     "reason": r.to_string(),
                 }));
         }
-        if e.to_string().contains("No space left on device") {
+        if matches!(e, MetaError::Kv(berth_meta::KvError::NoSpace(_))) {
             tracing::warn!(error = %e, "metadata store out of space");
             return ApiError::new(ErrorCode::InsufficientStorage)
                 .detail("the metadata store has no space left");

@@ -19,6 +19,10 @@ pub enum KvError {
     /// may succeed.
     #[error("metadata engine unavailable: {0}")]
     Unavailable(String),
+    /// The engine's disk is full: nothing was applied; writes work again
+    /// once space is freed.
+    #[error("metadata engine out of space: {0}")]
+    NoSpace(String),
     /// Anything else: I/O errors, corruption, a missing column family.
     /// Whether a failed write was applied is unknown only if the engine says
     /// so in the message; RocksDB applies all of a batch or nothing.

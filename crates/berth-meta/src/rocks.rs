@@ -36,6 +36,10 @@ fn engine(e: rocksdb::Error) -> KvError {
         // TryAgain when the memtable history is too short to tell.
         ErrorKind::Busy | ErrorKind::TryAgain => KvError::Conflict,
         ErrorKind::TimedOut | ErrorKind::Incomplete => KvError::Unavailable(e.into_string()),
+        // RocksDB's IOError subcode kNoSpace is only in the message
+        ErrorKind::IOError if e.as_ref().contains("No space left") => {
+            KvError::NoSpace(e.into_string())
+        }
         _ => KvError::Engine(e.into_string()),
     }
 }
