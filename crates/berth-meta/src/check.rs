@@ -39,19 +39,27 @@ fn split2(k: &[u8]) -> Option<(String, String)> {
 }
 
 impl Meta {
-    /// Every row of `cf`, a page at a time.
-    fn each_row(&self, cf: Cf, mut f: impl FnMut(&[u8], &[u8])) -> Result<u64> {
+    /// Every row of `cf`, a page at a time; how many is recorded in `rows`.
+    fn each_row(
+        &self,
+        cf: Cf,
+        rows: &mut BTreeMap<&'static str, u64>,
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
         let mut after: Option<Vec<u8>> = None;
         let mut n = 0;
         loop {
-            let rows = self.kv().scan(cf, b"", after.as_deref(), PAGE)?;
-            for (k, v) in &rows {
+            let page = self.kv().scan(cf, b"", after.as_deref(), PAGE)?;
+            for (k, v) in &page {
                 f(k, v);
             }
-            n += rows.len() as u64;
-            match rows.last() {
-                Some((k, _)) if rows.len() == PAGE => after = Some(k.clone()),
-                _ => return Ok(n),
+            n += page.len() as u64;
+            match page.last() {
+                Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
+                _ => {
+                    rows.insert(cf.name(), n);
+                    return Ok(());
+                }
             }
         }
     }
@@ -66,13 +74,14 @@ impl Meta {
 
         // blobs stored: the instance counters
         let mut blobs: BTreeMap<String, u64> = BTreeMap::new();
-        let n = self.each_row(Cf::Blobs, |k, v| match dec::<BlobRecord>(Cf::Blobs, v) {
-            Ok(b) => {
-                blobs.insert(text(k), b.size);
+        self.each_row(Cf::Blobs, &mut r.rows, |k, v| {
+            match dec::<BlobRecord>(Cf::Blobs, v) {
+                Ok(b) => {
+                    blobs.insert(text(k), b.size);
+                }
+                Err(e) => bad(format!("blobs {}: {e}", text(k))),
             }
-            Err(e) => bad(format!("blobs {}: {e}", text(k))),
         })?;
-        r.rows.insert(Cf::Blobs.name(), n);
         let (count, bytes) = (
             self.counter(counter::BLOBS)?,
             self.counter(counter::BLOB_BYTES)?,
@@ -97,7 +106,7 @@ impl Meta {
         let mut repo_bytes: BTreeMap<String, i64> = BTreeMap::new();
         // (registry, digest) → (repositories linking it, size)
         let mut reg_links: BTreeMap<(String, String), (i64, u64)> = BTreeMap::new();
-        let n = self.each_row(Cf::Links, |k, v| {
+        self.each_row(Cf::Links, &mut r.rows, |k, v| {
             let Some((repo, digest)) = split2(k) else {
                 return bad(format!("links: malformed key {:?}", text(k)));
             };
@@ -122,9 +131,8 @@ impl Meta {
             e.0 += 1;
             links.insert((repo, digest));
         })?;
-        r.rows.insert(Cf::Links.name(), n);
         let mut reverse = 0u64;
-        let n = self.each_row(Cf::BlobRepos, |k, _| {
+        self.each_row(Cf::BlobRepos, &mut r.rows, |k, _| {
             let Some((digest, repo)) = split2(k) else {
                 return bad(format!("blob_repos: malformed key {:?}", text(k)));
             };
@@ -134,7 +142,6 @@ impl Meta {
                 bad(format!("blob_repos {digest} → {repo}: no such link"));
             }
         })?;
-        r.rows.insert(Cf::BlobRepos.name(), n);
         if reverse != links.len() as u64 {
             bad(format!(
                 "{} links but {reverse} of them have their blob_repos row",
@@ -142,13 +149,12 @@ impl Meta {
             ));
         }
         let mut reg_rows: BTreeMap<(String, String), i64> = BTreeMap::new();
-        let n = self.each_row(Cf::RegistryBlobs, |k, v| match split2(k) {
+        self.each_row(Cf::RegistryBlobs, &mut r.rows, |k, v| match split2(k) {
             Some(key) => {
                 reg_rows.insert(key, crate::kv::counter_value(Some(v)));
             }
             None => bad(format!("registry_blobs: malformed key {:?}", text(k))),
         })?;
-        r.rows.insert(Cf::RegistryBlobs.name(), n);
         let mut reg_blob_bytes: BTreeMap<String, i64> = BTreeMap::new();
         for ((reg, digest), (count, size)) in &reg_links {
             let row = reg_rows.remove(&(reg.clone(), digest.clone())).unwrap_or(0);
@@ -169,7 +175,7 @@ impl Meta {
         let mut manifests: BTreeSet<(String, String)> = BTreeSet::new();
         let mut reg_manifest_bytes: BTreeMap<String, i64> = BTreeMap::new();
         let mut repo_manifest_bytes: BTreeMap<String, i64> = BTreeMap::new();
-        let n = self.each_row(Cf::Manifests, |k, v| {
+        self.each_row(Cf::Manifests, &mut r.rows, |k, v| {
             let Some((repo, digest)) = split2(k) else {
                 return bad(format!("manifests: malformed key {:?}", text(k)));
             };
@@ -184,9 +190,8 @@ impl Meta {
             }
             manifests.insert((repo, digest));
         })?;
-        r.rows.insert(Cf::Manifests.name(), n);
         let mut tags: BTreeSet<(String, String, String)> = BTreeSet::new();
-        let n = self.each_row(Cf::Tags, |k, v| {
+        self.each_row(Cf::Tags, &mut r.rows, |k, v| {
             let Some((repo, tag)) = split2(k) else {
                 return bad(format!("tags: malformed key {:?}", text(k)));
             };
@@ -200,9 +205,8 @@ impl Meta {
                 Err(e) => bad(format!("tag {repo}:{tag}: {e}")),
             }
         })?;
-        r.rows.insert(Cf::Tags.name(), n);
         let mut by_digest = 0u64;
-        let n = self.each_row(Cf::TagsByDigest, |k, _| {
+        self.each_row(Cf::TagsByDigest, &mut r.rows, |k, _| {
             let s = text(k);
             let parts: Vec<&str> = s.splitn(3, '\0').collect();
             match parts.as_slice() {
@@ -214,7 +218,6 @@ impl Meta {
                 _ => bad(format!("tags_by_digest {s:?}: no such tag")),
             }
         })?;
-        r.rows.insert(Cf::TagsByDigest.name(), n);
         if by_digest != tags.len() as u64 {
             bad(format!(
                 "{} tags but {by_digest} tags_by_digest rows for them",
@@ -223,7 +226,7 @@ impl Meta {
         }
         let mut reg_bin_bytes: BTreeMap<String, i64> = BTreeMap::new();
         let mut repo_bin_bytes: BTreeMap<String, i64> = BTreeMap::new();
-        let n = self.each_row(Cf::Bin, |k, v| {
+        self.each_row(Cf::Bin, &mut r.rows, |k, v| {
             let s = text(k);
             let parts: Vec<&str> = s.split('\0').collect();
             if let [repo, "m", _] = parts.as_slice() {
@@ -239,11 +242,10 @@ impl Meta {
                 }
             }
         })?;
-        r.rows.insert(Cf::Bin.name(), n);
 
         // upload sessions and their owners' rows
         let mut owned: BTreeSet<(String, String)> = BTreeSet::new();
-        let n = self.each_row(Cf::Uploads, |k, v| {
+        self.each_row(Cf::Uploads, &mut r.rows, |k, v| {
             match dec::<crate::UploadRecord>(Cf::Uploads, v) {
                 Ok(u) => {
                     if let Some(p) = u.by {
@@ -253,8 +255,7 @@ impl Meta {
                 Err(e) => bad(format!("upload {}: {e}", text(k))),
             }
         })?;
-        r.rows.insert(Cf::Uploads.name(), n);
-        let n = self.each_row(Cf::UploadOwners, |k, _| {
+        self.each_row(Cf::UploadOwners, &mut r.rows, |k, _| {
             // `principal` alone is the guard row
             if let Some(key) = split2(k) {
                 if !owned.remove(&key) {
@@ -265,7 +266,6 @@ impl Meta {
                 }
             }
         })?;
-        r.rows.insert(Cf::UploadOwners.name(), n);
         for (p, id) in owned {
             bad(format!(
                 "upload {id} of {p}: not among its owner's sessions"
@@ -274,7 +274,7 @@ impl Meta {
 
         // every registry's and repository's counters against the recounts
         let mut registries: BTreeSet<String> = BTreeSet::new();
-        self.each_row(Cf::Registries, |k, _| {
+        self.each_row(Cf::Registries, &mut r.rows, |k, _| {
             registries.insert(text(k));
         })?;
         registries.extend(reg_blob_bytes.keys().cloned());
