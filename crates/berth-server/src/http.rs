@@ -62,7 +62,8 @@ pub struct Router {
     pub metrics: Metrics,
 }
 
-/// A body that counts the data bytes passing through it.
+/// A body that counts the data bytes passing through it (responses, and
+/// request bodies inside `inbound::Inbound`).
 pub struct Counted<B> {
     inner: B,
     counter: IntCounter,

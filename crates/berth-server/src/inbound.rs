@@ -34,7 +34,7 @@ pub enum Rest {
     #[default]
     Done,
     /// Unread bytes may follow on the connection.
-    Unread(Incoming),
+    Unread(Counted),
     /// The body broke off (idle timeout): the connection cannot be reused.
     Broken,
 }
@@ -42,9 +42,11 @@ pub enum Rest {
 /// Where an [`Inbound`] leaves what it did not read.
 pub type RestSlot = Arc<Mutex<Rest>>;
 
+/// The request body, its bytes counted into the server's received total.
+type Counted = crate::http::Counted<Incoming>;
+
 pub struct Inbound {
-    inner: Option<Incoming>,
-    received: IntCounter,
+    inner: Option<Counted>,
     timeouts: IntCounter,
     idle: Duration,
     /// Armed at the first poll (an API may do other work first; a client
@@ -62,8 +64,7 @@ impl Inbound {
     ) -> (Inbound, RestSlot) {
         let rest = RestSlot::default();
         let b = Inbound {
-            inner: Some(inner),
-            received,
+            inner: Some(Counted::new(inner, received)),
             timeouts,
             idle,
             deadline: None,
@@ -75,6 +76,14 @@ impl Inbound {
     fn leave(&mut self, rest: Rest) {
         self.inner = None;
         *self.rest.lock().unwrap_or_else(|p| p.into_inner()) = rest;
+    }
+
+    fn unread_rest(&mut self) {
+        if let Some(b) = self.inner.take() {
+            if !b.is_end_stream() {
+                self.leave(Rest::Unread(b));
+            }
+        }
     }
 }
 
@@ -102,9 +111,6 @@ impl http_body::Body for Inbound {
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    this.received.inc_by(d.len() as u64);
-                }
                 if let Some(s) = this.deadline.as_mut() {
                     s.as_mut().reset(Instant::now() + this.idle);
                 }
@@ -148,17 +154,13 @@ impl http_body::Body for Inbound {
 
 impl Drop for Inbound {
     fn drop(&mut self) {
-        if let Some(b) = self.inner.take() {
-            if !b.is_end_stream() {
-                *self.rest.lock().unwrap_or_else(|p| p.into_inner()) = Rest::Unread(b);
-            }
-        }
+        self.unread_rest();
     }
 }
 
 /// Read and discard `body` if its rest is at most [`DRAIN_BYTES`] and
 /// arrives within [`DRAIN_TIME`]; whether it was read to its end.
-pub async fn drain(mut body: Incoming) -> bool {
+pub async fn drain(mut body: impl http_body::Body<Data = Bytes> + Unpin) -> bool {
     if body.size_hint().lower() > DRAIN_BYTES {
         return false;
     }

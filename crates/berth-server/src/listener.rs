@@ -182,13 +182,14 @@ pub async fn run(listen: SocketAddr, cfg: &Http, router: Arc<Router>) -> anyhow:
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let mut full_warned = false;
     loop {
-        if slots.available_permits() == 0 && !full_warned {
+        let full = slots.available_permits() == 0;
+        if full && !full_warned {
             tracing::warn!(
                 max_connections = cfg.max_connections,
                 "connection limit reached; new connections wait (http.max_connections)"
             );
         }
-        full_warned = slots.available_permits() == 0;
+        full_warned = full;
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = &mut shutdown => break,
