@@ -337,6 +337,21 @@ pub fn push_blob(c: &Client, s: &Server, repo: &str, data: &[u8]) -> String {
     d
 }
 
+/// Blob `digest` pulls from `repo` (200) and its bytes hash to it; `what`
+/// names it in a failure.
+pub fn assert_blob_pulls(c: &Client, s: &Server, repo: &str, digest: &str, what: &str) {
+    let r = c
+        .get(s.url(&format!("/v2/{repo}/blobs/{digest}")))
+        .send()
+        .unwrap_or_else(|e| panic!("{what} {repo}@{digest}: {e}"));
+    assert_eq!(r.status(), 200, "{what} {repo}@{digest} lost");
+    assert_eq!(
+        sha256(&r.bytes().unwrap()),
+        digest,
+        "{what} {repo}@{digest} corrupt"
+    );
+}
+
 /// Push a manifest; returns its digest.
 pub fn push_manifest(
     c: &Client,

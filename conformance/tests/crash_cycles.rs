@@ -378,12 +378,7 @@ fn picked<T>(all: &[T], old: usize, stride: usize) -> impl Iterator<Item = &T> {
 fn verify(s: &Server, ledger: &mut Ledger, old: Seen, stride: usize) -> (u64, u64) {
     let c = client();
     for (repo, d) in picked(&ledger.blobs, old.blobs, stride) {
-        let r = c
-            .get(s.url(&format!("/v2/{repo}/blobs/{d}")))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200, "acknowledged blob {repo}@{d} lost");
-        assert_eq!(sha256(&r.bytes().unwrap()), *d, "blob {repo}@{d} corrupt");
+        assert_blob_pulls(&c, s, repo, d, "acknowledged blob");
     }
     for Image {
         repo,
@@ -416,16 +411,8 @@ fn verify(s: &Server, ledger: &mut Ledger, old: Seen, stride: usize) -> (u64, u6
             );
         }
         for b in refs {
-            let r = c
-                .get(s.url(&format!("/v2/{repo}/blobs/{b}")))
-                .send()
-                .unwrap();
-            assert_eq!(
-                r.status(),
-                200,
-                "blob {b} of acknowledged manifest {repo}@{digest} lost"
-            );
-            assert_eq!(sha256(&r.bytes().unwrap()), *b, "blob {b} corrupt");
+            let what = format!("blob of acknowledged manifest {digest}:");
+            assert_blob_pulls(&c, s, repo, b, &what);
         }
     }
     for (repo, digest) in picked(&ledger.deleted, old.deleted, stride) {

@@ -101,12 +101,7 @@ fn chunked_patch(s: &Server, loc: &str, mib: usize) -> (u16, String) {
 
 /// `d` pulls from `full/app` and is its digest's bytes.
 fn pulls(c: &Client, s: &Server, d: &str) {
-    let r = c
-        .get(s.url(&format!("/v2/full/app/blobs/{d}")))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{d}");
-    assert_eq!(sha256(&r.bytes().unwrap()), d);
+    assert_blob_pulls(c, s, "full/app", d, "blob");
 }
 
 fn blob(i: u32, len: usize) -> Vec<u8> {
@@ -226,11 +221,7 @@ fn a_full_disk_refuses_pushes_and_recovers_without_a_restart() {
     // pushes work again, on the same server
     let b = blob(2000, 8 << 20);
     let d = push_blob(&c, &s, "full/app", &b);
-    let r = c
-        .get(s.url(&format!("/v2/full/app/blobs/{d}")))
-        .send()
-        .unwrap();
-    assert_eq!(sha256(&r.bytes().unwrap()), d);
+    pulls(&c, &s, &d);
     // the session goes on too
     let rest = vec![9u8; 1 << 20];
     let r = c
