@@ -643,3 +643,72 @@ fn open_upload_sessions_are_limited_per_principal() {
     assert_eq!(open().status(), 202);
     assert_eq!(open().status(), 429);
 }
+
+/// The instance's open upload sessions are limited in total, whoever opened
+/// them: one more is 429 `TOOMANYREQUESTS` for every principal, a completed
+/// session makes room, and the count survives a restart.
+#[test]
+fn open_upload_sessions_are_limited_in_total() {
+    let mut s = Server::start_with(&[
+        ("BERTH_UPLOADS_MAX_SESSIONS_PER_PRINCIPAL", "3"),
+        ("BERTH_UPLOADS_MAX_SESSIONS", "4"),
+    ]);
+    let c = admin_client();
+    let (st, v) = call(
+        api(
+            &s,
+            Some(ADMIN_TOKEN),
+            reqwest::Method::POST,
+            "/registries/acme/users",
+        )
+        .json(&serde_json::json!({"name": "ci", "canPush": true})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let user = basic(
+        v["username"].as_str().unwrap(),
+        v["password"].as_str().unwrap(),
+    );
+    let open_as = |auth: &str| {
+        anonymous_client()
+            .post(s.url("/v2/acme/total/blobs/uploads/"))
+            .header("authorization", auth)
+            .send()
+            .unwrap()
+    };
+    let admin = admin_basic();
+    let locs: Vec<String> = (0..3)
+        .map(|_| {
+            let r = open_as(&admin);
+            assert_eq!(r.status(), 202);
+            r.headers()["location"].to_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(open_as(&user).status(), 202, "the fourth, another principal's");
+    let refused = |r: reqwest::blocking::Response| {
+        assert_eq!(r.status(), 429);
+        let body = r.text().unwrap();
+        assert_eq!(error_code(&body), "TOOMANYREQUESTS");
+        assert!(body.contains("(uploads.max_sessions)"), "{body}");
+    };
+    refused(open_as(&user));
+    refused(open_as(&admin));
+    // the count is in the metadata store: a restart keeps it
+    s.restart();
+    refused(open_as(&user));
+    // completing one makes room
+    let data = b"the last chunk";
+    let r = c
+        .put(s.url(&format!("{}?digest={}", locs[1], sha256(data))))
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(open_as(&user).status(), 202);
+    refused(open_as(&admin));
+    // cancelling one makes room
+    assert_eq!(c.delete(s.url(&locs[0])).send().unwrap().status(), 204);
+    assert_eq!(open_as(&admin).status(), 202);
+    let log = s.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -232,6 +232,9 @@ pub struct Uploads {
     /// Most upload sessions one principal may have open at once (0: no
     /// limit). `BERTH_UPLOADS_MAX_SESSIONS_PER_PRINCIPAL`.
     pub max_sessions_per_principal: usize,
+    /// Most upload sessions open at once in the whole instance, whoever
+    /// opened them (0: no limit). `BERTH_UPLOADS_MAX_SESSIONS`.
+    pub max_sessions: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -300,6 +303,7 @@ impl Default for Uploads {
             max_age_secs: 24 * 3600,
             reap_interval_secs: 600,
             max_sessions_per_principal: 1000,
+            max_sessions: 10_000,
         }
     }
 }

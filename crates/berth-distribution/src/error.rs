@@ -124,6 +124,14 @@ impl From<MetaError> for ApiError {
                     "reason": "finish or cancel an upload session first (uploads.max_sessions_per_principal)",
                 }));
         }
+        if let MetaError::TooManyUploadsTotal { open } = &e {
+            return ApiError::new(ErrorCode::TooManyRequests)
+                .message("too many upload sessions open on this registry server")
+                .detail(json!({
+                    "openSessions": open,
+                    "reason": "wait for upload sessions to finish (uploads.max_sessions)",
+                }));
+        }
         if let MetaError::TagRule(r) = &e {
             return ApiError::new(ErrorCode::Denied)
                 .message(format!("tag {} is {}", r.tag, r.kind))

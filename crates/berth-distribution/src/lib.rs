@@ -52,8 +52,8 @@ pub struct Config {
     pub realm: String,
     /// Count manifest GETs (pull statistics).
     pub count_pulls: bool,
-    /// Most upload sessions one principal may have open (`None`: no limit).
-    pub max_sessions_per_principal: Option<usize>,
+    /// Most upload sessions open per principal and in total.
+    pub upload_limits: berth_meta::UploadLimits,
 }
 
 impl Default for Config {
@@ -66,7 +66,10 @@ impl Default for Config {
             max_referrers: 10_000,
             realm: "http://127.0.0.1:5000/token".into(),
             count_pulls: true,
-            max_sessions_per_principal: Some(1000),
+            upload_limits: berth_meta::UploadLimits {
+                per_principal: Some(1000),
+                total: Some(10_000),
+            },
         }
     }
 }

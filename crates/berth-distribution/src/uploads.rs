@@ -237,10 +237,11 @@ where
         started_ms: now,
         updated_ms: now,
         by: Some(caller.principal.subject()),
+        slot: None,
     };
     let idc = id.clone();
-    let limit = s.cfg.max_sessions_per_principal;
-    if let Err(e) = s.meta.run(move |m| m.open_upload(&idc, &rec, limit)).await {
+    let limits = s.cfg.upload_limits;
+    if let Err(e) = s.meta.run(move |m| m.open_upload(&idc, &rec, limits)).await {
         s.blobs.abort(&id).await?;
         return Err(e.into());
     }

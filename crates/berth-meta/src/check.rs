@@ -245,11 +245,17 @@ impl Meta {
 
         // upload sessions and their owners' rows
         let mut owned: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut slots = [0i64; crate::UPLOAD_SLOTS as usize];
         self.each_row(Cf::Uploads, &mut r.rows, |k, v| {
             match dec::<crate::UploadRecord>(Cf::Uploads, v) {
                 Ok(u) => {
                     if let Some(p) = u.by {
                         owned.insert((p, text(k)));
+                    }
+                    match u.slot {
+                        Some(s) if s < crate::UPLOAD_SLOTS => slots[s as usize] += 1,
+                        Some(s) => bad(format!("upload {}: no slot {s}", text(k))),
+                        None => {}
                     }
                 }
                 Err(e) => bad(format!("upload {}: {e}", text(k))),
@@ -270,6 +276,13 @@ impl Meta {
             bad(format!(
                 "upload {id} of {p}: not among its owner's sessions"
             ));
+        }
+        for (slot, want) in (0..crate::UPLOAD_SLOTS).zip(slots) {
+            let name = counter::upload_slot(slot);
+            let have = self.counter(&name)?;
+            if have != want {
+                bad(format!("counter {name}: {have}, recounted {want}"));
+            }
         }
 
         // every registry's and repository's counters against the recounts

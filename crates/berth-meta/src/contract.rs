@@ -61,6 +61,7 @@ macro_rules! contract_suite {
             recycle_bin_restore_and_purge,
             check_finds_what_is_off,
             upload_sessions_limited_per_principal,
+            upload_sessions_limited_in_total,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -86,24 +87,29 @@ pub fn upload_sessions_limited_per_principal(kv: impl KvStore) {
         started_ms: 1,
         updated_ms: 1,
         by: Some(by.into()),
+        slot: None,
+    };
+    let per = |n| crate::UploadLimits {
+        per_principal: Some(n),
+        total: None,
     };
     let refused = |r: Result<(), crate::MetaError>| {
         matches!(r, Err(crate::MetaError::TooManyUploads { open: 2, .. }))
     };
-    m.open_upload("s1", &up("token:a"), Some(2)).unwrap();
-    m.open_upload("s2", &up("token:a"), Some(2)).unwrap();
-    assert!(refused(m.open_upload("s3", &up("token:a"), Some(2))));
+    m.open_upload("s1", &up("token:a"), per(2)).unwrap();
+    m.open_upload("s2", &up("token:a"), per(2)).unwrap();
+    assert!(refused(m.open_upload("s3", &up("token:a"), per(2))));
     assert!(
         m.upload("s3").unwrap().is_none(),
         "a refused session is not recorded"
     );
-    m.open_upload("b1", &up("token:b"), Some(2)).unwrap();
+    m.open_upload("b1", &up("token:b"), per(2)).unwrap();
     m.delete_upload("s1").unwrap();
-    m.open_upload("s3", &up("token:a"), Some(2)).unwrap();
-    assert!(refused(m.open_upload("s4", &up("token:a"), Some(2))));
+    m.open_upload("s3", &up("token:a"), per(2)).unwrap();
+    assert!(refused(m.open_upload("s4", &up("token:a"), per(2))));
     m.complete_upload("s2", "u/app", &Digest::sha256_of(b"u"), 1)
         .unwrap();
-    m.open_upload("s4", &up("token:a"), Some(2)).unwrap();
+    m.open_upload("s4", &up("token:a"), per(2)).unwrap();
     consistent(&m);
     let admitted = AtomicU32::new(0);
     let start = Barrier::new(16);
@@ -112,7 +118,7 @@ pub fn upload_sessions_limited_per_principal(kv: impl KvStore) {
             let (m, admitted, start) = (&m, &admitted, &start);
             s.spawn(move || {
                 start.wait();
-                match m.open_upload(&format!("race{t}"), &up("user:u+ci"), Some(5)) {
+                match m.open_upload(&format!("race{t}"), &up("user:u+ci"), per(5)) {
                     Ok(()) => {
                         admitted.fetch_add(1, Ordering::Relaxed);
                     }
@@ -123,6 +129,85 @@ pub fn upload_sessions_limited_per_principal(kv: impl KvStore) {
         }
     });
     assert_eq!(admitted.load(Ordering::Relaxed), 5);
+    consistent(&m);
+}
+
+/// The instance's open upload sessions, whoever opened them, are counted
+/// exactly against the total limit: every place is usable (the slots'
+/// shares add up to the limit, a full slot sends an open to the next),
+/// refused at the limit, room again when one closes, an advance keeps the
+/// place; 32 concurrent opens with room for 7 admit exactly 7.
+pub fn upload_sessions_limited_in_total(kv: impl KvStore) {
+    let m = Meta::new(kv);
+    let up = |by: Option<&str>| crate::UploadRecord {
+        repo: "u/app".into(),
+        offset: 0,
+        started_ms: 1,
+        updated_ms: 1,
+        by: by.map(Into::into),
+        slot: None,
+    };
+    let total = |n| crate::UploadLimits {
+        per_principal: Some(1000),
+        total: Some(n),
+    };
+    let refused = |r: Result<(), crate::MetaError>| match r {
+        Err(crate::MetaError::TooManyUploadsTotal { open }) => {
+            assert_eq!(open, 21);
+            true
+        }
+        Err(e) => panic!("{e}"),
+        Ok(()) => false,
+    };
+    for i in 0..21 {
+        let by = [Some("token:a"), Some("user:u+ci"), None][i % 3];
+        m.open_upload(&format!("s{i}"), &up(by), total(21)).unwrap();
+    }
+    assert!(refused(m.open_upload("x", &up(None), total(21))));
+    assert!(refused(m.open_upload("y", &up(Some("token:b")), total(21))));
+    assert!(m.upload("x").unwrap().is_none(), "a refused session is not recorded");
+    // an advance keeps the session's place: it still frees one when closed
+    let mut advanced = m.upload("s4").unwrap().unwrap();
+    advanced.offset = 9;
+    advanced.slot = None;
+    assert!(m.put_upload("s4", &advanced).unwrap());
+    assert!(m.upload("s4").unwrap().unwrap().slot.is_some());
+    m.delete_upload("s4").unwrap();
+    m.open_upload("x", &up(None), total(21)).unwrap();
+    assert!(refused(m.open_upload("y", &up(None), total(21))));
+    m.complete_upload("s7", "u/app", &Digest::sha256_of(b"u"), 1)
+        .unwrap();
+    m.open_upload("y", &up(None), total(21)).unwrap();
+    consistent(&m);
+    // a lower limit: the sessions over it stay, new ones wait for room
+    assert!(matches!(
+        m.open_upload("z", &up(None), total(5)),
+        Err(crate::MetaError::TooManyUploadsTotal { .. })
+    ));
+    for i in 0..21 {
+        let _ = m.delete_upload(&format!("s{i}"));
+    }
+    m.delete_upload("x").unwrap();
+    m.delete_upload("y").unwrap();
+    consistent(&m);
+    let admitted = AtomicU32::new(0);
+    let start = Barrier::new(32);
+    std::thread::scope(|s| {
+        for t in 0..32 {
+            let (m, admitted, start) = (&m, &admitted, &start);
+            s.spawn(move || {
+                start.wait();
+                match m.open_upload(&format!("race{t}"), &up(None), total(7)) {
+                    Ok(()) => {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(crate::MetaError::TooManyUploadsTotal { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            });
+        }
+    });
+    assert_eq!(admitted.load(Ordering::Relaxed), 7);
     consistent(&m);
 }
 
@@ -486,8 +571,9 @@ pub fn uploads_open_advance_close(kv: impl KvStore) {
         started_ms: 1,
         updated_ms: 2,
         by: None,
+        slot: None,
     };
-    m.open_upload("s", &up(0), None).unwrap();
+    m.open_upload("s", &up(0), Default::default()).unwrap();
     assert_eq!(m.upload("s").unwrap().unwrap().offset, 0);
     assert!(m.put_upload("s", &up(7)).unwrap());
     assert_eq!(m.upload("s").unwrap().unwrap().offset, 7);
@@ -498,7 +584,7 @@ pub fn uploads_open_advance_close(kv: impl KvStore) {
     assert!(m.upload("s").unwrap().is_none());
     // Completing links the blob and drops the session, together.
     let d = Digest::sha256_of(b"blob");
-    m.open_upload("t", &up(4), None).unwrap();
+    m.open_upload("t", &up(4), Default::default()).unwrap();
     m.complete_upload("t", "a", &d, 4).unwrap();
     assert!(m.upload("t").unwrap().is_none());
     assert_eq!(m.link("a", &d).unwrap().unwrap().size, 4);

@@ -44,7 +44,8 @@ pub use kv::{counter_value, Batch, Cond, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;
 pub use meta::{
     counter, now_millis, registry_of, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError,
-    Page, PutManifest, Ref, ReferrerRecord, Refused, RepoRecord, TagRecord, UploadRecord,
+    Page, PutManifest, Ref, ReferrerRecord, Refused, RepoRecord, TagRecord, UploadLimits,
+    UploadRecord, upload_slot_cap, UPLOAD_SLOTS,
 };
 pub use policies::{CleanupPolicy, CleanupRun};
 pub use principals::{

@@ -40,6 +40,10 @@ pub enum MetaError {
     /// was written.
     #[error("{principal} has {open} upload sessions open, its limit")]
     TooManyUploads { principal: String, open: usize },
+    /// The instance has as many upload sessions open as it may
+    /// ([`UploadLimits::total`]). Nothing was written.
+    #[error("{open} upload sessions are open, the instance's limit")]
+    TooManyUploadsTotal { open: usize },
     /// A tag rule of the registry forbids the change ([`crate::TagRule`]).
     /// Nothing was written.
     #[error("{0}")]
@@ -175,6 +179,31 @@ pub struct UploadRecord {
     /// open sessions; absent on sessions opened before that limit existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// The slot of the instance-wide count it holds ([`UploadLimits::total`]);
+    /// absent on sessions opened while no such limit was set. Set by
+    /// [`Meta::open_upload`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u8>,
+}
+
+/// Limits on open upload sessions, checked by [`Meta::open_upload`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UploadLimits {
+    /// Open sessions per principal (`UploadRecord::by`).
+    pub per_principal: Option<usize>,
+    /// Open sessions in the whole instance, whoever opened them.
+    pub total: Option<usize>,
+}
+
+/// The instance-wide count of open sessions is kept in this many counters
+/// (`counter::upload_slot`), each holding at most its share of the limit, so
+/// that opens conflict only when they land on the same one.
+pub const UPLOAD_SLOTS: u8 = 16;
+
+/// Slot `slot`'s share of a total limit: the shares add up to `total`.
+pub fn upload_slot_cap(total: usize, slot: u8) -> i64 {
+    let k = UPLOAD_SLOTS as usize;
+    (total / k + usize::from((slot as usize) < total % k)) as i64
 }
 
 /// One page of a listing.
@@ -359,6 +388,12 @@ pub mod counter {
     /// Bytes of the manifests in a registry's recycle bin.
     pub fn registry_bin_bytes(registry: &str) -> String {
         format!("registry/{registry}/bin_bytes")
+    }
+
+    /// Upload sessions holding slot `slot` of the instance-wide count
+    /// ([`crate::UploadLimits::total`]).
+    pub fn upload_slot(slot: u8) -> String {
+        format!("uploads/slot/{slot}")
     }
 
     /// Per-repository figures: `r \0 repo \0 stat`, so one scan of
@@ -1051,18 +1086,36 @@ impl Meta {
     /// request gets BLOB_UPLOAD_UNKNOWN and starts over), and the first
     /// flushed write after it makes it durable.
     ///
-    /// A session with an owner (`rec.by`) counts against `limit` open
-    /// sessions of that principal: the count and the new session are one
-    /// transaction (the principal's guard row is read and rewritten, so two
-    /// of its opens never both see room for one), and the limit refuses
-    /// with [`MetaError::TooManyUploads`]. Closing a session only removes
-    /// its row, so other principals' and closes never conflict with it.
-    pub fn open_upload(&self, id: &str, rec: &UploadRecord, limit: Option<usize>) -> Result<()> {
+    /// A session with an owner (`rec.by`) counts against
+    /// `limits.per_principal` open sessions of that principal: the count and
+    /// the new session are one transaction (the principal's guard row is
+    /// read and rewritten, so two of its opens never both see room for
+    /// one), and the limit refuses with [`MetaError::TooManyUploads`].
+    ///
+    /// Every session counts against `limits.total`: it takes a place in one
+    /// of [`UPLOAD_SLOTS`] counters, each holding at most its share of the
+    /// limit — first the slot its id hashes to, else any slot with room. The
+    /// taken slot's counter is read as a condition of the commit, so the
+    /// shares, and so the total, are never exceeded; the limit refuses with
+    /// [`MetaError::TooManyUploadsTotal`] only when every slot is full, that
+    /// is with exactly `total` sessions open. Two opens conflict only when
+    /// they take the same slot.
+    ///
+    /// Closing a session removes its row and subtracts from its slot
+    /// blindly, so closes never conflict with anything.
+    pub fn open_upload(&self, id: &str, rec: &UploadRecord, limits: UploadLimits) -> Result<()> {
         self.transact(|tx| {
+            let mut rec = rec.clone();
+            rec.slot = None;
+            if let Some(total) = limits.total {
+                let slot = take_upload_slot(tx, id, total)?;
+                tx.add(Cf::Counters, counter::upload_slot(slot), 1);
+                rec.slot = Some(slot);
+            }
             if let Some(p) = &rec.by {
                 // without a limit there is nothing to count: no guard, and
                 // the principal's opens do not serialize
-                if let Some(limit) = limit {
+                if let Some(limit) = limits.per_principal {
                     let guard = tx.get(Cf::UploadOwners, p.as_bytes())?;
                     let open = tx.scan(Cf::UploadOwners, &prefix1(p), None, limit)?.len();
                     if open >= limit {
@@ -1076,7 +1129,7 @@ impl Meta {
                 }
                 tx.put(Cf::UploadOwners, key2(p, id), Vec::new());
             }
-            tx.put_as(Cf::Uploads, id.as_bytes(), rec);
+            tx.put_as(Cf::Uploads, id.as_bytes(), &rec);
             tx.no_sync();
             Ok(())
         })
@@ -1087,10 +1140,16 @@ impl Meta {
     /// whether it existed.
     pub fn put_upload(&self, id: &str, rec: &UploadRecord) -> Result<bool> {
         self.transact(|tx| {
-            if tx.get(Cf::Uploads, id.as_bytes())?.is_none() {
+            let Some(was) = tx.get_as::<UploadRecord>(Cf::Uploads, id.as_bytes())? else {
                 return Ok(false);
-            }
-            tx.put_as(Cf::Uploads, id.as_bytes(), rec);
+            };
+            // who holds it and where it is counted stay as opened
+            let rec = UploadRecord {
+                by: was.by,
+                slot: was.slot,
+                ..rec.clone()
+            };
+            tx.put_as(Cf::Uploads, id.as_bytes(), &rec);
             Ok(true)
         })
     }
@@ -1123,10 +1182,35 @@ impl Meta {
 }
 
 /// Drop a session's record and its owner's row.
+/// A slot of the instance-wide upload count with room under `total`: the
+/// one `id` hashes to, else the next with room. Every counter looked at is
+/// read as a condition of the commit, so the refusal too sees one moment.
+fn take_upload_slot(tx: &mut Tx<'_>, id: &str, total: usize) -> Result<u8> {
+    // FNV-1a: any spread will do, the ids are random
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let first = (hash % u64::from(UPLOAD_SLOTS)) as u8;
+    let mut open = 0;
+    for i in 0..UPLOAD_SLOTS {
+        let slot = (first + i) % UPLOAD_SLOTS;
+        let k = counter::upload_slot(slot);
+        let held = crate::kv::counter_value(tx.get(Cf::Counters, k.as_bytes())?.as_deref());
+        if held < upload_slot_cap(total, slot) {
+            return Ok(slot);
+        }
+        open += held.max(0) as usize;
+    }
+    Err(MetaError::TooManyUploadsTotal { open })
+}
+
 fn close_upload(tx: &mut Tx<'_>, id: &str) -> Result<()> {
     if let Some(rec) = tx.get_as::<UploadRecord>(Cf::Uploads, id.as_bytes())? {
         if let Some(p) = &rec.by {
             tx.delete(Cf::UploadOwners, key2(p, id));
+        }
+        if let Some(slot) = rec.slot {
+            tx.add(Cf::Counters, counter::upload_slot(slot), -1);
         }
     }
     tx.delete(Cf::Uploads, id.as_bytes());

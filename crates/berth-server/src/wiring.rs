@@ -167,8 +167,11 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
         default_page_size: cfg.listing.default_page_size,
         max_page_size: cfg.listing.max_page_size,
         count_pulls: cfg.stats.pulls,
-        max_sessions_per_principal: (cfg.uploads.max_sessions_per_principal > 0)
-            .then_some(cfg.uploads.max_sessions_per_principal),
+        upload_limits: berth_meta::UploadLimits {
+            per_principal: (cfg.uploads.max_sessions_per_principal > 0)
+                .then_some(cfg.uploads.max_sessions_per_principal),
+            total: (cfg.uploads.max_sessions > 0).then_some(cfg.uploads.max_sessions),
+        },
         realm: format!(
             "{}/token",
             cfg.auth
