@@ -655,6 +655,11 @@ fn open_upload_sessions_are_limited_in_total() {
     ]);
     let c = admin_client();
     let (st, v) = call(
+        api(&s, Some(ADMIN_TOKEN), reqwest::Method::POST, "/registries")
+            .json(&serde_json::json!({"name": "acme"})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = call(
         api(
             &s,
             Some(ADMIN_TOKEN),
@@ -668,7 +673,7 @@ fn open_upload_sessions_are_limited_in_total() {
         v["username"].as_str().unwrap(),
         v["password"].as_str().unwrap(),
     );
-    let open_as = |auth: &str| {
+    let open_as = |s: &Server, auth: &str| {
         anonymous_client()
             .post(s.url("/v2/acme/total/blobs/uploads/"))
             .header("authorization", auth)
@@ -678,23 +683,27 @@ fn open_upload_sessions_are_limited_in_total() {
     let admin = admin_basic();
     let locs: Vec<String> = (0..3)
         .map(|_| {
-            let r = open_as(&admin);
+            let r = open_as(&s, &admin);
             assert_eq!(r.status(), 202);
             r.headers()["location"].to_str().unwrap().to_string()
         })
         .collect();
-    assert_eq!(open_as(&user).status(), 202, "the fourth, another principal's");
+    assert_eq!(
+        open_as(&s, &user).status(),
+        202,
+        "the fourth, another principal's"
+    );
     let refused = |r: reqwest::blocking::Response| {
         assert_eq!(r.status(), 429);
         let body = r.text().unwrap();
         assert_eq!(error_code(&body), "TOOMANYREQUESTS");
         assert!(body.contains("(uploads.max_sessions)"), "{body}");
     };
-    refused(open_as(&user));
-    refused(open_as(&admin));
+    refused(open_as(&s, &user));
+    refused(open_as(&s, &admin));
     // the count is in the metadata store: a restart keeps it
     s.restart();
-    refused(open_as(&user));
+    refused(open_as(&s, &user));
     // completing one makes room
     let data = b"the last chunk";
     let r = c
@@ -704,11 +713,11 @@ fn open_upload_sessions_are_limited_in_total() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(open_as(&user).status(), 202);
-    refused(open_as(&admin));
+    assert_eq!(open_as(&s, &user).status(), 202);
+    refused(open_as(&s, &admin));
     // cancelling one makes room
     assert_eq!(c.delete(s.url(&locs[0])).send().unwrap().status(), 204);
-    assert_eq!(open_as(&admin).status(), 202);
+    assert_eq!(open_as(&s, &admin).status(), 202);
     let log = s.log_text();
     assert!(!log.contains("panicked"), "{log}");
 }

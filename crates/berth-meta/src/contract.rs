@@ -165,7 +165,10 @@ pub fn upload_sessions_limited_in_total(kv: impl KvStore) {
     }
     assert!(refused(m.open_upload("x", &up(None), total(21))));
     assert!(refused(m.open_upload("y", &up(Some("token:b")), total(21))));
-    assert!(m.upload("x").unwrap().is_none(), "a refused session is not recorded");
+    assert!(
+        m.upload("x").unwrap().is_none(),
+        "a refused session is not recorded"
+    );
     // an advance keeps the session's place: it still frees one when closed
     let mut advanced = m.upload("s4").unwrap().unwrap();
     advanced.offset = 9;
