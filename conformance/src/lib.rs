@@ -97,6 +97,8 @@ pub struct Server {
     /// Where its blobs are in the suites' Garage (`BERTH_TEST_BACKEND=s3`).
     pub s3_prefix: Option<String>,
     pub log: PathBuf,
+    /// The CA its TLS certificate chains to (PEM): it speaks HTTPS.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Server {
@@ -125,7 +127,22 @@ impl Server {
         Server::launch_in(None, env, given_admin_token)
     }
 
+    /// Start serving HTTPS: `env` names the certificate files
+    /// (`BERTH_TLS_*`), `ca_pem` is the CA their certificate chains to.
+    pub fn start_tls(env: &[(&str, &str)], ca_pem: &[u8]) -> Server {
+        Server::launch_full(None, env, true, Some(ca_pem.to_vec()))
+    }
+
     fn launch_in(data_dir: Option<&Path>, env: &[(&str, &str)], given_admin_token: bool) -> Server {
+        Server::launch_full(data_dir, env, given_admin_token, None)
+    }
+
+    fn launch_full(
+        data_dir: Option<&Path>,
+        env: &[(&str, &str)],
+        given_admin_token: bool,
+        tls_ca: Option<Vec<u8>>,
+    ) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         // with BERTH_TEST_BACKEND=s3, blobs in the process's Garage, under a
         // prefix of this server's own (the test's settings win)
@@ -148,14 +165,27 @@ impl Server {
             env: all,
             given_admin_token,
             s3_prefix,
+            tls_ca,
         };
         s.spawn();
         s
     }
 
+    /// A client for it: trusting its CA when it speaks HTTPS.
+    pub fn client(&self) -> Client {
+        let mut b = Client::builder();
+        if let Some(ca) = &self.tls_ca {
+            b = b
+                .add_root_certificate(reqwest::Certificate::from_pem(ca).expect("CA PEM"))
+                .tls_built_in_root_certs(false);
+        }
+        b.build().expect("client")
+    }
+
     /// The `/metrics` text.
     pub fn metrics(&self) -> String {
-        let r = Client::new()
+        let r = self
+            .client()
             .get(self.url("/metrics"))
             .send()
             .expect("metrics");
@@ -188,7 +218,7 @@ impl Server {
         }
         self.child = Some(cmd.spawn().expect("spawn berth"));
         let deadline = Instant::now() + Duration::from_secs(30);
-        let c = Client::new();
+        let c = self.client();
         loop {
             if let Ok(r) = c.get(self.url("/healthz")).send() {
                 if r.status().is_success() {
@@ -231,7 +261,12 @@ impl Server {
     }
 
     pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn host(&self) -> String {
@@ -427,6 +462,25 @@ pub fn sha256_of_reader(mut r: impl Read) -> (String, u64) {
 }
 
 /// Whether `tool` is on PATH.
+/// Where the test tools are installed (scripts/install-test-deps.sh).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("BERTH_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/berth-tools"))
+}
+
+/// A tool installed under [`tools_dir`] (`bin/helm`, `venv/bin/…`); fails
+/// loudly when it is missing.
+pub fn installed(rel: &str) -> PathBuf {
+    let p = tools_dir().join(rel);
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/install-test-deps.sh",
+        p.display()
+    );
+    p
+}
+
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")

@@ -7,12 +7,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn tools_dir() -> PathBuf {
-    std::env::var_os("BERTH_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/berth-tools"))
-}
-
 fn admin_creds() -> String {
     format!("admin:{ADMIN_TOKEN}")
 }

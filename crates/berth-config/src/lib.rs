@@ -17,6 +17,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub storage: Storage,
     pub http: Http,
+    pub tls: Tls,
     pub limits: Limits,
     pub uploads: Uploads,
     pub listing: Listing,
@@ -214,6 +215,51 @@ impl Default for Http {
     }
 }
 
+/// TLS on the listener (rustls): HTTPS with HTTP/2 by ALPN, the
+/// certificate reloaded when its files change or on SIGHUP.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Tls {
+    /// The certificate chain (PEM, the server's certificate first); with
+    /// `key_file`, the listener speaks HTTPS only. `BERTH_TLS_CERT_FILE`.
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    /// `BERTH_TLS_KEY_FILE`.
+    pub key_file: Option<PathBuf>,
+    /// How often the two files are read again and, when they changed, the
+    /// new pair served to new connections (0: only on SIGHUP).
+    /// `BERTH_TLS_RELOAD_INTERVAL_SECS`.
+    pub reload_interval_secs: u64,
+}
+
+impl Default for Tls {
+    fn default() -> Tls {
+        Tls {
+            cert_file: None,
+            key_file: None,
+            reload_interval_secs: 10,
+        }
+    }
+}
+
+impl Tls {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+}
+
+impl Config {
+    /// The URL clients reach Berth at: `auth.external_url`, else the
+    /// listener's address with the scheme it speaks.
+    pub fn external_url(&self) -> String {
+        match &self.auth.external_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None if self.tls.enabled() => format!("https://{}", self.listen),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Limits {
@@ -278,6 +324,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./berth-data"),
             storage: Storage::default(),
             http: Http::default(),
+            tls: Tls::default(),
             limits: Limits::default(),
             uploads: Uploads::default(),
             listing: Listing::default(),
@@ -700,6 +747,16 @@ impl Config {
             (1..=1_000_000).contains(&h.max_connections),
             "http.max_connections",
             "1 to 1000000",
+        );
+        need(
+            self.tls.cert_file.is_some() == self.tls.key_file.is_some(),
+            "tls.cert_file",
+            "set together with tls.key_file (both or neither)",
+        );
+        need(
+            self.tls.reload_interval_secs <= 86_400,
+            "tls.reload_interval_secs",
+            "0 to 86400 seconds",
         );
         let l = &self.limits;
         need(

@@ -333,6 +333,17 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Ask the server this configuration describes whether it is alive
+    /// (`GET /healthz` on its listener, over HTTPS when `[tls]` is set,
+    /// without checking the certificate's name): exit 0 when it answers
+    /// 200, 1 otherwise. For container health checks.
+    Healthcheck {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Ask this URL instead (`…/healthz` or `…/readyz`).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Check a stopped server's metadata store: recount every usage figure
     /// and cross-check links, indexes and tags (exit 1, naming each
     /// disagreement).

@@ -1,4 +1,5 @@
-//! Accepting connections (HTTP/1.1 and h2c) and shutting down gracefully:
+//! Accepting connections (HTTP/1.1 and HTTP/2, in the clear or over TLS:
+//! `tls.rs`) and shutting down gracefully:
 //! on SIGTERM or Ctrl-C no new connections are taken and requests in
 //! flight finish (up to 30 s).
 //!
@@ -15,6 +16,7 @@ use crate::http::Router;
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use prometheus::IntGauge;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -167,18 +169,73 @@ impl Drop for Open {
     }
 }
 
-pub async fn run(listen: SocketAddr, cfg: &Http, router: Arc<Router>) -> anyhow::Result<()> {
+/// What every connection task shares.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    router: Arc<Router>,
+    /// A connection that has not completed a request head (and on TLS its
+    /// handshake) this long after opening is dropped.
+    first_request: Duration,
+}
+
+/// Serve one connection (plain or TLS) until it ends.
+async fn serve<I>(sh: &Shared, io: I, peer: String, graceful: Watcher)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let router = sh.router.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let seen = started.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        seen.store(true, Ordering::Relaxed);
+        let (router, peer) = (router.clone(), peer.clone());
+        async move { Ok::<_, std::convert::Infallible>(router.serve(req, peer).await) }
+    });
+    let conn = sh
+        .builder
+        .serve_connection(TokioIo::new(io), svc)
+        .into_owned();
+    let mut conn = std::pin::pin!(graceful.watch(conn));
+    // No request head within the timeout of connecting (hyper's own timer
+    // starts only once it knows the protocol): drop.
+    let ended = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        _ = tokio::time::sleep(sh.first_request) => None,
+    };
+    let r = match ended {
+        Some(r) => r,
+        None if !started.load(Ordering::Relaxed) => {
+            tracing::debug!("no request within the header read timeout; closed");
+            return;
+        }
+        None => conn.await,
+    };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+pub async fn run(
+    listen: SocketAddr,
+    cfg: &Http,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: Arc<Router>,
+) -> anyhow::Result<()> {
     raise_fd_limit(cfg.max_connections);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "berth listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, "berth listening on {scheme}://{addr}");
 
-    let builder = builder(cfg);
-    let first_request = Duration::from_secs(cfg.header_read_timeout_secs);
+    let shared = Arc::new(Shared {
+        builder: builder(cfg),
+        router,
+        first_request: Duration::from_secs(cfg.header_read_timeout_secs),
+    });
+    let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let mut full_warned = false;
     loop {
@@ -205,41 +262,21 @@ pub async fn run(listen: SocketAddr, cfg: &Http, router: Arc<Router>) -> anyhow:
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let gauge = router.metrics.connections.clone();
-                let router = router.clone();
-                let peer = peer.ip().to_string();
-                let started = Arc::new(AtomicBool::new(false));
-                let seen = started.clone();
-                let svc = hyper::service::service_fn(move |req| {
-                    seen.store(true, Ordering::Relaxed);
-                    let (router, peer) = (router.clone(), peer.clone());
-                    async move { Ok::<_, std::convert::Infallible>(router.serve(req, peer).await) }
-                });
-                let conn = builder
-                    .serve_connection(TokioIo::new(Linger(Some(stream))), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let gauge = shared.router.metrics.connections.clone();
                 gauge.inc();
                 let open = Open(gauge);
+                let (sh, tls, watcher) = (shared.clone(), tls.clone(), graceful.watcher());
+                let peer = peer.ip().to_string();
                 tokio::spawn(async move {
                     let _held = (permit, open);
-                    let mut conn = std::pin::pin!(conn);
-                    // No request head within the timeout of connecting (hyper's
-                    // own timer starts only once it knows the protocol): drop.
-                    let ended = tokio::select! {
-                        r = conn.as_mut() => Some(r),
-                        _ = tokio::time::sleep(first_request) => None,
+                    let io = Linger(Some(stream));
+                    let Some(tls) = tls else {
+                        return serve(&sh, io, peer, watcher).await;
                     };
-                    let r = match ended {
-                        Some(r) => r,
-                        None if !started.load(Ordering::Relaxed) => {
-                            tracing::debug!("no request within the header read timeout; closed");
-                            return;
-                        }
-                        None => conn.await,
-                    };
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    match tokio::time::timeout(sh.first_request, tls.accept(io)).await {
+                        Ok(Ok(io)) => serve(&sh, io, peer, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("no TLS handshake within the header read timeout; closed"),
                     }
                 });
             }

@@ -18,6 +18,7 @@ mod metrics;
 mod offline;
 mod online;
 mod ops;
+mod tls;
 mod wiring;
 
 use berth_config as config;
@@ -62,6 +63,15 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(serve(loaded.config))
+        }
+        Command::Healthcheck { args, url } => {
+            let Ok(loaded) = load(&args) else {
+                std::process::exit(1);
+            };
+            if !online::healthcheck(&loaded.config, url) {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Fsck { args } => {
             let Ok(loaded) = load(&args) else {
@@ -145,6 +155,12 @@ fn warn_unknown_env(loaded: &Loaded) {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // a certificate that does not load stops the start before anything opens
+    let tls = cfg
+        .tls
+        .enabled()
+        .then(|| tls::acceptor(&cfg.tls))
+        .transpose()?;
     let app = wiring::build(&cfg)?;
     let open = app.dist.count_uploads().await?;
     tracing::info!(data_dir = %app.data_dir.display(), open_upload_sessions = open, "data directory");
@@ -178,5 +194,5 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         management: app.management,
         metrics: app.metrics,
     });
-    listener::run(cfg.listen, &cfg.http, router).await
+    listener::run(cfg.listen, &cfg.http, tls, router).await
 }

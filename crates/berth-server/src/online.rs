@@ -732,3 +732,35 @@ pub fn cleanup(a: &DataArgs, cmd: CleanupCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `berth healthcheck`: whether the server `cfg` describes answers 200 on
+/// `/healthz` (or `url`). A wildcard listen address is asked on loopback;
+/// the certificate is not checked (the name it carries is the public one).
+pub fn healthcheck(cfg: &berth_config::Config, url: Option<String>) -> bool {
+    let url = url.unwrap_or_else(|| {
+        let mut addr = cfg.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let scheme = if cfg.tls.enabled() { "https" } else { "http" };
+        format!("{scheme}://{addr}/healthz")
+    });
+    let client = Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(std::time::Duration::from_secs(5))
+        .build();
+    match client.and_then(|c| c.get(&url).send()) {
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => {
+            eprintln!("{url}: {}", r.status());
+            false
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            false
+        }
+    }
+}

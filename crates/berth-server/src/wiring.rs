@@ -172,14 +172,7 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
                 .then_some(cfg.uploads.max_sessions_per_principal),
             total: (cfg.uploads.max_sessions > 0).then_some(cfg.uploads.max_sessions),
         },
-        realm: format!(
-            "{}/token",
-            cfg.auth
-                .external_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", cfg.listen))
-                .trim_end_matches('/')
-        ),
+        realm: format!("{}/token", cfg.external_url()),
         ..Default::default()
     };
     let auth = Arc::new(auth);
