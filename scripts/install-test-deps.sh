@@ -20,6 +20,12 @@ command -v ctr >/dev/null 2>&1 || pkgs+=(containerd)
 command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
 command -v curl >/dev/null 2>&1 || pkgs+=(curl)
 command -v docker-registry >/dev/null 2>&1 || pkgs+=(docker-registry)
+# deploy/: the compose file's check, the systemd unit's verification, the
+# image's CA bundle and library stripping
+command -v docker-compose >/dev/null 2>&1 || pkgs+=(docker-compose)
+command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || pkgs+=(ca-certificates)
+command -v strip >/dev/null 2>&1 || pkgs+=(binutils)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]}"
   $SUDO apt-get update -qq
@@ -45,6 +51,15 @@ if [ "$(cat "$TOOLS/venv/.api-tools" 2>/dev/null)" != "$API_TOOLS" ]; then
   # shellcheck disable=SC2086
   "$TOOLS/venv/bin/pip" install -q $API_TOOLS
   echo "$API_TOOLS" >"$TOOLS/venv/.api-tools"
+fi
+
+# The Helm chart's rendered manifests, validated against the Kubernetes
+# schemas this package ships.
+K8S_TOOLS="kubernetes-validate==1.37.0"
+if [ "$(cat "$TOOLS/venv/.k8s-tools" 2>/dev/null)" != "$K8S_TOOLS" ]; then
+  echo "installing $K8S_TOOLS into $TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install -q $K8S_TOOLS
+  echo "$K8S_TOOLS" >"$TOOLS/venv/.k8s-tools"
 fi
 
 if [ ! -x "$TOOLS/bin/helm" ] || [ ! -x "$TOOLS/bin/kubectl" ]; then

@@ -238,6 +238,17 @@ fn principals_by_endpoints_basic_and_bearer() {
             s.url("/token")
         )
     );
+    // without auth.external_url, the realm is on the host the client reached
+    let r = anonymous_client()
+        .get(s.url("/v2/"))
+        .header("host", "registry.example:5000")
+        .send()
+        .unwrap();
+    assert!(
+        challenge(&r).starts_with("Bearer realm=\"http://registry.example:5000/token\""),
+        "{}",
+        challenge(&r)
+    );
     assert_eq!(error_code(&r.text().unwrap()), "UNAUTHORIZED");
     let r = anonymous_client()
         .get(s.url("/v2/acme/app/manifests/v1"))

@@ -66,11 +66,26 @@ fn unauthorized(challenge: Option<String>) -> ApiError {
 }
 
 impl Inner {
-    fn challenge(&self, scope: Option<String>) -> Option<String> {
+    /// The token endpoint to name: the configured realm, or — with no
+    /// external URL configured — the one on the host the client reached
+    /// (its `Host`), so that a server listening on every address behind a
+    /// port mapping names an address its clients can reach.
+    fn realm(&self, h: &HeaderMap) -> String {
+        let host = h
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && !v.contains(['"', '/', '\\', ' ']));
+        match (&self.cfg.realm_scheme_from_host, host) {
+            (Some(scheme), Some(host)) => format!("{scheme}://{host}/token"),
+            _ => self.cfg.realm.clone(),
+        }
+    }
+
+    fn challenge(&self, h: &HeaderMap, scope: Option<String>) -> Option<String> {
         let auth = self.auth.as_ref()?;
         let mut c = format!(
             "Bearer realm=\"{}\",service=\"{}\"",
-            self.cfg.realm,
+            self.realm(h),
             auth.config().service
         );
         if let Some(s) = scope {
@@ -97,19 +112,19 @@ impl Inner {
             });
         };
         let v = v.to_str().map_err(|_| {
-            unauthorized(self.challenge(scope.clone())).detail("malformed Authorization")
+            unauthorized(self.challenge(h, scope.clone())).detail("malformed Authorization")
         })?;
         let (kind, cred) = v.split_once(' ').unwrap_or((v, ""));
         let cred = cred.trim();
         match kind.to_ascii_lowercase().as_str() {
             "basic" => {
                 let (user, pass) = berth_auth::decode_basic(cred).ok_or_else(|| {
-                    unauthorized(self.challenge(scope.clone()))
+                    unauthorized(self.challenge(h, scope.clone()))
                         .detail("malformed Basic credentials")
                 })?;
                 let principal = auth
                     .basic(&user, &pass, client)
-                    .map_err(|e| auth_error(e, self.challenge(scope)))?;
+                    .map_err(|e| auth_error(e, self.challenge(h, scope)))?;
                 Ok(Caller {
                     principal,
                     granted: None,
@@ -118,7 +133,7 @@ impl Inner {
             "bearer" if berth_auth::secret::token_id(cred).is_some() => {
                 let principal = auth
                     .basic("", cred, client)
-                    .map_err(|e| auth_error(e, self.challenge(scope)))?;
+                    .map_err(|e| auth_error(e, self.challenge(h, scope)))?;
                 Ok(Caller {
                     principal,
                     granted: None,
@@ -127,14 +142,15 @@ impl Inner {
             "bearer" => {
                 let (principal, access) = auth
                     .bearer(cred)
-                    .map_err(|e| auth_error(e, self.challenge(scope)))?;
+                    .map_err(|e| auth_error(e, self.challenge(h, scope)))?;
                 Ok(Caller {
                     principal,
                     granted: Some(access),
                 })
             }
             _ => {
-                Err(unauthorized(self.challenge(scope)).detail("unsupported Authorization scheme"))
+                Err(unauthorized(self.challenge(h, scope))
+                    .detail("unsupported Authorization scheme"))
             }
         }
     }
@@ -142,14 +158,19 @@ impl Inner {
     /// Check the caller may call `ep`; create the registry on an admin's
     /// first push when configured. Errors: 401 (anonymous), 403, or
     /// NAME_INVALID / NAME_UNKNOWN for names outside any registry.
-    pub(crate) async fn authorize(&self, ep: &Endpoint, caller: &Caller) -> Result<()> {
+    pub(crate) async fn authorize(
+        &self,
+        ep: &Endpoint,
+        caller: &Caller,
+        h: &HeaderMap,
+    ) -> Result<()> {
         let Some(auth) = self.auth.as_ref().filter(|a| a.enabled()) else {
             return Ok(());
         };
         let Some(repo) = ep.repository() else {
             // /v2/ and _catalog: any authenticated caller
             if caller.principal == Principal::Anonymous {
-                return Err(unauthorized(self.challenge(None)));
+                return Err(unauthorized(self.challenge(h, None)));
             }
             return Ok(());
         };
@@ -168,7 +189,7 @@ impl Inner {
         if vis.is_none() && !caller.principal.is_admin() {
             // no such tenant: nothing to see for anyone but the admin
             if caller.principal == Principal::Anonymous {
-                return Err(unauthorized(self.challenge(scope)));
+                return Err(unauthorized(self.challenge(h, scope)));
             }
             return Err(
                 ApiError::new(ErrorCode::NameUnknown).detail(format!("no registry {registry}"))
@@ -176,7 +197,7 @@ impl Inner {
         }
         if !caller.may(repo, action, public) {
             if caller.principal == Principal::Anonymous {
-                return Err(unauthorized(self.challenge(scope)));
+                return Err(unauthorized(self.challenge(h, scope)));
             }
             // A JWT for less than its holder may do: 401 with the scope to
             // ask for and `error="insufficient_scope"` (distribution and the
@@ -184,7 +205,7 @@ impl Inner {
             if caller.granted.is_some() && caller.principal.may(registry, action, public) {
                 let mut e =
                     ApiError::new(ErrorCode::Unauthorized).detail("token lacks the scope needed");
-                if let Some(c) = self.challenge(scope) {
+                if let Some(c) = self.challenge(h, scope) {
                     e = e.header(
                         header::WWW_AUTHENTICATE,
                         crate::hv(&(c + ",error=\"insufficient_scope\"")),

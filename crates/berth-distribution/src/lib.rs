@@ -50,6 +50,9 @@ pub struct Config {
     pub max_referrers: usize,
     /// The token endpoint named in `WWW-Authenticate` challenges.
     pub realm: String,
+    /// With no external URL configured: the realm is `<scheme>://<Host>/token`
+    /// on the host each request reached (`realm` when it has none).
+    pub realm_scheme_from_host: Option<String>,
     /// Count manifest GETs (pull statistics).
     pub count_pulls: bool,
     /// Most upload sessions open per principal and in total.
@@ -65,6 +68,7 @@ impl Default for Config {
             max_page_size: 10_000,
             max_referrers: 10_000,
             realm: "http://127.0.0.1:5000/token".into(),
+            realm_scheme_from_host: None,
             count_pulls: true,
             upload_limits: berth_meta::UploadLimits {
                 per_principal: Some(1000),
@@ -188,7 +192,7 @@ impl ApiHandler for Distribution {
             .authenticate(&parts.headers, &client, Inner::scope_for(&ep))?;
         let audit = audit_target(&ep);
         let action = ep.route();
-        let out = match self.inner.authorize(&ep, &caller).await {
+        let out = match self.inner.authorize(&ep, &caller, &parts.headers).await {
             Ok(()) => self.inner.dispatch(ep, &parts, body, &caller).await,
             Err(e) => Err(e),
         };

@@ -173,6 +173,11 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
             total: (cfg.uploads.max_sessions > 0).then_some(cfg.uploads.max_sessions),
         },
         realm: format!("{}/token", cfg.external_url()),
+        realm_scheme_from_host: cfg
+            .auth
+            .external_url
+            .is_none()
+            .then(|| if cfg.tls.enabled() { "https" } else { "http" }.to_string()),
         ..Default::default()
     };
     let auth = Arc::new(auth);
