@@ -145,8 +145,6 @@ fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
             &format!("127.0.0.1:{port}:5000"),
             "-v",
             &format!("{vol}:/var/lib/berth"),
-            "-e",
-            &format!("BERTH_AUTH_ADMIN_TOKEN={ADMIN_TOKEN}"),
             &tag,
         ]));
         d.containers.push(name.clone());
@@ -156,6 +154,16 @@ fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
     let first = start(&mut d, 1);
     let c = d.inspect(&first);
     assert_eq!(c["HostConfig"]["ReadonlyRootfs"], true);
+    // the admin token it made on its first start, as docs/deploy.md reads it
+    let token = out(Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker cp {first}:/var/lib/berth/admin-token - | tar -xO"
+        ))
+        .env("DOCKER_CONFIG", d.cfg.path()))
+    .trim()
+    .to_string();
+    assert!(token.starts_with("berth_admin_"), "{token}");
     // the server process itself runs as 10001, seen from the host
     let pid = c["State"]["Pid"].as_u64().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -181,14 +189,9 @@ fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
     d.images.push(local.clone());
     d.images.push(remote.clone());
     out(d.cmd().args(["tag", &local, &remote]));
-    out(d.cmd().args([
-        "login",
-        &host,
-        "--username",
-        "admin",
-        "--password",
-        ADMIN_TOKEN,
-    ]));
+    out(d
+        .cmd()
+        .args(["login", &host, "--username", "admin", "--password", &token]));
     out(d.cmd().args(["push", &remote]));
     out(d.cmd().args(["rmi", "-f", &remote, &local]));
     out(d.cmd().args(["pull", &remote]));
@@ -216,7 +219,7 @@ fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
     let c = reqwest::blocking::Client::new();
     let r = c
         .get(format!("http://{host}/v2/deploy/app/manifests/v1"))
-        .header("authorization", admin_basic())
+        .header("authorization", basic("admin", &token))
         .header(
             "accept",
             "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
