@@ -481,6 +481,52 @@ pub fn installed(rel: &str) -> PathBuf {
     p
 }
 
+/// helm from the tools, with its homes under `home`.
+pub fn helm(home: &Path) -> Command {
+    let mut c = Command::new(installed("bin/helm"));
+    c.env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    c
+}
+
+/// `helm package` the chart in `chart`, log in as the admin, push it to
+/// `oci://<s>/charts`, pull it back and check it is byte-identical.
+/// Returns the package's path.
+pub fn helm_round_trip(home: &Path, s: &Server, chart: &Path, name: &str) -> PathBuf {
+    let pkg = home.join("pkg");
+    run(helm(home).arg("package").arg(chart).arg("-d").arg(&pkg));
+    let tgz = pkg.join(format!("{name}-0.1.0.tgz"));
+    run(helm(home).args([
+        "registry",
+        "login",
+        &s.host(),
+        "--username",
+        "admin",
+        "--password",
+        ADMIN_TOKEN,
+        "--plain-http",
+    ]));
+    run(helm(home)
+        .arg("push")
+        .arg(&tgz)
+        .arg(format!("oci://{}/charts", s.host()))
+        .arg("--plain-http"));
+    let pulled = home.join("pulled");
+    std::fs::create_dir_all(&pulled).unwrap();
+    run(helm(home)
+        .arg("pull")
+        .arg(format!("oci://{}/charts/{name}", s.host()))
+        .args(["--version", "0.1.0", "--plain-http", "-d"])
+        .arg(&pulled));
+    assert_eq!(
+        std::fs::read(&tgz).unwrap(),
+        std::fs::read(pulled.join(format!("{name}-0.1.0.tgz"))).unwrap(),
+        "pulled chart differs"
+    );
+    tgz
+}
+
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")

@@ -435,18 +435,6 @@ fn podman_push_v2s2_and_pull() {
     run(podman(&store, &s).args(["rmi", "-a", "-f"]));
 }
 
-fn helm(home: &Path) -> Command {
-    let mut c = Command::new(tools_dir().join("bin/helm"));
-    assert!(
-        tools_dir().join("bin/helm").exists(),
-        "helm missing: run scripts/install-test-deps.sh"
-    );
-    c.env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"));
-    c
-}
-
 #[test]
 fn helm_push_and_pull_byte_identical() {
     let s = Server::start();
@@ -463,40 +451,7 @@ fn helm_push_and_pull_byte_identical() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: berth\ndata:\n  a: b\n",
     )
     .unwrap();
-    let pkg = tmp.path().join("pkg");
-    run(helm(tmp.path())
-        .arg("package")
-        .arg(&chart)
-        .arg("-d")
-        .arg(&pkg));
-    let tgz = pkg.join("berthchart-0.1.0.tgz");
-    run(helm(tmp.path()).args([
-        "registry",
-        "login",
-        &s.host(),
-        "--username",
-        "admin",
-        "--password",
-        ADMIN_TOKEN,
-        "--plain-http",
-    ]));
-    run(helm(tmp.path())
-        .arg("push")
-        .arg(&tgz)
-        .arg(format!("oci://{}/charts", s.host()))
-        .arg("--plain-http"));
-    let pulled = tmp.path().join("pulled");
-    std::fs::create_dir_all(&pulled).unwrap();
-    run(helm(tmp.path())
-        .arg("pull")
-        .arg(format!("oci://{}/charts/berthchart", s.host()))
-        .args(["--version", "0.1.0", "--plain-http", "-d"])
-        .arg(&pulled));
-    assert_eq!(
-        std::fs::read(&tgz).unwrap(),
-        std::fs::read(pulled.join("berthchart-0.1.0.tgz")).unwrap(),
-        "pulled chart differs"
-    );
+    let tgz = helm_round_trip(tmp.path(), &s, &chart, "berthchart");
     let shown = run(helm(tmp.path())
         .arg("show")
         .arg("chart")

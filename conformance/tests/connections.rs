@@ -595,6 +595,24 @@ fn aborted_uploads_release_descriptors_and_staging() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// A push user `ci` of registry acme: its Basic `Authorization` value.
+fn push_user(s: &Server) -> String {
+    let (st, v) = call(
+        api(
+            s,
+            Some(ADMIN_TOKEN),
+            reqwest::Method::POST,
+            "/registries/acme/users",
+        )
+        .json(&serde_json::json!({"name": "ci", "canPush": true})),
+    );
+    assert_eq!(st, 201, "{v}");
+    basic(
+        v["username"].as_str().unwrap(),
+        v["password"].as_str().unwrap(),
+    )
+}
+
 /// A principal's open upload sessions are limited: one more is 429
 /// `TOOMANYREQUESTS` until one of them is cancelled or completed; another
 /// principal is not held up by it.
@@ -620,21 +638,10 @@ fn open_upload_sessions_are_limited_per_principal() {
     // monolithic pushes open no session: not limited
     push_blob(&c, &s, "acme/many", b"monolithic");
     // another principal: a push user of acme
-    let (st, v) = call(
-        api(
-            &s,
-            Some(ADMIN_TOKEN),
-            reqwest::Method::POST,
-            "/registries/acme/users",
-        )
-        .json(&serde_json::json!({"name": "ci", "canPush": true})),
-    );
-    assert_eq!(st, 201, "{v}");
-    let user = v["username"].as_str().unwrap().to_string();
-    let pass = v["password"].as_str().unwrap().to_string();
+    let user = push_user(&s);
     let r = anonymous_client()
         .post(s.url("/v2/acme/many/blobs/uploads/"))
-        .header("authorization", basic(&user, &pass))
+        .header("authorization", &user)
         .send()
         .unwrap();
     assert_eq!(r.status(), 202, "another principal has its own room");
@@ -659,20 +666,7 @@ fn open_upload_sessions_are_limited_in_total() {
             .json(&serde_json::json!({"name": "acme"})),
     );
     assert_eq!(st, 201, "{v}");
-    let (st, v) = call(
-        api(
-            &s,
-            Some(ADMIN_TOKEN),
-            reqwest::Method::POST,
-            "/registries/acme/users",
-        )
-        .json(&serde_json::json!({"name": "ci", "canPush": true})),
-    );
-    assert_eq!(st, 201, "{v}");
-    let user = basic(
-        v["username"].as_str().unwrap(),
-        v["password"].as_str().unwrap(),
-    );
+    let user = push_user(&s);
     let open_as = |s: &Server, auth: &str| {
         anonymous_client()
             .post(s.url("/v2/acme/total/blobs/uploads/"))

@@ -231,14 +231,6 @@ fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
     out(d.cmd().args(["pull", &remote]));
 }
 
-fn helm(home: &Path) -> Command {
-    let mut c = Command::new(installed("bin/helm"));
-    c.env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"));
-    c
-}
-
 /// The value sets the chart is rendered with: the default, S3 with a
 /// Deployment, TLS on Berth with an Ingress and a ServiceMonitor, an
 /// existing admin Secret without persistence, and a given token.
@@ -403,39 +395,7 @@ fn the_chart_lints_renders_and_validates() {
 fn the_chart_is_pushed_into_berth() {
     let s = Server::start();
     let tmp = tempfile::tempdir().unwrap();
-    let pkg = tmp.path().join("pkg");
-    out(helm(tmp.path())
-        .arg("package")
-        .arg(deploy("helm/berth"))
-        .arg("-d")
-        .arg(&pkg));
-    let tgz = pkg.join("berth-0.1.0.tgz");
-    out(helm(tmp.path()).args([
-        "registry",
-        "login",
-        &s.host(),
-        "--username",
-        "admin",
-        "--password",
-        ADMIN_TOKEN,
-        "--plain-http",
-    ]));
-    out(helm(tmp.path())
-        .arg("push")
-        .arg(&tgz)
-        .arg(format!("oci://{}/charts", s.host()))
-        .arg("--plain-http"));
-    let pulled = tmp.path().join("pulled");
-    std::fs::create_dir_all(&pulled).unwrap();
-    out(helm(tmp.path())
-        .arg("pull")
-        .arg(format!("oci://{}/charts/berth", s.host()))
-        .args(["--version", "0.1.0", "--plain-http", "-d"])
-        .arg(&pulled));
-    assert_eq!(
-        std::fs::read(&tgz).unwrap(),
-        std::fs::read(pulled.join("berth-0.1.0.tgz")).unwrap()
-    );
+    helm_round_trip(tmp.path(), &s, &deploy("helm/berth"), "berth");
 }
 
 #[test]
