@@ -463,7 +463,15 @@ fn the_systemd_unit_verifies_and_its_sample_config_starts() {
             .success()
     };
     assert!(hc(port));
+    // `systemctl reload` (SIGHUP) without TLS leaves it serving
     // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP stopped berth");
+    assert!(hc(port));
+    // SAFETY: as above.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

@@ -161,6 +161,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .enabled()
         .then(|| tls::acceptor(&cfg.tls))
         .transpose()?;
+    if tls.is_none() {
+        tls::ignore_hangups();
+    }
     let app = wiring::build(&cfg)?;
     let open = app.dist.count_uploads().await?;
     tracing::info!(data_dir = %app.data_dir.display(), open_upload_sessions = open, "data directory");

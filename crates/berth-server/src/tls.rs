@@ -136,6 +136,21 @@ pub fn acceptor(cfg: &Tls) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Without TLS there is nothing to reload, but SIGHUP (`systemctl reload`)
+/// must not stop the server, as its default action would: log it.
+pub fn ignore_hangups() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: nothing to reload (no [tls])");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "no SIGHUP handler"),
+    }
+}
+
 fn spawn_reloader(current: Arc<Current>, every_secs: u64) {
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
