@@ -43,9 +43,9 @@ pub use gc::{Candidates, GcReach, GcRun, GC_LOCK_TTL_MS};
 pub use kv::{counter_value, Batch, Cond, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;
 pub use meta::{
-    counter, now_millis, registry_of, upload_slot_cap, BlobRecord, LinkRecord, ManifestRecord,
-    Meta, MetaError, Page, PutManifest, Ref, ReferrerRecord, Refused, RepoRecord, TagRecord,
-    UploadLimits, UploadRecord, UPLOAD_SLOTS,
+    counter, now_millis, registry_of, BlobRecord, LinkRecord, ManifestRecord, Meta, MetaError,
+    Page, PutManifest, Ref, ReferrerRecord, Refused, RepoRecord, TagRecord, UploadLimits,
+    UploadRecord, UPLOAD_SLOTS,
 };
 pub use policies::{CleanupPolicy, CleanupRun};
 pub use principals::{

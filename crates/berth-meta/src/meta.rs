@@ -201,7 +201,7 @@ pub struct UploadLimits {
 pub const UPLOAD_SLOTS: u8 = 16;
 
 /// Slot `slot`'s share of a total limit: the shares add up to `total`.
-pub fn upload_slot_cap(total: usize, slot: u8) -> i64 {
+fn upload_slot_cap(total: usize, slot: u8) -> i64 {
     let k = UPLOAD_SLOTS as usize;
     (total / k + usize::from((slot as usize) < total % k)) as i64
 }
@@ -1094,7 +1094,7 @@ impl Meta {
     ///
     /// Every session counts against `limits.total`: it takes a place in one
     /// of [`UPLOAD_SLOTS`] counters, each holding at most its share of the
-    /// limit — first the slot its id hashes to, else any slot with room. The
+    /// limit — first the slot its id hashes to, else the next with room. The
     /// taken slot's counter is read as a condition of the commit, so the
     /// shares, and so the total, are never exceeded; the limit refuses with
     /// [`MetaError::TooManyUploadsTotal`] only when every slot is full, that
@@ -1181,7 +1181,6 @@ impl Meta {
     }
 }
 
-/// Drop a session's record and its owner's row.
 /// A slot of the instance-wide upload count with room under `total`: the
 /// one `id` hashes to, else the next with room. Every counter looked at is
 /// read as a condition of the commit, so the refusal too sees one moment.
@@ -1204,6 +1203,7 @@ fn take_upload_slot(tx: &mut Tx<'_>, id: &str, total: usize) -> Result<u8> {
     Err(MetaError::TooManyUploadsTotal { open })
 }
 
+/// Drop a session's record, its owner's row and its place in the count.
 fn close_upload(tx: &mut Tx<'_>, id: &str) -> Result<()> {
     if let Some(rec) = tx.get_as::<UploadRecord>(Cf::Uploads, id.as_bytes())? {
         if let Some(p) = &rec.by {
