@@ -249,13 +249,21 @@ impl Tls {
 }
 
 impl Config {
+    /// The scheme the listener speaks.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.enabled() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// The URL clients reach Berth at: `auth.external_url`, else the
     /// listener's address with the scheme it speaks.
     pub fn external_url(&self) -> String {
         match &self.auth.external_url {
             Some(u) => u.trim_end_matches('/').to_string(),
-            None if self.tls.enabled() => format!("https://{}", self.listen),
-            None => format!("http://{}", self.listen),
+            None => format!("{}://{}", self.scheme(), self.listen),
         }
     }
 }

@@ -745,8 +745,7 @@ pub fn healthcheck(cfg: &berth_config::Config, url: Option<String>) -> bool {
                 std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
-        let scheme = if cfg.tls.enabled() { "https" } else { "http" };
-        format!("{scheme}://{addr}/healthz")
+        format!("{}://{addr}/healthz", cfg.scheme())
     });
     let client = Client::builder()
         .danger_accept_invalid_certs(true)

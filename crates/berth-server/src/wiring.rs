@@ -177,18 +177,16 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
             .auth
             .external_url
             .is_none()
-            .then(|| if cfg.tls.enabled() { "https" } else { "http" }.to_string()),
+            .then(|| cfg.scheme().to_string()),
         ..Default::default()
     };
     let auth = Arc::new(auth);
     // Where clients push to: the external URL's host, else the listener.
-    let host = cfg
-        .auth
-        .external_url
-        .as_deref()
-        .and_then(|u| u.split("://").nth(1))
-        .map(|h| h.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| cfg.listen.to_string());
+    let url = cfg.external_url();
+    let host = url
+        .split_once("://")
+        .map_or(url.as_str(), |(_, h)| h)
+        .to_string();
     let dist = Distribution::new(
         meta.clone(),
         blobs.clone(),
