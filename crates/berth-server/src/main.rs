@@ -156,14 +156,7 @@ fn warn_unknown_env(loaded: &Loaded) {
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     // a certificate that does not load stops the start before anything opens
-    let tls = cfg
-        .tls
-        .enabled()
-        .then(|| tls::acceptor(&cfg.tls))
-        .transpose()?;
-    if tls.is_none() {
-        tls::ignore_hangups();
-    }
+    let tls = tls::listener(&cfg.tls)?;
     let app = wiring::build(&cfg)?;
     let open = app.dist.count_uploads().await?;
     tracing::info!(data_dir = %app.data_dir.display(), open_upload_sessions = open, "data directory");

@@ -110,11 +110,14 @@ impl Current {
     }
 }
 
-/// The acceptor for `cfg` (which has both files), and the task that
-/// reloads them.
-pub fn acceptor(cfg: &Tls) -> anyhow::Result<TlsAcceptor> {
+/// The acceptor for `cfg`, when it names a certificate; and, either way,
+/// the task that answers SIGHUP (`systemctl reload`): with TLS it reloads
+/// the pair (as does every `reload_interval_secs`), without it it is logged
+/// — SIGHUP's default action would stop the server.
+pub fn listener(cfg: &Tls) -> anyhow::Result<Option<TlsAcceptor>> {
     let (Some(cert_file), Some(key_file)) = (&cfg.cert_file, &cfg.key_file) else {
-        anyhow::bail!("tls.cert_file and tls.key_file are both needed");
+        spawn_reloader(None, 0);
+        return Ok(None);
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let (cert, key) = read_pair(cert_file, key_file)?;
@@ -132,49 +135,37 @@ pub fn acceptor(cfg: &Tls) -> anyhow::Result<TlsAcceptor> {
         .with_no_client_auth()
         .with_cert_resolver(current.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    spawn_reloader(current, cfg.reload_interval_secs);
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    spawn_reloader(Some(current), cfg.reload_interval_secs);
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
-/// Without TLS there is nothing to reload, but SIGHUP (`systemctl reload`)
-/// must not stop the server, as its default action would: log it.
-pub fn ignore_hangups() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut hup) => {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: nothing to reload (no [tls])");
-                }
-            });
-        }
-        Err(e) => tracing::warn!(error = %e, "no SIGHUP handler"),
-    }
-}
-
-fn spawn_reloader(current: Arc<Current>, every_secs: u64) {
+/// Reload `current` every `every_secs` (0: never) and on each SIGHUP.
+fn spawn_reloader(current: Option<Arc<Current>>, every_secs: u64) {
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %e, "no SIGHUP handler; TLS reloads by interval only");
+            tracing::warn!(error = %e, "no SIGHUP handler");
             return;
         }
     };
     tokio::spawn(async move {
-        // 0: SIGHUP only
         let period = Duration::from_secs(every_secs.max(1));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick(), if every_secs > 0 => {}
+                _ = tick.tick(), if every_secs > 0 && current.is_some() => {}
                 got = hup.recv() => {
                     if got.is_none() {
                         return;
                     }
-                    tracing::info!("SIGHUP: reading the TLS files again");
+                    match current {
+                        Some(_) => tracing::info!("SIGHUP: reading the TLS files again"),
+                        None => tracing::info!("SIGHUP: nothing to reload (no [tls])"),
+                    }
                 }
             }
-            let c = current.clone();
+            let Some(c) = current.clone() else { continue };
             // file reads: off the async workers
             let _ = tokio::task::spawn_blocking(move || c.reload()).await;
         }
