@@ -538,6 +538,14 @@ pub fn have(tool: &str) -> bool {
 }
 
 /// A client tool that must be present: the suites never pass by skipping.
+/// The docker CLI with a client configuration directory of the test's own
+/// (its logins stay there).
+pub fn docker_cli(config: &Path) -> Command {
+    let mut c = Command::new(require("docker"));
+    c.env("DOCKER_CONFIG", config);
+    c
+}
+
 pub fn require(tool: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("BERTH_TOOLS_DIR") {
         let p = PathBuf::from(dir).join(tool);

@@ -648,16 +648,11 @@ fn ctr_pulls_a_multi_arch_image() {
 
 #[test]
 fn docker_push_and_pull() {
-    let docker = require("docker");
     let s = Server::start();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("docker-config");
     std::fs::create_dir_all(&cfg).unwrap();
-    let dk = || {
-        let mut c = Command::new(&docker);
-        c.env("DOCKER_CONFIG", &cfg);
-        c
-    };
+    let dk = || docker_cli(&cfg);
     let info = dk().arg("info").output().unwrap();
     assert!(
         info.status.success(),
@@ -734,7 +729,6 @@ fn fails(cmd: &mut Command) -> String {
 fn tag_rules_hold_against_skopeo_and_docker_pushes() {
     use reqwest::Method as M;
     use serde_json::json;
-    let docker = require("docker");
     let s = Server::start();
     let a = Some(ADMIN_TOKEN);
     let (st, _) = call(api(&s, a, M::POST, "/registries").json(&json!({"name": "rules"})));
@@ -826,11 +820,7 @@ fn tag_rules_hold_against_skopeo_and_docker_pushes() {
     // immutable tag, accepted elsewhere
     let cfg = tmp.path().join("docker-config");
     std::fs::create_dir_all(&cfg).unwrap();
-    let dk = || {
-        let mut c = Command::new(&docker);
-        c.env("DOCKER_CONFIG", &cfg);
-        c
-    };
+    let dk = || docker_cli(&cfg);
     let archive = tmp.path().join("img.tar");
     let local = format!("berth-e2e/rules:{}", s.port);
     run(Command::new(require("skopeo"))

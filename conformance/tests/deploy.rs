@@ -28,7 +28,6 @@ fn out(cmd: &mut Command) -> String {
 
 /// Docker, cleaning up what a test made even when it fails.
 struct Docker {
-    bin: PathBuf,
     cfg: tempfile::TempDir,
     containers: Vec<String>,
     volumes: Vec<String>,
@@ -38,7 +37,6 @@ struct Docker {
 impl Docker {
     fn new() -> Docker {
         let d = Docker {
-            bin: require("docker"),
             cfg: tempfile::tempdir().unwrap(),
             containers: Vec::new(),
             volumes: Vec::new(),
@@ -53,9 +51,7 @@ impl Docker {
         d
     }
     fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.env("DOCKER_CONFIG", self.cfg.path());
-        c
+        docker_cli(self.cfg.path())
     }
     fn inspect(&self, what: &str) -> Value {
         let o = out(self.cmd().args(["inspect", what]));

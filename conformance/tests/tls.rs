@@ -267,7 +267,6 @@ fn cert_dir(at: &Path, ca: &Ca) {
 
 #[test]
 fn skopeo_and_docker_over_https() {
-    let docker = require("docker");
     let skopeo = require("skopeo");
     let ca = Ca::new("clients");
     let files = Files::new(&ca.leaf());
@@ -308,11 +307,7 @@ fn skopeo_and_docker_over_https() {
     cert_dir(&engine_certs, &ca);
     let cfg = tmp.path().join("docker-config");
     std::fs::create_dir_all(&cfg).unwrap();
-    let dk = || {
-        let mut c = Command::new(&docker);
-        c.env("DOCKER_CONFIG", &cfg);
-        c
-    };
+    let dk = || docker_cli(&cfg);
     let archive = tmp.path().join("img.tar");
     let local = format!("berth-e2e/tls:{}", s.port);
     run(Command::new(&skopeo)
