@@ -77,7 +77,8 @@ pub fn berth_bin() -> PathBuf {
     p
 }
 
-fn free_port() -> u16 {
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()

@@ -21,11 +21,6 @@ fn deploy(rel: &str) -> PathBuf {
     repo_root().join("deploy").join(rel)
 }
 
-/// Output of a command that must succeed.
-fn out(cmd: &mut Command) -> String {
-    run(cmd)
-}
-
 /// Docker, cleaning up what a test made even when it fails.
 struct Docker {
     cfg: tempfile::TempDir,
@@ -54,7 +49,7 @@ impl Docker {
         docker_cli(self.cfg.path())
     }
     fn inspect(&self, what: &str) -> Value {
-        let o = out(self.cmd().args(["inspect", what]));
+        let o = run(self.cmd().args(["inspect", what]));
         serde_json::from_str::<Value>(&o).unwrap()[0].clone()
     }
 }
@@ -71,14 +66,6 @@ impl Drop for Docker {
             let _ = self.cmd().args(["rmi", "-f", i]).output();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Wait for the engine to call the container healthy (its HEALTHCHECK,
@@ -108,7 +95,7 @@ fn wait_healthy(d: &Docker, name: &str) {
 fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
     let d = Docker::new();
     let tag = format!("berth-e2e/berth:{}", std::process::id());
-    let built = out(Command::new(deploy("image/build.sh"))
+    let built = run(Command::new(deploy("image/build.sh"))
         .arg(&tag)
         .env("BERTH_BIN", berth_bin()));
     assert!(built.contains("built"), "{built}");
@@ -126,12 +113,12 @@ fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
         .contains("healthcheck"));
 
     let vol = format!("berth-e2e-{}", std::process::id());
-    out(d.cmd().args(["volume", "create", &vol]));
+    run(d.cmd().args(["volume", "create", &vol]));
     d.volumes.push(vol.clone());
     let port = free_port();
     let start = |d: &mut Docker, n: u32| -> String {
         let name = format!("berth-e2e-{}-{n}", std::process::id());
-        out(d.cmd().args([
+        run(d.cmd().args([
             "run",
             "-d",
             "--name",
@@ -151,7 +138,7 @@ fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
     let c = d.inspect(&first);
     assert_eq!(c["HostConfig"]["ReadonlyRootfs"], true);
     // the admin token it made on its first start, as docs/deploy.md reads it
-    let token = out(Command::new("sh")
+    let token = run(Command::new("sh")
         .arg("-c")
         .arg(format!(
             "docker cp {first}:/var/lib/berth/admin-token - | tar -xO"
@@ -180,23 +167,23 @@ fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
         .args(["--insecure-policy", "copy"])
         .arg(format!("oci:{}:single", src.display()))
         .arg(format!("docker-archive:{}:{local}", archive.display())));
-    out(d.cmd().arg("load").arg("-i").arg(&archive));
+    run(d.cmd().arg("load").arg("-i").arg(&archive));
     let remote = format!("{host}/deploy/app:v1");
     d.images.push(local.clone());
     d.images.push(remote.clone());
-    out(d.cmd().args(["tag", &local, &remote]));
-    out(d
+    run(d.cmd().args(["tag", &local, &remote]));
+    run(d
         .cmd()
         .args(["login", &host, "--username", "admin", "--password", &token]));
-    out(d.cmd().args(["push", &remote]));
-    out(d.cmd().args(["rmi", "-f", &remote, &local]));
-    out(d.cmd().args(["pull", &remote]));
+    run(d.cmd().args(["push", &remote]));
+    run(d.cmd().args(["rmi", "-f", &remote, &local]));
+    run(d.cmd().args(["pull", &remote]));
     let pulled = d.inspect(&remote);
     assert_eq!(pulled["Architecture"], "amd64");
 
     // docker stop: SIGTERM, a graceful exit (0) well within the grace period
     let t0 = Instant::now();
-    out(d.cmd().args(["stop", "-t", "30", &first]));
+    run(d.cmd().args(["stop", "-t", "30", &first]));
     let stopped = t0.elapsed();
     let st = d.inspect(&first);
     assert_eq!(st["State"]["ExitCode"], 0, "{}", st["State"]);
@@ -208,7 +195,7 @@ fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
     let logs =
         String::from_utf8_lossy(&logs.stderr).into_owned() + &String::from_utf8_lossy(&logs.stdout);
     assert!(logs.contains("shutting down"), "{logs}");
-    out(d.cmd().args(["rm", &first]));
+    run(d.cmd().args(["rm", &first]));
 
     // a second container on the same volume serves what was pushed
     let _second = start(&mut d, 2);
@@ -223,8 +210,8 @@ fn the_image_runs_non_root_read_only_and_keeps_its_volume() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    out(d.cmd().args(["rmi", "-f", &remote]));
-    out(d.cmd().args(["pull", &remote]));
+    run(d.cmd().args(["rmi", "-f", &remote]));
+    run(d.cmd().args(["pull", &remote]));
 }
 
 /// The value sets the chart is rendered with: the default, S3 with a
@@ -293,22 +280,27 @@ fn rendered_config(manifests: &str) -> String {
 fn the_chart_lints_renders_and_validates() {
     let tmp = tempfile::tempdir().unwrap();
     let chart = deploy("helm/berth");
-    let validate = installed("venv/bin/kubernetes-validate");
-    out(helm(tmp.path()).arg("lint").arg("--strict").arg(&chart));
-    for (name, sets) in VALUE_SETS {
+    let validate = |file: &Path| {
+        Command::new(installed("venv/bin/kubernetes-validate"))
+            .args(["--strict", "--quiet"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let template = |sets: &[&str]| {
         let mut cmd = helm(tmp.path());
         cmd.args(["template", "registry"]).arg(&chart);
-        for s in *sets {
+        for s in sets {
             cmd.args(["--set", s]);
         }
-        let manifests = out(&mut cmd);
+        cmd
+    };
+    run(helm(tmp.path()).arg("lint").arg("--strict").arg(&chart));
+    for (name, sets) in VALUE_SETS {
+        let manifests = run(&mut template(sets));
         let file = tmp.path().join(format!("{name}.yaml"));
         std::fs::write(&file, &manifests).unwrap();
-        let v = Command::new(&validate)
-            .args(["--strict", "--quiet"])
-            .arg(&file)
-            .output()
-            .unwrap();
+        let v = validate(&file);
         assert!(
             v.status.success(),
             "{name}: {}{}",
@@ -348,11 +340,7 @@ fn the_chart_lints_renders_and_validates() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n  replicas: many\n",
     )
     .unwrap();
-    let v = Command::new(&validate)
-        .args(["--strict", "--quiet"])
-        .arg(&broken)
-        .output()
-        .unwrap();
+    let v = validate(&broken);
     assert!(
         !v.status.success(),
         "kubernetes-validate passed a broken manifest"
@@ -373,12 +361,7 @@ fn the_chart_lints_renders_and_validates() {
         (vec!["tls.enabled=true"], "tls.secretName"),
         (vec!["adminToken=hunter2"], "berth_admin_"),
     ] {
-        let mut cmd = helm(tmp.path());
-        cmd.args(["template", "registry"]).arg(&chart);
-        for s in &sets {
-            cmd.args(["--set", s]);
-        }
-        let o = cmd.output().unwrap();
+        let o = template(&sets).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
             !o.status.success() && err.contains(reason),
@@ -422,7 +405,7 @@ fn the_systemd_unit_verifies_and_its_sample_config_starts() {
 
     // the sample config: accepted, and serve starts with it
     let sample = deploy("systemd/berth.toml");
-    out(Command::new(berth_bin())
+    run(Command::new(berth_bin())
         .args(["config", "check", "--config"])
         .arg(&sample));
     let data = tempfile::tempdir().unwrap();
@@ -478,7 +461,7 @@ fn the_systemd_unit_verifies_and_its_sample_config_starts() {
 #[test]
 fn the_compose_file_is_valid_and_its_garage_setup_runs_twice() {
     let compose = require("docker-compose");
-    let o = out(Command::new(&compose)
+    let o = run(Command::new(&compose)
         .arg("-f")
         .arg(deploy("compose.yaml"))
         .arg("config"));
