@@ -174,13 +174,12 @@ impl Server {
 
     /// A client for it: trusting its CA when it speaks HTTPS.
     pub fn client(&self) -> Client {
-        let mut b = Client::builder();
-        if let Some(ca) = &self.tls_ca {
-            b = b
-                .add_root_certificate(reqwest::Certificate::from_pem(ca).expect("CA PEM"))
-                .tls_built_in_root_certs(false);
+        match &self.tls_ca {
+            Some(ca) => trusting_only(ca),
+            None => Client::builder(),
         }
-        b.build().expect("client")
+        .build()
+        .expect("client")
     }
 
     /// The `/metrics` text.
@@ -463,6 +462,13 @@ pub fn sha256_of_reader(mut r: impl Read) -> (String, u64) {
 }
 
 /// Whether `tool` is on PATH.
+/// A client builder that trusts the CA in `ca_pem` and no other.
+pub fn trusting_only(ca_pem: &[u8]) -> reqwest::blocking::ClientBuilder {
+    Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).expect("CA PEM"))
+        .tls_built_in_root_certs(false)
+}
+
 /// Where the test tools are installed (scripts/install-test-deps.sh).
 pub fn tools_dir() -> PathBuf {
     std::env::var_os("BERTH_TOOLS")

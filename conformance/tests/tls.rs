@@ -91,9 +91,7 @@ fn start(files: &Files, reload_secs: &str, ca: &Ca) -> Server {
 
 /// A client trusting only `ca`, on a connection of its own.
 fn trusting(ca: &Ca) -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca.pem()).unwrap())
-        .tls_built_in_root_certs(false)
+    trusting_only(&ca.pem())
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
@@ -132,11 +130,7 @@ fn https_with_h2_and_certificates_replaced_while_serving() {
     let r = c1.get(s.url("/v2/")).send().unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
-    let h1 = reqwest::blocking::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca1.pem()).unwrap())
-        .http1_only()
-        .build()
-        .unwrap();
+    let h1 = trusting_only(&ca1.pem()).http1_only().build().unwrap();
     assert_eq!(
         h1.get(s.url("/v2/")).send().unwrap().version(),
         reqwest::Version::HTTP_11
