@@ -5,7 +5,15 @@
 # the same client code; then pushes and pulls with Berth's blobs in S3
 # (Garage, scripts/garage.sh). Prints Berth/reference ratios and the targets.
 #
-# usage: benches/compare.sh [--quick] [extra berth-bench args]
+# usage: benches/compare.sh [--repeat N] [--quick] [extra berth-bench args]
+# Each workload runs N times (default 3) per registry, interleaved (Berth,
+# reference; then reference, Berth; ...) so that the machine's phases fall
+# on both; the report gives medians with their spread. The listings are
+# filled once, in round 1; the S3 and statistics comparisons run once.
+# SUITES=push,pull (say) runs only those suites (default: all of them);
+# S3=0 leaves out the S3 columns. BASELINE=/path/to/another/berth runs that
+# binary too ("baseline": the same suites as Berth, in the same rounds), for
+# a change's before/after.
 # Results: $OUT (default ./bench-results/<timestamp>/results.jsonl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +40,20 @@ OUTDIR="${OUTDIR:-$PWD/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUTDIR"
 OUT="$OUTDIR/results.jsonl"
 
-# The 4 GiB push and pull (memory ceiling) in full runs only.
+REPEAT=3
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --repeat) REPEAT="$2"; shift 2 ;;
+    --repeat=*) REPEAT="${1#--repeat=}"; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+set -- "${args[@]+"${args[@]}"}"
+SUITES="${SUITES:-push,pull,manifest,list,catalog,mixed}"
+# the suites of $SUITES among $1 (comma-separated), or nothing
+among() { python3 -c 'import sys; a=sys.argv[1].split(","); print(",".join(s for s in sys.argv[2].split(",") if s in a))' "$1" "$SUITES"; }
+# The 4 GiB push and pull (memory ceiling) in full runs only, in round 1.
 HUGE="--huge"; for a in "$@"; do [ "$a" = --quick ] && HUGE=""; done
 
 # Berth
@@ -63,83 +84,17 @@ docker-registry serve "$WORK/registry.yml" >"$OUTDIR/reference.log" 2>&1 &
 pids+=($!); RPID=$!
 wait_up "http://127.0.0.1:$RP/v2/"
 
-echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
-echo "== berth (pid $BPID) vs reference (pid $RPID)"
-"$BIN/berth-bench" --url "http://127.0.0.1:$BP" --label berth --out "$OUT" --server-pid "$BPID" --creds "admin:$ADMIN" \
-  --blob-list-out "$WORK/berth-blobs.json" $HUGE "$@"
-"$BIN/berth-bench" --url "http://127.0.0.1:$RP" --label reference --out "$OUT" --server-pid "$RPID" \
-  --suites push,pull,manifest,list,catalog,mixed "$@"
-
 # Berth with storage.sync off: acknowledging once the kernel has the bytes,
 # the reference's guarantee. Pushes and the mixed workload only.
 NSP=$(free_port)
 BERTH_STORAGE_SYNC=false BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn "$BIN/berth" serve --listen "127.0.0.1:$NSP" --data-dir "$WORK/berth-nosync" >"$OUTDIR/berth-nosync.log" 2>&1 &
 pids+=($!); NSPID=$!
 wait_up "http://127.0.0.1:$NSP/healthz"
-"$BIN/berth-bench" --url "http://127.0.0.1:$NSP" --label berth-nosync --out "$OUT" --server-pid "$NSPID" --creds "admin:$ADMIN" \
-  --suites push,mixed "$@"
-kill "$NSPID"; wait "$NSPID" 2>/dev/null || true; rm -rf "$WORK/berth-nosync"
 
-# Berth without pull statistics: what counting manifest GETs costs.
-NST=$(free_port)
-BERTH_STATS_PULLS=false BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn "$BIN/berth" serve --listen "127.0.0.1:$NST" --data-dir "$WORK/berth-nostats" >"$OUTDIR/berth-nostats.log" 2>&1 &
-pids+=($!); NSTPID=$!
-wait_up "http://127.0.0.1:$NST/healthz"
-"$BIN/berth-bench" --url "http://127.0.0.1:$NST" --label berth-nostats --out "$OUT" --server-pid "$NSTPID" --creds "admin:$ADMIN" \
-  --suites manifest "$@"
-kill "$NSTPID"; wait "$NSTPID" 2>/dev/null || true; rm -rf "$WORK/berth-nostats"
-
-# Berth with its blobs in S3: Garage on the same machine and disk. Pushes
-# stream into multipart uploads; pulls with redirects on (the default: the
-# client follows a presigned URL to Garage) and off (Berth streams).
-S3ENV=$(scripts/garage.sh "$WORK/garage")
-pids+=("$(sed -n 's/^GARAGE_PID=//p' <<<"$S3ENV")")
-s3_berth() { # label port data-dir extra-env...
-  local label=$1 port=$2 dir=$3; shift 3
-  # shellcheck disable=SC2046
-  env $(grep '^BERTH_' <<<"$S3ENV") BERTH_STORAGE_S3_PREFIX="$label" "$@" BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn \
-    "$BIN/berth" serve --listen "127.0.0.1:$port" --data-dir "$dir" >"$OUTDIR/$label.log" 2>&1 &
-  pids+=($!); S3PID=$!
-  wait_up "http://127.0.0.1:$port/healthz"
-}
-S3P=$(free_port)
-s3_berth berth-s3 "$S3P" "$WORK/berth-s3"
-"$BIN/berth-bench" --url "http://127.0.0.1:$S3P" --label berth-s3 --out "$OUT" --server-pid "$S3PID" --creds "admin:$ADMIN" \
-  --suites push,pull "$@"
-kill "$S3PID"; wait "$S3PID" 2>/dev/null || true
-S3SP=$(free_port)
-s3_berth berth-s3-streamed "$S3SP" "$WORK/berth-s3-streamed" BERTH_STORAGE_S3_REDIRECT=false
-"$BIN/berth-bench" --url "http://127.0.0.1:$S3SP" --label berth-s3-streamed --out "$OUT" --server-pid "$S3PID" --creds "admin:$ADMIN" \
-  --suites push,pull "$@"
-kill "$S3PID"; wait "$S3PID" 2>/dev/null || true
-
-# The disk's own ceiling in the same run: 1 GiB written sequentially and
-# flushed, with O_DIRECT (as Berth stages blobs) and through the page cache.
-disk() { # label flags
-  local t0 t1 secs
-  t0=$(date +%s.%N)
-  dd if=/dev/zero of="$WORK/ddtest" bs=256K count=4096 $2 conv=fdatasync 2>/dev/null
-  t1=$(date +%s.%N)
-  secs=$(python3 -c "print($t1 - $t0)")
-  rm -f "$WORK/ddtest"
-  python3 -c "import json,sys; s=float(sys.argv[2]); print(json.dumps({'label':'ceiling','workload':sys.argv[1],'clients':1,'ops':1,'bytes':1<<30,'secs':s,'mb_per_s':(1<<30)/s/1e6,'req_per_s':1/s,'p50_ms':s*1e3,'p99_ms':s*1e3,'errors':0}))" "$1" "$secs" >>"$OUT"
-}
-disk "disk write 1GiB O_DIRECT+fdatasync" "oflag=direct"
-disk "disk write 1GiB buffered+fdatasync" ""
-
-# nginx serving Berth's own blob files at the same URL paths: the pull ceiling.
+# nginx serving Berth's own blob files at the same URL paths: the pull
+# ceiling. Its first pulls are cold (the files dropped from the page cache
+# first): it did not take the push.
 NP=$(free_port)
-python3 - "$WORK" <<'PY'
-import json, os, sys
-work = sys.argv[1]
-for b in json.load(open(f"{work}/berth-blobs.json")):
-    hexd = b["digest"].split(":")[1]
-    src = f"{work}/berth/store/blobs/sha256/{hexd[:2]}/{hexd}"
-    dst = f"{work}/www/v2/{b['repo']}/blobs/{b['digest']}"
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    if not os.path.exists(dst):
-        os.link(src, dst)
-PY
 cat >"$WORK/nginx.conf" <<NGX
 worker_processes auto;
 pid $WORK/nginx.pid;
@@ -158,11 +113,117 @@ http {
   server { listen 127.0.0.1:$NP; root $WORK/www; }
 }
 NGX
-mkdir -p "$WORK/nginx-tmp"; chmod 755 "$WORK"
+mkdir -p "$WORK/nginx-tmp" "$WORK/www"; chmod 755 "$WORK"
 nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 wait_up "http://127.0.0.1:$NP/" || true
-"$BIN/berth-bench" --url "http://127.0.0.1:$NP" --label nginx --out "$OUT" --suites pull \
-  --blob-list-in "$WORK/berth-blobs.json" "$@"
+
+# The disk's own ceiling in the same run: 1 GiB written sequentially and
+# flushed, with O_DIRECT (as Berth stages blobs) and through the page cache.
+disk() { # round label flags
+  local t0 t1 secs
+  t0=$(date +%s.%N)
+  dd if=/dev/zero of="$WORK/ddtest" bs=256K count=4096 $3 conv=fdatasync 2>/dev/null
+  t1=$(date +%s.%N)
+  secs=$(python3 -c "print($t1 - $t0)")
+  rm -f "$WORK/ddtest"
+  python3 -c "import json,sys; s=float(sys.argv[3]); print(json.dumps({'label':'ceiling','round':int(sys.argv[1]),'workload':sys.argv[2],'clients':1,'ops':1,'bytes':1<<30,'secs':s,'mb_per_s':(1<<30)/s/1e6,'req_per_s':1/s,'p50_ms':s*1e3,'p99_ms':s*1e3,'errors':0}))" "$1" "$2" "$secs" >>"$OUT"
+}
+# Hard links to Berth's blob files of round $1 at nginx's URL paths.
+link_for_nginx() {
+  python3 - "$WORK" "$1" <<'PY'
+import json, os, sys
+work, r = sys.argv[1], sys.argv[2]
+for b in json.load(open(f"{work}/berth-blobs-{r}.json")):
+    hexd = b["digest"].split(":")[1]
+    src = f"{work}/berth/store/blobs/sha256/{hexd[:2]}/{hexd}"
+    dst = f"{work}/www/v2/{b['repo']}/blobs/{b['digest']}"
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    if not os.path.exists(dst):
+        os.link(src, dst)
+PY
+}
+
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
+echo "== berth (pid $BPID) vs reference (pid $RPID), $REPEAT rounds"
+run_berth() { # round extra...
+  local r=$1; shift
+  "$BIN/berth-bench" --url "http://127.0.0.1:$BP" --label berth --out "$OUT" --server-pid "$BPID" --creds "admin:$ADMIN" \
+    --round "$r" --salt "$r" --blob-list-out "$WORK/berth-blobs-$r.json" --suites "sha256,$SUITES" "$@"
+}
+run_reference() { # round extra...
+  local r=$1; shift
+  "$BIN/berth-bench" --url "http://127.0.0.1:$RP" --label reference --out "$OUT" --server-pid "$RPID" \
+    --round "$r" --salt "$r" --suites "$SUITES" "$@"
+}
+order=(berth reference)
+if [ -n "${BASELINE:-}" ]; then
+  BLP=$(free_port)
+  BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn "$BASELINE" serve --listen "127.0.0.1:$BLP" --data-dir "$WORK/baseline" >"$OUTDIR/baseline.log" 2>&1 &
+  pids+=($!); BLPID=$!
+  wait_up "http://127.0.0.1:$BLP/healthz"
+  run_baseline() { # round extra...
+    local r=$1; shift
+    "$BIN/berth-bench" --url "http://127.0.0.1:$BLP" --label baseline --out "$OUT" --server-pid "$BLPID" --creds "admin:$ADMIN" \
+      --round "$r" --salt "$r" --suites "sha256,$SUITES" "$@"
+  }
+  order+=(baseline)
+fi
+for r in $(seq 1 "$REPEAT"); do
+  echo "== round $r of $REPEAT: ${order[*]}"
+  extra=()
+  if [ "$r" = 1 ]; then extra+=($HUGE); else extra+=(--listings-filled); fi
+  for who in "${order[@]}"; do
+    "run_$who" "$r" "${extra[@]+"${extra[@]}"}" "$@"
+  done
+  order=("${order[@]:1}" "${order[0]}")
+  [ -z "$(among push,mixed)" ] || "$BIN/berth-bench" --url "http://127.0.0.1:$NSP" --label berth-nosync --out "$OUT" \
+    --server-pid "$NSPID" --creds "admin:$ADMIN" --round "$r" --salt "$r" --suites "$(among push,mixed)" "$@"
+  disk "$r" "disk write 1GiB O_DIRECT+fdatasync" "oflag=direct"
+  disk "$r" "disk write 1GiB buffered+fdatasync" ""
+  [ -n "$(among pull)" ] || continue
+  link_for_nginx "$r"
+  "$BIN/berth-bench" --url "http://127.0.0.1:$NP" --label nginx --out "$OUT" --suites pull --round "$r" \
+    --blob-list-in "$WORK/berth-blobs-$r.json" --evict-under "$WORK/berth/store" "$@"
+done
+kill "$NSPID"; wait "$NSPID" 2>/dev/null || true; rm -rf "$WORK/berth-nosync"
+
+if [ -n "$(among manifest)" ]; then
+  # Berth without pull statistics: what counting manifest GETs costs.
+  NST=$(free_port)
+  BERTH_STATS_PULLS=false BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn "$BIN/berth" serve --listen "127.0.0.1:$NST" --data-dir "$WORK/berth-nostats" >"$OUTDIR/berth-nostats.log" 2>&1 &
+  pids+=($!); NSTPID=$!
+  wait_up "http://127.0.0.1:$NST/healthz"
+  "$BIN/berth-bench" --url "http://127.0.0.1:$NST" --label berth-nostats --out "$OUT" --server-pid "$NSTPID" --creds "admin:$ADMIN" \
+    --suites manifest "$@"
+  kill "$NSTPID"; wait "$NSTPID" 2>/dev/null || true; rm -rf "$WORK/berth-nostats"
+fi
+
+S3_SUITES=$(among push,pull)
+if [ -n "$S3_SUITES" ] && [ "${S3:-1}" != 0 ]; then
+  # Berth with its blobs in S3: Garage on the same machine and disk. Pushes
+  # stream into multipart uploads; pulls with redirects on (the default: the
+  # client follows a presigned URL to Garage) and off (Berth streams).
+  S3ENV=$(scripts/garage.sh "$WORK/garage")
+  pids+=("$(sed -n 's/^GARAGE_PID=//p' <<<"$S3ENV")")
+  s3_berth() { # label port data-dir extra-env...
+    local label=$1 port=$2 dir=$3; shift 3
+    # shellcheck disable=SC2046
+    env $(grep '^BERTH_' <<<"$S3ENV") BERTH_STORAGE_S3_PREFIX="$label" "$@" BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn \
+      "$BIN/berth" serve --listen "127.0.0.1:$port" --data-dir "$dir" >"$OUTDIR/$label.log" 2>&1 &
+    pids+=($!); S3PID=$!
+    wait_up "http://127.0.0.1:$port/healthz"
+  }
+  S3P=$(free_port)
+  s3_berth berth-s3 "$S3P" "$WORK/berth-s3"
+  "$BIN/berth-bench" --url "http://127.0.0.1:$S3P" --label berth-s3 --out "$OUT" --server-pid "$S3PID" --creds "admin:$ADMIN" \
+    --suites "$S3_SUITES" "$@"
+  kill "$S3PID"; wait "$S3PID" 2>/dev/null || true
+  S3SP=$(free_port)
+  s3_berth berth-s3-streamed "$S3SP" "$WORK/berth-s3-streamed" BERTH_STORAGE_S3_REDIRECT=false
+  "$BIN/berth-bench" --url "http://127.0.0.1:$S3SP" --label berth-s3-streamed --out "$OUT" --server-pid "$S3PID" --creds "admin:$ADMIN" \
+    --suites "$S3_SUITES" "$@"
+  kill "$S3PID"; wait "$S3PID" 2>/dev/null || true
+fi
 
 python3 benches/report.py "$OUT" | tee "$OUTDIR/report.txt"

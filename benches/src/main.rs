@@ -36,7 +36,7 @@ struct Args {
     /// JSON-lines output file (appended).
     #[arg(long)]
     out: Option<String>,
-    /// PID of the server, to read its peak RSS (VmHWM) after the largest push.
+    /// PID of the server, to note its peak RSS (VmHWM) during each workload.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Write the blobs pushed (repo, digest, size) to this JSON file.
@@ -67,11 +67,26 @@ struct Args {
     /// Seconds of the mixed workload.
     #[arg(long, default_value_t = 10)]
     mixed_secs: u64,
+    /// Which repeat of the workloads this run is (recorded with each
+    /// result; benches/compare.sh --repeat).
+    #[arg(long, default_value_t = 1)]
+    round: u32,
+    /// The tags/list and catalog suites find their entries already pushed
+    /// (by an earlier round against the same server): measure only.
+    #[arg(long)]
+    listings_filled: bool,
+    /// Before each "first" pull, drop the blobs it pulls from the page
+    /// cache, naming them under this directory as Berth's filesystem store
+    /// does (`blobs/sha256/ab/abcd…`): a cold first pull, for a server (nginx)
+    /// that did not take the push itself.
+    #[arg(long)]
+    evict_under: Option<String>,
 }
 
 #[derive(Serialize, Debug)]
 struct Record {
     label: String,
+    round: u32,
     workload: String,
     clients: usize,
     ops: u64,
@@ -91,6 +106,8 @@ struct BlobRef {
     repo: String,
     digest: String,
     size: u64,
+    /// The push workload that pushed it (its index in the plan).
+    set: usize,
 }
 
 struct Ctx {
@@ -98,7 +115,10 @@ struct Ctx {
     url: String,
     creds: Option<(String, String)>,
     label: String,
+    round: u32,
     out: Option<String>,
+    /// The server's process, whose peak RSS each result notes.
+    server_pid: Option<u32>,
 }
 
 impl Ctx {
@@ -115,7 +135,15 @@ impl Ctx {
         }
     }
 
+    /// Record a result. With a server pid, its note gains the server's peak
+    /// RSS since the previous result (the peak is reset after reading).
     fn emit(&self, workload: &str, clients: usize, m: &Measure, note: Option<String>) -> Record {
+        let peak = self.server_pid.and_then(take_peak_rss_kib);
+        let note = match (note, peak) {
+            (Some(n), Some(k)) => Some(format!("{n}; server VmHWM {} MiB", k / 1024)),
+            (None, Some(k)) => Some(format!("server VmHWM {} MiB", k / 1024)),
+            (n, None) => n,
+        };
         let secs = m.secs.max(1e-9);
         let mut lat = m.lat.clone();
         lat.sort_unstable();
@@ -128,6 +156,7 @@ impl Ctx {
         };
         let r = Record {
             label: self.label.clone(),
+            round: self.round,
             workload: workload.to_string(),
             clients,
             ops: m.ops,
@@ -450,11 +479,17 @@ async fn pull_verify(ctx: &Ctx, b: &BlobRef) -> Result<u64> {
     Ok(n)
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// A process's peak RSS (VmHWM) in KiB, reset to its current RSS after
+/// reading (`clear_refs` 5), so that the next reading is the next
+/// workload's peak.
+fn take_peak_rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
+    let k = s
+        .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    k
 }
 
 async fn suite_push(ctx: Arc<Ctx>, a: &Args, blobs: &mut Vec<BlobRef>) -> Result<()> {
@@ -504,20 +539,14 @@ async fn suite_push(ctx: Arc<Ctx>, a: &Args, blobs: &mut Vec<BlobRef>) -> Result
             }
         })
         .await;
-        let note = if size >= 1024 * MIB {
-            a.server_pid
-                .and_then(peak_rss_kib)
-                .map(|k| format!("server VmHWM {} MiB", k / 1024))
-        } else {
-            None
-        };
-        ctx.emit(name, clients, &m, note);
+        ctx.emit(name, clients, &m, None);
         for (i, d) in digests.iter().enumerate() {
             if !(chunked && size >= 1024 * MIB) || i == 0 {
                 blobs.push(BlobRef {
                     repo: repo.clone(),
                     digest: d.clone(),
                     size,
+                    set: pi,
                 });
             }
         }
@@ -525,38 +554,70 @@ async fn suite_push(ctx: Arc<Ctx>, a: &Args, blobs: &mut Vec<BlobRef>) -> Result
     Ok(())
 }
 
-async fn suite_pull(ctx: Arc<Ctx>, blobs: &[BlobRef], server_pid: Option<u32>) -> Result<()> {
+/// Drop a blob's cached pages (clean pages go at once; the push flushed
+/// them or the kernel has since).
+fn evict(root: &str, digest: &str) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let hex = digest.strip_prefix("sha256:").context("a sha256 digest")?;
+    let p = format!("{root}/blobs/sha256/{}/{hex}", &hex[..2]);
+    let f = std::fs::File::open(&p).with_context(|| format!("open {p}"))?;
+    // SAFETY: fadvise on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        bail!("posix_fadvise({p}): error {rc}");
+    }
+    Ok(())
+}
+
+/// Pull workloads. A blob's *first* pull follows its push (whatever the
+/// push left in the page cache, or nothing with `--evict-under`); *again*
+/// pulls find it cached. First pulls at 1 client take the blobs of the
+/// first push workload of that size, at 8 clients those of the others (8
+/// clients on one 1 GiB blob pull it together).
+async fn suite_pull(ctx: Arc<Ctx>, blobs: &[BlobRef], a: &Args) -> Result<()> {
     const MIB: u64 = 1 << 20;
-    for (name, pick, clients) in [
-        ("pull 1MiB verify", MIB, 1usize),
-        ("pull 1MiB verify", MIB, 8),
-        // The first pull of a blob may read the disk, the second the page
-        // cache: both are reported.
-        ("pull 64MiB verify", 64 * MIB, 8),
-        ("pull 64MiB verify again", 64 * MIB, 8),
-        ("pull 1GiB verify", 1024 * MIB, 1),
-        ("pull 1GiB verify again", 1024 * MIB, 1),
-        ("pull 4GiB verify", 4096 * MIB, 1),
-        ("pull 4GiB verify again", 4096 * MIB, 1),
+    let of_size = |size: u64| -> Vec<BlobRef> { blobs.iter().filter(|b| b.size == size).cloned().collect() };
+    let mut plans: Vec<(String, Vec<BlobRef>, usize, bool)> = Vec::new();
+    let small = of_size(MIB);
+    for clients in [1usize, 8] {
+        // each 1 MiB blob twice: once cold from the client's view, once not
+        let twice = small.iter().chain(small.iter()).cloned().collect();
+        plans.push(("pull 1MiB".into(), twice, clients, false));
+    }
+    for (size, name, again_clients) in [
+        (64 * MIB, "64MiB", &[1usize, 8][..]),
+        (1024 * MIB, "1GiB", &[1, 8][..]),
+        (4096 * MIB, "4GiB", &[1][..]),
     ] {
-        let set: Arc<Vec<BlobRef>> =
-            Arc::new(blobs.iter().filter(|b| b.size == pick).cloned().collect());
+        let all = of_size(size);
+        let Some(first_set) = all.first().map(|b| b.set) else {
+            continue;
+        };
+        let (one, rest): (Vec<_>, Vec<_>) = all.iter().cloned().partition(|b| b.set == first_set);
+        plans.push((format!("pull {name} first"), one, 1, true));
+        plans.push((format!("pull {name} first"), rest, 8, true));
+        for &c in again_clients {
+            plans.push((format!("pull {name} again"), all.clone(), c, false));
+        }
+    }
+    for (name, set, clients, first) in plans {
         if set.is_empty() {
             continue;
         }
-        // pull each blob once per round; small blobs get more rounds
-        let rounds = if pick == MIB { 2 } else { 1 };
-        let jobs = set.len() * rounds;
+        if let (true, Some(root)) = (first, &a.evict_under) {
+            for b in &set {
+                evict(root, &b.digest)?;
+            }
+        }
+        let set = Arc::new(set);
+        let jobs = set.len().max(clients);
         let (c2, s2) = (ctx.clone(), set.clone());
         let m = run_jobs(clients, jobs, move |i| {
             let (c, b) = (c2.clone(), s2[i % s2.len()].clone());
             async move { pull_verify(&c, &b).await }
         })
         .await;
-        let note = server_pid
-            .and_then(peak_rss_kib)
-            .map(|k| format!("server VmHWM {} MiB", k / 1024));
-        ctx.emit(name, clients, &m, note);
+        ctx.emit(&name, clients, &m, None);
     }
     Ok(())
 }
@@ -709,9 +770,20 @@ async fn walk(ctx: &Ctx, first: &str, key: &str) -> Result<(usize, usize)> {
     Ok((entries, pages))
 }
 
-/// Time one page of `path` (with n=100) `times` times.
-async fn page_latency(ctx: Arc<Ctx>, path: String, times: usize) -> Measure {
-    run_jobs(1, times, move |_| {
+/// Time one page of `path` `times` times; also how many `key` entries
+/// the page held (a server that ignores `n` returns them all).
+async fn page_latency(ctx: Arc<Ctx>, path: String, key: &'static str, times: usize) -> (Measure, usize) {
+    let r = ctx.req(reqwest::Method::GET, &path).send().await;
+    let entries = match r {
+        Ok(r) if r.status().is_success() => r
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v[key].as_array().map(|a| a.len()))
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let m = run_jobs(1, times, move |_| {
         let (c, p) = (ctx.clone(), path.clone());
         async move {
             let r = c.req(reqwest::Method::GET, &p).send().await?;
@@ -719,21 +791,24 @@ async fn page_latency(ctx: Arc<Ctx>, path: String, times: usize) -> Measure {
             Ok(r.bytes().await?.len() as u64)
         }
     })
-    .await
+    .await;
+    (m, entries)
 }
 
 async fn suite_list(ctx: Arc<Ctx>, a: &Args) -> Result<()> {
     let big = a.tags.unwrap_or(if a.quick { 1000 } else { 100_000 });
     for (repo, n) in [("bench/tags-small", 100usize), ("bench/tags-big", big)] {
-        let m = base_image(&ctx, repo, repo).await?.manifest;
-        let (c2, r2) = (ctx.clone(), repo.to_string());
-        let setup = run_jobs(32, n, move |i| {
-            let (c, r, body) = (c2.clone(), r2.clone(), m.clone());
-            async move { put_manifest(&c, &r, &format!("tag{i:07}"), body).await }
-        })
-        .await;
-        if setup.errors > 0 {
-            bail!("{} tag pushes failed", setup.errors);
+        if !a.listings_filled {
+            let m = base_image(&ctx, repo, repo).await?.manifest;
+            let (c2, r2) = (ctx.clone(), repo.to_string());
+            let setup = run_jobs(32, n, move |i| {
+                let (c, r, body) = (c2.clone(), r2.clone(), m.clone());
+                async move { put_manifest(&c, &r, &format!("tag{i:07}"), body).await }
+            })
+            .await;
+            if setup.errors > 0 {
+                bail!("{} tag pushes failed", setup.errors);
+            }
         }
         let start = Instant::now();
         let (entries, pages) = walk(&ctx, &format!("/v2/{repo}/tags/list?n=1000"), "tags").await?;
@@ -750,42 +825,46 @@ async fn suite_list(ctx: Arc<Ctx>, a: &Args) -> Result<()> {
             Some(format!("{entries} tags in {pages} pages")),
         );
         let mid = format!("tag{:07}", n / 2);
-        let m = page_latency(
+        let (m, got) = page_latency(
             ctx.clone(),
             format!("/v2/{repo}/tags/list?n=100&last={mid}"),
+            "tags",
             200,
         )
         .await;
-        ctx.emit(&format!("tags/list page n=100 of {n}"), 1, &m, None);
+        let note = format!("{got} entries per page");
+        ctx.emit(&format!("tags/list page n=100 of {n}"), 1, &m, Some(note));
     }
     Ok(())
 }
 
 async fn suite_catalog(ctx: Arc<Ctx>, a: &Args) -> Result<()> {
     let n = a.repos.unwrap_or(if a.quick { 200 } else { 10_000 });
-    let base = base_image(&ctx, "bench/catalog-base", "catalog").await?;
-    let m = base.manifest.clone();
-    let (c2, cf, ly) = (ctx.clone(), base.cfg.clone(), base.layer.clone());
-    let setup = run_jobs(32, n, move |i| {
-        let (c, cf, ly, body) = (c2.clone(), cf.clone(), ly.clone(), m.clone());
-        async move {
-            let repo = format!("cat/r{i:06}");
-            for d in [&cf, &ly] {
-                let r = c
-                    .req(
-                        reqwest::Method::POST,
-                        &format!("/v2/{repo}/blobs/uploads/?mount={d}&from=bench/catalog-base"),
-                    )
-                    .send()
-                    .await?;
-                expect(&r, 201, "mount")?;
+    if !a.listings_filled {
+        let base = base_image(&ctx, "bench/catalog-base", "catalog").await?;
+        let m = base.manifest.clone();
+        let (c2, cf, ly) = (ctx.clone(), base.cfg.clone(), base.layer.clone());
+        let setup = run_jobs(32, n, move |i| {
+            let (c, cf, ly, body) = (c2.clone(), cf.clone(), ly.clone(), m.clone());
+            async move {
+                let repo = format!("cat/r{i:06}");
+                for d in [&cf, &ly] {
+                    let r = c
+                        .req(
+                            reqwest::Method::POST,
+                            &format!("/v2/{repo}/blobs/uploads/?mount={d}&from=bench/catalog-base"),
+                        )
+                        .send()
+                        .await?;
+                    expect(&r, 201, "mount")?;
+                }
+                put_manifest(&c, &repo, "v1", body).await
             }
-            put_manifest(&c, &repo, "v1", body).await
+        })
+        .await;
+        if setup.errors > 0 {
+            bail!("{} repository creations failed", setup.errors);
         }
-    })
-    .await;
-    if setup.errors > 0 {
-        bail!("{} repository creations failed", setup.errors);
     }
     let start = Instant::now();
     let (entries, pages) = walk(&ctx, "/v2/_catalog?n=1000", "repositories").await?;
@@ -801,13 +880,15 @@ async fn suite_catalog(ctx: Arc<Ctx>, a: &Args) -> Result<()> {
         &full,
         Some(format!("{entries} repositories in {pages} pages")),
     );
-    let m = page_latency(
+    let (m, got) = page_latency(
         ctx.clone(),
         format!("/v2/_catalog?n=100&last=cat/r{:06}", n / 2),
+        "repositories",
         200,
     )
     .await;
-    ctx.emit(&format!("_catalog page n=100 of {n}+"), 1, &m, None);
+    let note = format!("{got} entries per page");
+    ctx.emit(&format!("_catalog page n=100 of {n}+"), 1, &m, Some(note));
     Ok(())
 }
 
@@ -817,12 +898,13 @@ async fn suite_mixed(ctx: Arc<Ctx>, a: &Args) -> Result<()> {
     let layer = base.layer.clone();
     put_manifest(&ctx, &repo, "latest", base.manifest.clone()).await?;
     let clients = 8usize;
+    let salt = a.salt << 40;
     let (c2, r2, l2) = (ctx.clone(), repo.clone(), layer.clone());
     let done = run_for(clients, Duration::from_secs(a.mixed_secs), move |k| {
         let (c, r, l) = (c2.clone(), r2.clone(), l2.clone());
         async move {
             if k % 10 == 9 {
-                let seed = 0xabc0_0000_0000 + k as u64;
+                let seed = (0xabc0_0000_0000 + k as u64) ^ salt;
                 let size = 256 * 1024;
                 let d = digest_of(seed, size);
                 push_mono(&c, &r, seed, size, &d).await
@@ -883,8 +965,14 @@ async fn main() -> Result<()> {
         url: a.url.trim_end_matches('/').to_string(),
         creds,
         label: a.label.clone(),
+        round: a.round,
         out: a.out.clone(),
+        server_pid: a.server_pid,
     });
+    if let Some(pid) = a.server_pid {
+        // what the server peaked at before this run is not this run's
+        take_peak_rss_kib(pid);
+    }
     let suites: Vec<&str> = a.suites.split(',').map(str::trim).collect();
     let mut blobs: Vec<BlobRef> = match &a.blob_list_in {
         Some(p) => serde_json::from_slice(&std::fs::read(p)?)?,
@@ -898,7 +986,7 @@ async fn main() -> Result<()> {
                 Ok(())
             }
             "push" => suite_push(ctx.clone(), &a, &mut blobs).await,
-            "pull" => suite_pull(ctx.clone(), &blobs, a.server_pid).await,
+            "pull" => suite_pull(ctx.clone(), &blobs, &a).await,
             "manifest" => suite_manifest(ctx.clone(), &a).await,
             "list" => suite_list(ctx.clone(), &a).await,
             "catalog" => suite_catalog(ctx.clone(), &a).await,

@@ -96,6 +96,7 @@ fn open_blobs(cfg: &Config, data_dir: &Path) -> anyhow::Result<BlobStore> {
     match cfg.storage.backend {
         Backend::Filesystem => Ok(BlobStore::local(&data_dir.join("store"))?
             .synced(cfg.storage.sync)
+            .direct_io(cfg.storage.direct_io)
             .reserve_free(cfg.storage.min_free_bytes)),
         Backend::S3 => {
             let secret = secret(

@@ -159,6 +159,8 @@ pub struct BlobStore {
     /// Local staging refuses bytes that would leave the filesystem with
     /// less free space than this (room for the metadata store's writes).
     min_free: u64,
+    /// Stage with `O_DIRECT`, past the page cache (`staging.rs`).
+    direct: bool,
 }
 
 const READ_CHUNK: usize = 256 * 1024;
@@ -239,6 +241,7 @@ impl BlobStore {
             read_chunk: READ_CHUNK,
             sync: true,
             min_free: 0,
+            direct: false,
         })
     }
 
@@ -265,6 +268,13 @@ impl BlobStore {
         }
     }
 
+    /// Write staged bytes with `O_DIRECT` where the filesystem allows it,
+    /// instead of through the page cache (see `staging.rs`).
+    pub fn direct_io(mut self, direct: bool) -> BlobStore {
+        self.direct = direct;
+        self
+    }
+
     /// Whether to flush before acknowledging (see [`BlobStore`]'s `sync`).
     pub fn synced(mut self, sync: bool) -> BlobStore {
         self.sync = sync;
@@ -289,6 +299,7 @@ impl BlobStore {
             read_chunk: READ_CHUNK,
             sync: true,
             min_free: 0,
+            direct: false,
         }
     }
 
@@ -507,6 +518,7 @@ impl BlobStore {
             path: p.clone(),
             offset,
             sync: self.sync,
+            direct: self.direct,
             sync_dir: (self.sync && then == Then::Stage && !state.entry_synced)
                 .then(|| self.staging.clone()),
         }
@@ -695,9 +707,74 @@ impl Drop for Chunk {
     }
 }
 
-/// Stream `range` of a local file in `chunk`-byte positioned reads on the
-/// blocking pool, the next read running while the current chunk is sent
-/// (no thread is held between chunks, so a slow client costs none).
+/// Read `len` bytes at `at` of `file` into a pooled buffer, blocking.
+fn read_chunk(file: &std::fs::File, path: &Path, at: u64, len: usize) -> Result<Bytes, StorageError> {
+    use std::os::unix::fs::FileExt;
+    let mut v = READS.get();
+    if v.len() < len {
+        v.resize(len, 0);
+    }
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut v[got..len], at + got as u64) {
+            Ok(0) => return Err(io(path)(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(path)(e)),
+        }
+    }
+    Ok(Bytes::from_owner(Chunk { v, n: len }))
+}
+
+/// What a read that must not wait for the disk found.
+enum Cached {
+    /// These bytes (from `at`; possibly fewer than asked) were in memory.
+    Bytes(Bytes),
+    /// None of them were: read from the disk.
+    No,
+    /// The kernel cannot read without waiting (`RWF_NOWAIT` unknown).
+    Unsupported,
+}
+
+/// Read up to `len` bytes at `at` of `file` only if the page cache has
+/// them (`preadv2` with `RWF_NOWAIT`): a copy from memory, done on the
+/// request's own task, with no thread handed the work.
+#[cfg(target_os = "linux")]
+fn read_cached(file: &std::fs::File, at: u64, len: usize) -> Cached {
+    use std::os::fd::AsRawFd;
+    let mut v = READS.get();
+    if v.len() < len {
+        v.resize(len, 0);
+    }
+    let iov = libc::iovec {
+        iov_base: v.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    // SAFETY: one iovec over `len` bytes of `v`, which outlives the call.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at as libc::off_t, libc::RWF_NOWAIT) };
+    if n > 0 {
+        return Cached::Bytes(Bytes::from_owner(Chunk { v, n: n as usize }));
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        // 0 (end of file: the blocking read reports it), EAGAIN, EINTR
+        _ if n == 0 => Cached::No,
+        Some(libc::EAGAIN) | Some(libc::EINTR) => Cached::No,
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ENOSYS) => Cached::Unsupported,
+        // other errors: the blocking read reports them
+        _ => Cached::No,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached(_file: &std::fs::File, _at: u64, _len: usize) -> Cached {
+    Cached::Unsupported
+}
+
+/// Stream `range` of a local file in reads of up to `chunk` bytes. Bytes
+/// the page cache holds are copied on the request's task (`read_cached`);
+/// the others are read on the blocking pool, the next such read running
+/// while the current chunk is sent. No thread is held between chunks, so a
+/// slow client costs none.
 fn file_stream(
     file: std::fs::File,
     path: PathBuf,
@@ -705,53 +782,81 @@ fn file_stream(
     chunk: usize,
 ) -> ByteStream {
     type Pending = tokio::task::JoinHandle<Result<Bytes, StorageError>>;
-    let file = Arc::new(file);
-    let path = Arc::new(path);
-    let path_for_errors = path.clone();
-    let read = move |at: u64| -> Option<Pending> {
-        if at >= range.end {
+    struct State {
+        file: Arc<std::fs::File>,
+        path: Arc<PathBuf>,
+        at: u64,
+        end: u64,
+        chunk: usize,
+        /// A read from the disk already under way, of the bytes at `at`.
+        ahead: Option<Pending>,
+        /// `RWF_NOWAIT` reads work here.
+        nowait: bool,
+        failed: bool,
+    }
+    impl State {
+        fn len_at(&self, at: u64) -> usize {
+            (self.end - at).min(self.chunk as u64) as usize
+        }
+        fn spawn(&self, at: u64) -> Option<Pending> {
+            if at >= self.end {
+                return None;
+            }
+            let (file, path, len) = (self.file.clone(), self.path.clone(), self.len_at(at));
+            Some(tokio::task::spawn_blocking(move || read_chunk(&file, &path, at, len)))
+        }
+    }
+    #[cfg(target_os = "linux")]
+    if range.end - range.start > 4 * chunk as u64 {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an access-pattern hint on a descriptor we own.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+        }
+    }
+    let state = State {
+        file: Arc::new(file),
+        path: Arc::new(path),
+        at: range.start,
+        end: range.end,
+        chunk,
+        ahead: None,
+        nowait: true,
+        failed: false,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        if st.failed || st.at >= st.end {
             return None;
         }
-        let len = (range.end - at).min(chunk as u64) as usize;
-        let (file, path) = (file.clone(), path.clone());
-        Some(tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let mut v = READS.get();
-            if v.len() < len {
-                v.resize(len, 0);
-            }
-            let mut got = 0;
-            while got < len {
-                match file.read_at(&mut v[got..len], at + got as u64) {
-                    Ok(0) => {
-                        return Err(io(&path)(std::io::Error::from(
-                            std::io::ErrorKind::UnexpectedEof,
-                        )))
-                    }
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(io(&path)(e)),
+        let from_disk = |st: &State| st.spawn(st.at).expect("bytes remain");
+        let pending = match st.ahead.take() {
+            Some(p) => p,
+            None if st.nowait => match read_cached(&st.file, st.at, st.len_at(st.at)) {
+                Cached::Bytes(b) => {
+                    st.at += b.len() as u64;
+                    return Some((Ok(b), st));
                 }
-            }
-            Ok(Bytes::from_owner(Chunk { v, n: len }))
-        }))
-    };
-    let first = read(range.start);
-    futures::stream::unfold(
-        (range.start, first, read, path_for_errors),
-        |(at, pending, read, path)| async move {
-            let res = pending?.await.unwrap_or_else(|e| Err(joined(&path)(e)));
-            match res {
-                Ok(b) => {
-                    let next = at + b.len() as u64;
-                    let ahead = read(next);
-                    Some((Ok(b), (next, ahead, read, path)))
+                Cached::No => from_disk(&st),
+                Cached::Unsupported => {
+                    st.nowait = false;
+                    from_disk(&st)
                 }
-                // Stop after an error.
-                Err(e) => Some((Err(e), (at, None, read, path))),
+            },
+            None => from_disk(&st),
+        };
+        match pending.await.unwrap_or_else(|e| Err(joined(&st.path)(e))) {
+            Ok(b) => {
+                st.at += b.len() as u64;
+                // The disk is being read: keep one read ahead of the client.
+                st.ahead = st.spawn(st.at);
+                Some((Ok(b), st))
             }
-        },
-    )
+            Err(e) => {
+                st.failed = true;
+                Some((Err(e), st))
+            }
+        }
+    })
     .boxed()
 }
 

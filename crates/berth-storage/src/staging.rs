@@ -9,13 +9,21 @@
 //! body chunks are freed on the thread that allocated them, and no thread is
 //! held while a slow client's bytes are on their way.
 //!
-//! Aligned parts are written with `O_DIRECT` where the filesystem allows it:
-//! the bytes go from our buffer to the device without passing through the
-//! page cache. On the machine the benchmarks run on, buffered writes fall to
-//! about 400 MB/s once the page cache has to take fresh memory, while direct
-//! writes, flushed, run at 1.3–1.6 GB/s (see docs/performance.md). The
-//! unaligned head and tail of a request are written through the page cache;
-//! the final `fdatasync` covers both.
+//! By default the bytes go through the page cache, and when they are to be
+//! flushed (`storage.sync`) each buffer's writeback is started as soon as it
+//! is written (`sync_file_range`), so the final `fdatasync` waits for the
+//! last few buffers rather than the whole body, and the disk works while the
+//! body arrives. The pages stay cached: the first pull of a blob just pushed
+//! (the next step of a CI pipeline) is served from memory.
+//!
+//! With `storage.direct_io` aligned parts are written with `O_DIRECT` where
+//! the filesystem allows it: from our buffer to the device, past the page
+//! cache. On a machine where the page cache is slow to take fresh memory (the
+//! VM the benchmarks run on: buffered writes fall to about 400 MB/s while the
+//! cache grows into memory not touched before) that pushes faster, at the
+//! price of reading the blob from disk on its first pull (see
+//! docs/performance.md). The unaligned head and tail of a request are
+//! written through the page cache; the final `fdatasync` covers both.
 
 use crate::blobs::{io, joined, StorageError};
 use crate::pool::Pool;
@@ -98,6 +106,8 @@ pub(crate) struct Append {
     pub offset: u64,
     /// Flush before returning.
     pub sync: bool,
+    /// Write aligned parts with `O_DIRECT`.
+    pub direct: bool,
     /// Also make the staging file's name durable (the first flushed `PATCH`).
     pub sync_dir: Option<PathBuf>,
 }
@@ -129,12 +139,13 @@ impl Append {
             path,
             offset,
             sync,
+            direct,
             sync_dir,
         } = self;
         let joined = joined(&path);
         let sink = {
             let p = path.clone();
-            tokio::task::spawn_blocking(move || Sink::open(&p, offset))
+            tokio::task::spawn_blocking(move || Sink::open(&p, offset, direct, sync && !direct))
                 .await
                 .map_err(joined)??
         };
@@ -260,18 +271,21 @@ impl HashChain {
     }
 }
 
-/// A staging file open twice: through the page cache, and (when the
-/// filesystem allows it) with `O_DIRECT`; shared by an append's writes.
+/// A staging file open through the page cache, and also with `O_DIRECT`
+/// (when asked for and the filesystem allows it); shared by an append's
+/// writes.
 struct Sink {
     f: File,
     direct: Option<File>,
     /// Cleared when the filesystem refuses a direct write.
     direct_ok: AtomicBool,
+    /// Start the writeback of each buffered write at once.
+    write_back: bool,
 }
 
 impl Sink {
     /// Open the staging file at its acknowledged length `offset`.
-    fn open(p: &Path, offset: u64) -> Result<Sink, StorageError> {
+    fn open(p: &Path, offset: u64, direct: bool, write_back: bool) -> Result<Sink, StorageError> {
         // A staging file a crash took away held nothing acknowledged while
         // the session is at 0; later, its loss ends the session.
         let f = match std::fs::OpenOptions::new()
@@ -296,14 +310,16 @@ impl Sink {
             f.set_len(offset).map_err(io(p))?;
         }
         Ok(Sink {
-            direct: open_direct(p),
+            direct: if direct { open_direct(p) } else { None },
             f,
             direct_ok: AtomicBool::new(true),
+            write_back,
         })
     }
 
     /// Write `data` at `pos`: its aligned part directly when possible, the
-    /// rest through the page cache.
+    /// rest through the page cache (whose writeback starts at once when
+    /// `write_back`).
     fn put_at(&self, mut data: &[u8], mut pos: u64) -> std::io::Result<()> {
         if let (Some(d), true) = (&self.direct, self.direct_ok.load(Ordering::Relaxed)) {
             let n = data.len() / ALIGN * ALIGN;
@@ -322,9 +338,33 @@ impl Sink {
                 }
             }
         }
-        self.f.write_all_at(data, pos)
+        self.f.write_all_at(data, pos)?;
+        if self.write_back && !data.is_empty() {
+            start_writeback(&self.f, pos, data.len());
+        }
+        Ok(())
     }
 }
+
+/// Ask the kernel to start writing `len` bytes at `pos` of `f` to disk now,
+/// without waiting for it: the final `fdatasync` then has little left to do.
+/// A hint only: failure changes nothing but when the bytes go.
+#[cfg(target_os = "linux")]
+fn start_writeback(f: &File, pos: u64, len: usize) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a range hint on a descriptor we hold open; no memory passed.
+    unsafe {
+        libc::sync_file_range(
+            f.as_raw_fd(),
+            pos as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_f: &File, _pos: u64, _len: usize) {}
 
 #[cfg(target_os = "linux")]
 fn open_direct(p: &Path) -> Option<File> {
