@@ -16,6 +16,7 @@ pub struct Config {
     /// Directory holding the metadata database and the blobs. `BERTH_DATA_DIR`.
     pub data_dir: PathBuf,
     pub storage: Storage,
+    pub metadata: Metadata,
     pub http: Http,
     pub tls: Tls,
     pub limits: Limits,
@@ -310,6 +311,24 @@ pub struct Listing {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
+pub struct Metadata {
+    /// Memory of the metadata store (RocksDB): its block cache, which is
+    /// also charged with the memtables (writes not yet flushed; a flush
+    /// starts when they reach half of it), so that this bounds both.
+    /// `BERTH_METADATA_MEMORY_BYTES`.
+    pub memory_bytes: u64,
+}
+
+impl Default for Metadata {
+    fn default() -> Metadata {
+        Metadata {
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Stats {
     /// Count manifest GETs per artifact and repository (batched in memory,
     /// written about once a second). `BERTH_STATS_PULLS`.
@@ -338,6 +357,7 @@ impl Default for Config {
             listen: "127.0.0.1:5000".parse().expect("valid default"),
             data_dir: PathBuf::from("./berth-data"),
             storage: Storage::default(),
+            metadata: Metadata::default(),
             http: Http::default(),
             tls: Tls::default(),
             limits: Limits::default(),
@@ -788,6 +808,11 @@ impl Config {
             self.uploads.reap_interval_secs >= 1,
             "uploads.reap_interval_secs",
             "at least 1 second",
+        );
+        need(
+            self.metadata.memory_bytes >= 8 << 20,
+            "metadata.memory_bytes",
+            "at least 8388608 (8 MiB)",
         );
         need(
             self.listing.default_page_size >= 1,

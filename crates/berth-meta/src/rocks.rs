@@ -23,6 +23,8 @@ pub struct RocksStore {
     /// Sync the write-ahead log on every write (default). Off: a write
     /// survives a crash of Berth (it is in the kernel) but not of the machine.
     sync: bool,
+    /// The block cache every column family shares (memtables charged to it).
+    cache: rocksdb::Cache,
 }
 
 /// Lock buckets for parallel commit validation: a bucket is held only while
@@ -44,18 +46,43 @@ fn engine(e: rocksdb::Error) -> KvError {
     }
 }
 
+/// The metadata store's memory by default (`metadata.memory_bytes`).
+pub const DEFAULT_MEMORY_BYTES: usize = 64 << 20;
+
 impl RocksStore {
-    /// Open (creating if needed) the database at `path`. Fails when another
-    /// process holds it (RocksDB's LOCK file).
+    /// Open (creating if needed) the database at `path` with the default
+    /// memory budget. Fails when another process holds it (RocksDB's LOCK
+    /// file).
     pub fn open(path: &Path) -> Result<RocksStore, KvError> {
+        RocksStore::open_with_memory(path, DEFAULT_MEMORY_BYTES)
+    }
+
+    /// Open with `memory` bytes for RocksDB's caches: one block cache
+    /// shared by every column family (left to defaults, each would make
+    /// its own 32 MiB one), holding data, index and filter blocks, and
+    /// charged with the memtables too, whose total triggers a flush at half
+    /// of it (by default each column family could hold 2 × 64 MiB).
+    pub fn open_with_memory(path: &Path, memory: usize) -> Result<RocksStore, KvError> {
+        let cache = rocksdb::Cache::new_lru_cache(memory);
+        let wbm = rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+            memory / 2,
+            false,
+            cache.clone(),
+        );
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_write_buffer_manager(&wbm);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o.set_block_based_table_factory(&table);
             if *cf == Cf::Counters {
                 o.set_merge_operator_associative("berth_add_i64", add_i64);
                 // Hot counters (instance blobs and bytes, a repository's
@@ -77,7 +104,11 @@ impl RocksStore {
             OCC_LOCK_BUCKETS,
         )
         .map_err(engine)?;
-        Ok(RocksStore { db, sync: true })
+        Ok(RocksStore {
+            db,
+            sync: true,
+            cache,
+        })
     }
 
     /// Whether each write syncs the write-ahead log (see the `sync` field).
@@ -216,6 +247,7 @@ impl KvStore for RocksStore {
             }
             out.push((name.to_string(), total as f64));
         }
+        out.push(("block_cache_bytes".to_string(), self.cache.get_usage() as f64));
         out
     }
 }
@@ -285,5 +317,48 @@ mod contract_tests {
                 .as_deref(),
             Some(&b"x"[..])
         );
+    }
+
+    /// `metadata.memory_bytes` bounds the block cache, memtables included:
+    /// writing and reading back far more than the budget, spread over
+    /// several column families, keeps the cache's use at or under it, and
+    /// everything written is read back.
+    #[test]
+    fn memory_budget_bounds_the_cache() {
+        use crate::cf::Cf;
+        use crate::KvStore;
+        let dir = tempfile::tempdir().unwrap();
+        let budget = 8 << 20;
+        let s = RocksStore::open_with_memory(dir.path(), budget).unwrap();
+        let value = vec![0x5a; 1000];
+        let key = |cf: usize, i: u32| format!("k{cf}-{i:08}").into_bytes();
+        let cfs = [Cf::Repos, Cf::Manifests, Cf::Tags, Cf::Blobs];
+        let mut peak = 0usize;
+        for i in 0..20_000u32 {
+            let mut b = crate::Batch::new();
+            for (n, cf) in cfs.iter().enumerate() {
+                b.put(*cf, key(n, i), value.clone());
+            }
+            s.write(b).unwrap();
+            peak = peak.max(s.cache.get_usage());
+        }
+        // 80 MB written: ten times the budget
+        for i in (0..20_000u32).step_by(7) {
+            for (n, cf) in cfs.iter().enumerate() {
+                assert_eq!(s.get(*cf, &key(n, i)).unwrap().as_deref(), Some(&value[..]));
+            }
+            peak = peak.max(s.cache.get_usage());
+        }
+        assert!(peak > 0, "the cache is used");
+        // LRU capacity is strict for the memtables' reservations up to one
+        // dummy entry (256 KiB) per shard overshoot at most
+        assert!(peak <= budget + (1 << 20), "cache use {peak} over the budget {budget}");
+        let reported = s
+            .stats()
+            .into_iter()
+            .find(|(k, _)| k == "block_cache_bytes")
+            .expect("reported")
+            .1;
+        assert!(reported > 0.0 && reported <= (budget + (1 << 20)) as f64, "{reported}");
     }
 }

@@ -14,7 +14,7 @@ fn days_from_now(days: u64) -> u64 {
 /// Open the metadata store of a stopped server.
 fn open_meta(cfg: &Config) -> anyhow::Result<Meta> {
     let meta_dir = cfg.data_dir.join("meta");
-    let store = RocksStore::open(&meta_dir).map_err(|e| {
+    let store = RocksStore::open_with_memory(&meta_dir, cfg.metadata.memory_bytes as usize).map_err(|e| {
         anyhow::anyhow!(
             "cannot open {}: {e}\nIf berth is running on this data directory, stop it first: these commands work offline.",
             meta_dir.display()

@@ -135,7 +135,7 @@ pub fn build(cfg: &Config) -> anyhow::Result<App> {
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&cfg.data_dir)?;
     let meta_dir = data_dir.join("meta");
-    let store = RocksStore::open(&meta_dir)
+    let store = RocksStore::open_with_memory(&meta_dir, cfg.metadata.memory_bytes as usize)
         .map_err(|e| {
             anyhow::anyhow!(
                 "opening the metadata store at {}: {e} (is another berth using this data directory?)",
