@@ -13,7 +13,8 @@
 # SUITES=push,pull (say) runs only those suites (default: all of them);
 # S3=0 leaves out the S3 columns. BASELINE=/path/to/another/berth runs that
 # binary too ("baseline": the same suites as Berth, in the same rounds), for
-# a change's before/after.
+# a change's before/after; BASELINE_ENV="BERTH_X=y ..." sets its environment
+# (BASELINE defaults to Berth's own binary when only that is given).
 # Results: $OUT (default ./bench-results/<timestamp>/results.jsonl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +55,9 @@ SUITES="${SUITES:-push,pull,manifest,list,catalog,mixed}"
 # the suites of $SUITES among $1 (comma-separated), or nothing
 among() { python3 -c 'import sys; a=sys.argv[1].split(","); print(",".join(s for s in sys.argv[2].split(",") if s in a))' "$1" "$SUITES"; }
 # The 4 GiB push and pull (memory ceiling) in full runs only, in round 1.
+# HUGE_PUSH=0 leaves them out.
 HUGE="--huge"; for a in "$@"; do [ "$a" = --quick ] && HUGE=""; done
+[ "${HUGE_PUSH:-1}" != 0 ] || HUGE=""
 
 # Berth
 BP=$(free_port)
@@ -157,9 +160,10 @@ run_reference() { # round extra...
     --round "$r" --salt "$r" --suites "$SUITES" "$@"
 }
 order=(berth reference)
-if [ -n "${BASELINE:-}" ]; then
+if [ -n "${BASELINE:-}${BASELINE_ENV:-}" ]; then
   BLP=$(free_port)
-  BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn "$BASELINE" serve --listen "127.0.0.1:$BLP" --data-dir "$WORK/baseline" >"$OUTDIR/baseline.log" 2>&1 &
+  # shellcheck disable=SC2086
+  env ${BASELINE_ENV:-} BERTH_AUTH_ADMIN_TOKEN="$ADMIN" BERTH_LOG_LEVEL=warn "${BASELINE:-$BIN/berth}" serve --listen "127.0.0.1:$BLP" --data-dir "$WORK/baseline" >"$OUTDIR/baseline.log" 2>&1 &
   pids+=($!); BLPID=$!
   wait_up "http://127.0.0.1:$BLP/healthz"
   run_baseline() { # round extra...
