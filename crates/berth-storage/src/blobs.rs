@@ -517,7 +517,9 @@ impl BlobStore {
         let res = crate::staging::Append {
             path: p.clone(),
             offset,
-            sync: self.sync,
+            // bytes a commit follows are flushed by the commit
+            sync: self.sync && then == Then::Stage,
+            write_back: self.sync && !self.direct,
             direct: self.direct,
             sync_dir: (self.sync && then == Then::Stage && !state.entry_synced)
                 .then(|| self.staging.clone()),

@@ -106,6 +106,9 @@ pub(crate) struct Append {
     pub offset: u64,
     /// Flush before returning.
     pub sync: bool,
+    /// Start each buffered write's writeback at once (the bytes are to be
+    /// flushed, by this append or by the commit that follows it).
+    pub write_back: bool,
     /// Write aligned parts with `O_DIRECT`.
     pub direct: bool,
     /// Also make the staging file's name durable (the first flushed `PATCH`).
@@ -144,13 +147,14 @@ impl Append {
             path,
             offset,
             sync,
+            write_back,
             direct,
             sync_dir,
         } = self;
         let joined = joined(&path);
         let sink = {
             let p = path.clone();
-            tokio::task::spawn_blocking(move || Sink::open(&p, offset, direct, sync && !direct))
+            tokio::task::spawn_blocking(move || Sink::open(&p, offset, direct, write_back))
                 .await
                 .map_err(joined)??
         };
@@ -319,8 +323,9 @@ impl Sink {
         };
         let len = f.metadata().map_err(io(p))?.len();
         if len < offset {
-            // Acknowledged bytes are missing (only possible after a machine
-            // crash with syncing off): the session cannot go on.
+            // Bytes the session counted are missing (after a machine crash
+            // with syncing off, or one that followed a failed commit, whose
+            // bytes the commit was to flush): the session cannot go on.
             return Err(StorageError::SessionNotFound);
         }
         if len > offset {
@@ -409,26 +414,79 @@ pub(crate) fn cut_back(p: &Path, offset: u64, sync: bool) {
 }
 
 /// Move verified staged bytes to their blob path (the filesystem fast
-/// path): rename, then make the new name durable. A prefix directory made
-/// here is made durable in its parent too. The staging directory is not
+/// path) and, with `sync`, make bytes and name durable. A prefix directory
+/// made here is made durable in its parent too. The staging directory is not
 /// synced: should the old name come back after a crash, it is an orphan the
 /// reaper removes.
+///
+/// When no file has the name yet (the usual case: a new blob), the rename
+/// comes first and the bytes and the new name are flushed at once, in two
+/// threads (on a journalling filesystem, one commit then serves both): no
+/// one reads a blob's file before the metadata store records the blob,
+/// which happens after this returns, so a crash in between leaves an
+/// unrecorded file (an orphan for garbage collection; a later upload of the
+/// same blob replaces it). A blob file that exists already may be recorded
+/// and read: it is only replaced by bytes already on disk.
 pub(crate) fn install(src: &Path, dest: &Path, sync: bool) -> Result<(), StorageError> {
     let parent = dest.parent().expect("blob paths have parents");
     let fresh = !parent.exists();
     if fresh {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    std::fs::rename(src, dest).map_err(io(dest))?;
-    if sync {
+    let sync_dirs = || -> Result<(), StorageError> {
         sync_dir_of(parent)?;
-        if fresh {
-            if let Some(gp) = parent.parent() {
-                sync_dir_of(gp)?;
-            }
+        match (fresh, parent.parent()) {
+            (true, Some(gp)) => sync_dir_of(gp),
+            _ => Ok(()),
         }
+    };
+    let flush = |p: &Path| File::open(p).and_then(|f| f.sync_data()).map_err(io(p));
+    if !sync {
+        return std::fs::rename(src, dest).map_err(io(dest));
     }
-    Ok(())
+    if rename_new(src, dest).map_err(io(dest))? {
+        return std::thread::scope(|s| {
+            let data = s.spawn(|| flush(dest));
+            let dirs = sync_dirs();
+            data.join().expect("a flush does not panic").and(dirs)
+        });
+    }
+    flush(src)?;
+    std::fs::rename(src, dest).map_err(io(dest))?;
+    sync_dirs()
+}
+
+/// Rename `src` to `dest` if nothing has that name: whether it did. False
+/// also where the kernel or filesystem cannot say (`RENAME_NOREPLACE`
+/// unsupported): the caller then takes the path for an existing name.
+#[cfg(target_os = "linux")]
+fn rename_new(src: &Path, dest: &Path) -> std::io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (s, d) = (c(src)?, c(dest)?);
+    // SAFETY: two NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            s.as_ptr(),
+            libc::AT_FDCWD,
+            d.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EEXIST) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_new(_src: &Path, _dest: &Path) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 fn sync_dir_of(d: &Path) -> Result<(), StorageError> {
