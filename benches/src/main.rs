@@ -576,7 +576,8 @@ fn evict(root: &str, digest: &str) -> Result<()> {
 /// clients on one 1 GiB blob pull it together).
 async fn suite_pull(ctx: Arc<Ctx>, blobs: &[BlobRef], a: &Args) -> Result<()> {
     const MIB: u64 = 1 << 20;
-    let of_size = |size: u64| -> Vec<BlobRef> { blobs.iter().filter(|b| b.size == size).cloned().collect() };
+    let of_size =
+        |size: u64| -> Vec<BlobRef> { blobs.iter().filter(|b| b.size == size).cloned().collect() };
     let mut plans: Vec<(String, Vec<BlobRef>, usize, bool)> = Vec::new();
     let small = of_size(MIB);
     for clients in [1usize, 8] {
@@ -772,7 +773,12 @@ async fn walk(ctx: &Ctx, first: &str, key: &str) -> Result<(usize, usize)> {
 
 /// Time one page of `path` `times` times; also how many `key` entries
 /// the page held (a server that ignores `n` returns them all).
-async fn page_latency(ctx: Arc<Ctx>, path: String, key: &'static str, times: usize) -> (Measure, usize) {
+async fn page_latency(
+    ctx: Arc<Ctx>,
+    path: String,
+    key: &'static str,
+    times: usize,
+) -> (Measure, usize) {
     let r = ctx.req(reqwest::Method::GET, &path).send().await;
     let entries = match r {
         Ok(r) if r.status().is_success() => r

@@ -312,9 +312,9 @@ pub struct Listing {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Metadata {
-    /// Memory of the metadata store (RocksDB): its block cache, which is
-    /// also charged with the memtables (writes not yet flushed; a flush
-    /// starts when they reach half of it), so that this bounds both.
+    /// Memory of the metadata store (RocksDB): half for its block cache
+    /// (shared by every column family), half for its memtables (writes not
+    /// yet flushed; a flush starts when they reach that).
     /// `BERTH_METADATA_MEMORY_BYTES`.
     pub memory_bytes: u64,
 }

@@ -710,7 +710,12 @@ impl Drop for Chunk {
 }
 
 /// Read `len` bytes at `at` of `file` into a pooled buffer, blocking.
-fn read_chunk(file: &std::fs::File, path: &Path, at: u64, len: usize) -> Result<Bytes, StorageError> {
+fn read_chunk(
+    file: &std::fs::File,
+    path: &Path,
+    at: u64,
+    len: usize,
+) -> Result<Bytes, StorageError> {
     use std::os::unix::fs::FileExt;
     let mut v = READS.get();
     if v.len() < len {
@@ -719,7 +724,11 @@ fn read_chunk(file: &std::fs::File, path: &Path, at: u64, len: usize) -> Result<
     let mut got = 0;
     while got < len {
         match file.read_at(&mut v[got..len], at + got as u64) {
-            Ok(0) => return Err(io(path)(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))),
+            Ok(0) => {
+                return Err(io(path)(std::io::Error::from(
+                    std::io::ErrorKind::UnexpectedEof,
+                )))
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io(path)(e)),
@@ -753,7 +762,15 @@ fn read_cached(file: &std::fs::File, at: u64, len: usize) -> Cached {
         iov_len: len,
     };
     // SAFETY: one iovec over `len` bytes of `v`, which outlives the call.
-    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at as libc::off_t, libc::RWF_NOWAIT) };
+    let n = unsafe {
+        libc::preadv2(
+            file.as_raw_fd(),
+            &iov,
+            1,
+            at as libc::off_t,
+            libc::RWF_NOWAIT,
+        )
+    };
     if n > 0 {
         return Cached::Bytes(Bytes::from_owner(Chunk { v, n: n as usize }));
     }
@@ -805,7 +822,9 @@ fn file_stream(
                 return None;
             }
             let (file, path, len) = (self.file.clone(), self.path.clone(), self.len_at(at));
-            Some(tokio::task::spawn_blocking(move || read_chunk(&file, &path, at, len)))
+            Some(tokio::task::spawn_blocking(move || {
+                read_chunk(&file, &path, at, len)
+            }))
         }
     }
     #[cfg(target_os = "linux")]

@@ -462,7 +462,8 @@ pub(crate) fn install(src: &Path, dest: &Path, sync: bool) -> Result<(), Storage
 #[cfg(target_os = "linux")]
 fn rename_new(src: &Path, dest: &Path) -> std::io::Result<bool> {
     use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let c =
+        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
     let (s, d) = (c(src)?, c(dest)?);
     // SAFETY: two NUL-terminated paths that outlive the call.
     let rc = unsafe {
@@ -479,7 +480,9 @@ fn rename_new(src: &Path, dest: &Path) -> std::io::Result<bool> {
     }
     let e = std::io::Error::last_os_error();
     match e.raw_os_error() {
-        Some(libc::EEXIST) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(false),
+        Some(libc::EEXIST) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {
+            Ok(false)
+        }
         _ => Err(e),
     }
 }

@@ -53,7 +53,10 @@ async fn local_reads_cold_cached_and_mixed() {
             .collect::<Vec<_>>(),
     );
     // no declared length: hashed apart from the request, in batches
-    let n = s.append("r", &mut g, 0, body, None, Then::Commit).await.unwrap();
+    let n = s
+        .append("r", &mut g, 0, body, None, Then::Commit)
+        .await
+        .unwrap();
     s.commit("r", &mut g, n, &d).await.unwrap();
 
     let file = dir.path().join(blob_path(&d).as_ref());
@@ -82,12 +85,23 @@ async fn local_reads_cold_cached_and_mixed() {
     ];
     for r in ranges.clone() {
         evict();
-        assert_eq!(read(Some(r.clone())).await, data[r.start as usize..r.end as usize], "cold {r:?}");
-        assert_eq!(read(Some(r.clone())).await, data[r.start as usize..r.end as usize], "cached {r:?}");
+        assert_eq!(
+            read(Some(r.clone())).await,
+            data[r.start as usize..r.end as usize],
+            "cold {r:?}"
+        );
+        assert_eq!(
+            read(Some(r.clone())).await,
+            data[r.start as usize..r.end as usize],
+            "cached {r:?}"
+        );
     }
     // some pages cached, the rest not: a middle stretch read, then all
     evict();
-    assert_eq!(read(Some(1_000_000..1_700_000)).await, data[1_000_000..1_700_000]);
+    assert_eq!(
+        read(Some(1_000_000..1_700_000)).await,
+        data[1_000_000..1_700_000]
+    );
     assert_eq!(read(None).await, data);
     evict();
     assert_eq!(read(None).await, data);
