@@ -113,10 +113,9 @@ pub struct Storage {
     /// `BERTH_STORAGE_MIN_FREE_BYTES`.
     pub min_free_bytes: u64,
     /// With the filesystem backend, write staged blob bytes with `O_DIRECT`,
-    /// past the page cache (default off: through it, so that a blob just
-    /// pushed is pulled from memory). Direct writes leave the page cache to
-    /// others; on machines where growing the page cache is slow (some VMs)
-    /// they push faster. `BERTH_STORAGE_DIRECT_IO`.
+    /// past the page cache (default). Off: through it, so that a blob just
+    /// pushed is pulled from memory, at a cost to pushes measured in
+    /// docs/performance.md. `BERTH_STORAGE_DIRECT_IO`.
     pub direct_io: bool,
     pub s3: S3,
 }
@@ -127,7 +126,7 @@ impl Default for Storage {
             backend: Backend::Filesystem,
             sync: true,
             min_free_bytes: 256 << 20,
-            direct_io: false,
+            direct_io: true,
             s3: S3::default(),
         }
     }

@@ -241,7 +241,7 @@ impl BlobStore {
             read_chunk: READ_CHUNK,
             sync: true,
             min_free: 0,
-            direct: false,
+            direct: true,
         })
     }
 

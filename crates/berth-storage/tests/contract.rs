@@ -21,11 +21,11 @@ async fn in_memory() {
     contract::run_all(&s).await;
 }
 
-/// The same with staged bytes written past the page cache.
+/// The same with staged bytes written through the page cache.
 #[tokio::test]
-async fn local_filesystem_direct_io() {
+async fn local_filesystem_buffered() {
     let dir = tempfile::tempdir().unwrap();
-    let s = BlobStore::local(dir.path()).unwrap().direct_io(true);
+    let s = BlobStore::local(dir.path()).unwrap().direct_io(false);
     contract::run_all(&s).await;
 }
 
