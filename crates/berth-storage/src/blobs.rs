@@ -781,6 +781,7 @@ fn read_cached(file: &std::fs::File, at: u64, len: usize) -> Cached {
     if n > 0 {
         return Cached::Bytes(Bytes::from_owner(Chunk { v, n: n as usize }));
     }
+    READS.put(v);
     match std::io::Error::last_os_error().raw_os_error() {
         // 0 (end of file: the blocking read reports it), EAGAIN, EINTR
         _ if n == 0 => Cached::No,

@@ -1,10 +1,10 @@
 //! Writing one request's body into a staging file.
 //!
 //! The request task reads the body and copies it into page-aligned 256 KiB
-//! buffers; full buffers, 1 MiB of them at a time, are written at their
-//! offsets by a short task on the blocking pool (two in flight) and, for
-//! bodies of 4 MiB or more, hashed by another (in order; smaller bodies are
-//! hashed by the request task as they arrive). Receiving, hashing and the disk overlap on different cores,
+//! buffers; each full buffer is written at its offset by a short task on the
+//! blocking pool (two in flight) and, for bodies of 4 MiB or more, hashed by
+//! another (in order; smaller bodies are hashed by the request task as they
+//! arrive). Receiving, hashing and the disk overlap on different cores,
 //! memory per upload is a few buffers whatever chunk sizes the client sends,
 //! body chunks are freed on the thread that allocated them, and no thread is
 //! held while a slow client's bytes are on their way.
@@ -110,12 +110,8 @@ pub(crate) struct Append {
     pub sync_dir: Option<PathBuf>,
 }
 
-/// Write tasks in flight per append.
+/// Buffer writes in flight per append.
 const WRITES: usize = 2;
-/// Full buffers are handed to write and hash tasks this many bytes at a
-/// time: each hand-off wakes a thread of the blocking pool, and at 256 KiB
-/// a time those wake-ups were a visible share of a large push.
-const BATCH: usize = 1 << 20;
 
 impl Append {
     /// Stream `body` into the file, updating `hasher` with every byte. When
@@ -124,10 +120,9 @@ impl Append {
     /// part of the body past `offset` (no write is still running): the
     /// caller cuts it back.
     ///
-    /// Full buffers, a batch of [`BATCH`] bytes at a time, are written by a
-    /// short task on the blocking pool at their offsets (two at a time)
-    /// and, for large bodies, hashed by another (in order); no thread is
-    /// held while the body is slow to arrive.
+    /// Each full buffer is written by a short task on the blocking pool at
+    /// its offset (two at a time) and, for large bodies, hashed by another
+    /// (in order); no thread is held while the body is slow to arrive.
     pub async fn run<S, E>(
         self,
         body: S,
@@ -167,9 +162,6 @@ impl Append {
             futures::pin_mut!(body);
             let mut at = offset;
             let mut buf: Option<AlignedBuf> = None;
-            // Full buffers not yet handed to a write (and hash) task.
-            let mut batch: Vec<(Arc<AlignedBuf>, u64)> = Vec::new();
-            let mut batch_len = 0usize;
             let mut last = false;
             loop {
                 let chunk = match body.next().await {
@@ -200,17 +192,10 @@ impl Append {
                         break;
                     }
                     let full = Arc::new(buf.take().expect("filled above"));
-                    let n = full.len;
-                    batch.push((full, at));
-                    batch_len += n;
-                    at += n as u64;
-                }
-                if batch_len >= BATCH || (last && !batch.is_empty()) {
-                    let go = std::mem::take(&mut batch);
-                    batch_len = 0;
+                    let pos = at;
+                    at += full.len as u64;
                     if big {
-                        let bufs = go.iter().map(|(b, _)| b.clone()).collect();
-                        chain.push(bufs).await.map_err(joined)?;
+                        chain.push(full.clone()).await.map_err(joined)?;
                     }
                     while writes.len() >= WRITES {
                         let w = writes.pop_front().expect("non-empty");
@@ -218,7 +203,7 @@ impl Append {
                     }
                     let s = sink.clone();
                     writes.push_back(tokio::task::spawn_blocking(move || {
-                        go.iter().try_for_each(|(b, pos)| s.put_at(b.bytes(), *pos))
+                        s.put_at(full.bytes(), pos)
                     }));
                 }
                 if last {
@@ -272,14 +257,12 @@ impl HashChain {
         }
     }
 
-    /// Hash `bufs` after everything before them.
-    async fn push(&mut self, bufs: Vec<Arc<AlignedBuf>>) -> Result<(), tokio::task::JoinError> {
+    /// Hash `b` after everything before it.
+    async fn push(&mut self, b: Arc<AlignedBuf>) -> Result<(), tokio::task::JoinError> {
         let mut h = self.take().await?;
         self.busy = Some(tokio::task::spawn_blocking(move || {
             if let Some(h) = h.as_mut() {
-                for b in &bufs {
-                    h.update(b.bytes());
-                }
+                h.update(b.bytes());
             }
             h
         }));
