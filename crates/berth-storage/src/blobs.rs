@@ -604,16 +604,9 @@ impl BlobStore {
         let root = self.local_root.as_ref().expect("a local store");
         let dest = root.join(blob_path(expected).as_ref());
         let (src, sync) = (p.clone(), self.sync);
-        let warm = self.direct.then(|| dest.clone());
         tokio::task::spawn_blocking(move || crate::staging::install(&src, &dest, sync))
             .await
             .map_err(joined(&p))??;
-        if let Some(dest) = warm {
-            // Written past the page cache: have the kernel read it back in
-            // the background, so that the pull that often follows a push
-            // (a CI pipeline's next step) finds it in memory. Not awaited.
-            tokio::task::spawn_blocking(move || crate::staging::warm_up(&dest));
-        }
         self.forget(id);
         bump(&self.ops.commits, 1);
         bump(&self.ops.committed_bytes, size);

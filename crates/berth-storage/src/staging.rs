@@ -477,35 +477,6 @@ fn rename_new(_src: &Path, _dest: &Path) -> std::io::Result<bool> {
     Ok(false)
 }
 
-/// Start reading a file into the page cache (`POSIX_FADV_WILLNEED`), for a
-/// blob just written past it: window by window, since the kernel reads at
-/// most its readahead size (8 MiB here) per call. The reads are only
-/// submitted, not waited for. A hint: errors change nothing.
-pub(crate) fn warm_up(p: &Path) {
-    #[cfg(target_os = "linux")]
-    if let Ok(f) = File::open(p) {
-        use std::os::fd::AsRawFd;
-        const WINDOW: u64 = 8 << 20;
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut at = 0;
-        while at < len {
-            // SAFETY: a cache hint on a descriptor we own; no memory passed.
-            let rc = unsafe {
-                libc::posix_fadvise(
-                    f.as_raw_fd(),
-                    at as libc::off_t,
-                    WINDOW as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
-                )
-            };
-            if rc != 0 {
-                break;
-            }
-            at += WINDOW;
-        }
-    }
-}
-
 fn sync_dir_of(d: &Path) -> Result<(), StorageError> {
     File::open(d).and_then(|f| f.sync_all()).map_err(io(d))
 }
