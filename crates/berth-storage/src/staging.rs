@@ -101,8 +101,8 @@ pub(crate) struct Append {
     pub offset: u64,
     /// Flush before returning.
     pub sync: bool,
-    /// Start each buffered write's writeback at once (the bytes are to be
-    /// flushed, by this append or by the commit that follows it).
+    /// Start the writeback of buffered bytes as each 8 MiB window fills (the
+    /// bytes are to be flushed, by this append or by the commit after it).
     pub write_back: bool,
     /// Write aligned parts with `O_DIRECT`.
     pub direct: bool,
@@ -278,7 +278,7 @@ struct Sink {
     direct: Option<File>,
     /// Cleared when the filesystem refuses a direct write.
     direct_ok: AtomicBool,
-    /// Start the writeback of each buffered write at once.
+    /// Start the writeback of each completed window of buffered bytes.
     write_back: bool,
 }
 
@@ -318,8 +318,8 @@ impl Sink {
     }
 
     /// Write `data` at `pos`: its aligned part directly when possible, the
-    /// rest through the page cache (whose writeback starts at once when
-    /// `write_back`).
+    /// rest through the page cache (whose writeback starts window by window
+    /// when `write_back`).
     fn put_at(&self, mut data: &[u8], mut pos: u64) -> std::io::Result<()> {
         if let (Some(d), true) = (&self.direct, self.direct_ok.load(Ordering::Relaxed)) {
             let n = data.len() / ALIGN * ALIGN;
@@ -350,7 +350,8 @@ impl Sink {
 }
 
 /// Buffered bytes are sent to disk in windows of this many bytes as the
-/// body arrives (smaller writebacks were measured to slow pushes down).
+/// body arrives: one hint per window rather than per buffer (the two
+/// measured the same on the benchmark VM, docs/performance.md).
 const WRITE_BACK: u64 = 8 << 20;
 
 /// Ask the kernel to start writing `len` bytes at `pos` of `f` to disk now,
