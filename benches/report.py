@@ -50,12 +50,12 @@ def rfmt(x, width):
 
 rounds = sorted({r.get("round", 1) for r in rows})
 print(f"rounds: {len(rounds)}; each cell: median (min-max) over the rounds; ratios of medians")
+baseline = any(l == "baseline" for (l, _, _) in runs)
 print(
     f"{'workload':<34} {'cl':>2} {'berth':>18} {'reference':>18} {'b/ref':>5}"
-    f" {'baseline' if any(l == 'baseline' for (l, _, _) in runs) else 'nosync':>18} {'nginx':>18} {'b/ngx':>5}"
-    + ("  b/base" if any(l == "baseline" for (l, _, _) in runs) else "")
+    f" {'baseline' if baseline else 'nosync':>18} {'nginx':>18} {'b/ngx':>5}"
+    + ("  b/base" if baseline else "")
 )
-baseline = any(l == "baseline" for (l, _, _) in runs)
 for w, c in sorted({(w, c) for (l, w, c) in runs if l == "berth"}):
     b, r, ns, n = (values(l, w, c) for l in ("berth", "reference", "berth-nosync", "nginx"))
     if baseline:

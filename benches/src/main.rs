@@ -558,13 +558,13 @@ async fn suite_push(ctx: Arc<Ctx>, a: &Args, blobs: &mut Vec<BlobRef>) -> Result
 /// them or the kernel has since).
 fn evict(root: &str, digest: &str) -> Result<()> {
     use std::os::fd::AsRawFd;
-    let hex = digest.strip_prefix("sha256:").context("a sha256 digest")?;
-    let p = format!("{root}/blobs/sha256/{}/{hex}", &hex[..2]);
-    let f = std::fs::File::open(&p).with_context(|| format!("open {p}"))?;
+    let d = berth_core::Digest::parse(digest)?;
+    let p = std::path::Path::new(root).join(berth_storage::blob_path(&d).as_ref());
+    let f = std::fs::File::open(&p).with_context(|| format!("open {}", p.display()))?;
     // SAFETY: fadvise on a descriptor we own; no memory is passed.
     let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     if rc != 0 {
-        bail!("posix_fadvise({p}): error {rc}");
+        bail!("posix_fadvise({}): error {rc}", p.display());
     }
     Ok(())
 }

@@ -72,8 +72,7 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '
 /// Bytes free for an unprivileged writer on the filesystem holding `path`.
 #[cfg(target_os = "linux")]
 fn free_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let c = c_path(path).ok()?;
     // SAFETY: statvfs with a NUL-terminated path and a zeroed struct to fill.
     unsafe {
         let mut st: libc::statvfs = std::mem::zeroed();
@@ -85,6 +84,13 @@ fn free_bytes(path: &Path) -> Option<u64> {
 #[cfg(not(target_os = "linux"))]
 fn free_bytes(_: &Path) -> Option<u64> {
     None
+}
+
+/// `path` as a C string, for the system calls std does not wrap.
+#[cfg(target_os = "linux")]
+pub(crate) fn c_path(path: &Path) -> std::io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)
 }
 
 /// A blocking task on `path` that panicked or was cancelled.
@@ -709,6 +715,15 @@ impl Drop for Chunk {
     }
 }
 
+/// A pooled read buffer of at least `len` bytes.
+fn read_buffer(len: usize) -> Vec<u8> {
+    let mut v = READS.get();
+    if v.len() < len {
+        v.resize(len, 0);
+    }
+    v
+}
+
 /// Read `len` bytes at `at` of `file` into a pooled buffer, blocking.
 fn read_chunk(
     file: &std::fs::File,
@@ -717,10 +732,7 @@ fn read_chunk(
     len: usize,
 ) -> Result<Bytes, StorageError> {
     use std::os::unix::fs::FileExt;
-    let mut v = READS.get();
-    if v.len() < len {
-        v.resize(len, 0);
-    }
+    let mut v = read_buffer(len);
     let mut got = 0;
     while got < len {
         match file.read_at(&mut v[got..len], at + got as u64) {
@@ -753,10 +765,7 @@ enum Cached {
 #[cfg(target_os = "linux")]
 fn read_cached(file: &std::fs::File, at: u64, len: usize) -> Cached {
     use std::os::fd::AsRawFd;
-    let mut v = READS.get();
-    if v.len() < len {
-        v.resize(len, 0);
-    }
+    let mut v = read_buffer(len);
     let iov = libc::iovec {
         iov_base: v.as_mut_ptr().cast(),
         iov_len: len,
@@ -774,13 +783,14 @@ fn read_cached(file: &std::fs::File, at: u64, len: usize) -> Cached {
     if n > 0 {
         return Cached::Bytes(Bytes::from_owner(Chunk { v, n: n as usize }));
     }
+    let err = std::io::Error::last_os_error().raw_os_error();
     READS.put(v);
-    match std::io::Error::last_os_error().raw_os_error() {
-        // 0 (end of file: the blocking read reports it), EAGAIN, EINTR
-        _ if n == 0 => Cached::No,
-        Some(libc::EAGAIN) | Some(libc::EINTR) => Cached::No,
-        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ENOSYS) => Cached::Unsupported,
-        // other errors: the blocking read reports them
+    match err {
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ENOSYS) if n < 0 => {
+            Cached::Unsupported
+        }
+        // end of file, EAGAIN (not cached), EINTR, other errors: the
+        // blocking read reports or retries them
         _ => Cached::No,
     }
 }
@@ -815,14 +825,16 @@ fn file_stream(
         failed: bool,
     }
     impl State {
-        fn len_at(&self, at: u64) -> usize {
-            (self.end - at).min(self.chunk as u64) as usize
+        /// The length of the next read, at `at`.
+        fn len(&self) -> usize {
+            (self.end - self.at).min(self.chunk as u64) as usize
         }
-        fn spawn(&self, at: u64) -> Option<Pending> {
-            if at >= self.end {
+        /// Read the bytes at `at` on the blocking pool, unless none remain.
+        fn spawn(&self) -> Option<Pending> {
+            if self.at >= self.end {
                 return None;
             }
-            let (file, path, len) = (self.file.clone(), self.path.clone(), self.len_at(at));
+            let (file, path, at, len) = (self.file.clone(), self.path.clone(), self.at, self.len());
             Some(tokio::task::spawn_blocking(move || {
                 read_chunk(&file, &path, at, len)
             }))
@@ -850,10 +862,10 @@ fn file_stream(
         if st.failed || st.at >= st.end {
             return None;
         }
-        let from_disk = |st: &State| st.spawn(st.at).expect("bytes remain");
+        let from_disk = |st: &State| st.spawn().expect("bytes remain");
         let pending = match st.ahead.take() {
             Some(p) => p,
-            None if st.nowait => match read_cached(&st.file, st.at, st.len_at(st.at)) {
+            None if st.nowait => match read_cached(&st.file, st.at, st.len()) {
                 Cached::Bytes(b) => {
                     st.at += b.len() as u64;
                     return Some((Ok(b), st));
@@ -870,7 +882,7 @@ fn file_stream(
             Ok(b) => {
                 st.at += b.len() as u64;
                 // The disk is being read: keep one read ahead of the client.
-                st.ahead = st.spawn(st.at);
+                st.ahead = st.spawn();
                 Some((Ok(b), st))
             }
             Err(e) => {

@@ -447,10 +447,7 @@ pub(crate) fn install(src: &Path, dest: &Path, sync: bool) -> Result<(), Storage
 /// unsupported): the caller then takes the path for an existing name.
 #[cfg(target_os = "linux")]
 fn rename_new(src: &Path, dest: &Path) -> std::io::Result<bool> {
-    use std::os::unix::ffi::OsStrExt;
-    let c =
-        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let (s, d) = (c(src)?, c(dest)?);
+    let (s, d) = (crate::blobs::c_path(src)?, crate::blobs::c_path(dest)?);
     // SAFETY: two NUL-terminated paths that outlive the call.
     let rc = unsafe {
         libc::renameat2(
