@@ -332,11 +332,21 @@ pub struct Stats {
     /// Count manifest GETs per artifact and repository (batched in memory,
     /// written about once a second). `BERTH_STATS_PULLS`.
     pub pulls: bool,
+    /// Sample each registry's storage use this often, for the console's
+    /// chart (`GET /api/v1/registries/{name}/usage`); 0: never.
+    /// `BERTH_STATS_USAGE_INTERVAL_SECS`.
+    pub usage_interval_secs: u64,
+    /// Keep usage samples this long. `BERTH_STATS_USAGE_RETENTION_DAYS`.
+    pub usage_retention_days: u64,
 }
 
 impl Default for Stats {
     fn default() -> Stats {
-        Stats { pulls: true }
+        Stats {
+            pulls: true,
+            usage_interval_secs: 3600,
+            usage_retention_days: 400,
+        }
     }
 }
 
@@ -812,6 +822,11 @@ impl Config {
             self.metadata.memory_bytes >= 8 << 20,
             "metadata.memory_bytes",
             "at least 8388608 (8 MiB)",
+        );
+        need(
+            self.stats.usage_retention_days >= 1,
+            "stats.usage_retention_days",
+            "at least 1",
         );
         need(
             self.listing.default_page_size >= 1,

@@ -130,6 +130,7 @@ impl Admin {
     pub fn delete_registry(&self, name: &str, by: &str) -> Result<()> {
         const ROUNDS: usize = 8;
         let prefix = format!("{name}/");
+        let id = self.meta.registry(name)?.map(|r| r.id);
         for _ in 0..ROUNDS {
             // a repository named as the registry itself, then those under it
             self.meta.delete_repository(name, by)?;
@@ -143,7 +144,14 @@ impl Admin {
                 }
             }
             match self.meta.delete_registry(name)? {
-                RegistryDelete::Deleted => return Ok(()),
+                RegistryDelete::Deleted => {
+                    // its storage-use series (keyed by the id: a registry
+                    // created again under the name starts a new one)
+                    if let Some(id) = id {
+                        self.meta.delete_usage_history(&id)?;
+                    }
+                    return Ok(());
+                }
                 RegistryDelete::NotFound => {
                     return Err(AdminError::NotFound(format!("registry {name}")))
                 }

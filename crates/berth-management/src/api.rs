@@ -27,9 +27,9 @@ const MAX_LIMIT: usize = 1000;
     info(title = "Berth management API", description = "Registries, and (to come) repositories, artifacts, users, tokens, credentials, cleanup and garbage collection. Errors are RFC 9457 problem details with a stable `code`."),
     servers((url = "/api/v1")),
     paths(
-        root, openapi_json,
+        root, openapi_json, session,
         registries::list, registries::create, registries::get, registries::update,
-        registries::delete, registries::check_name,
+        registries::delete, registries::check_name, registries::usage,
         repositories::list, repositories::names, repositories::get, repositories::delete,
         artifacts::list, artifacts::get, artifacts::delete, artifacts::list_tags,
         artifacts::set_tag, artifacts::delete_tag, artifacts::tag_history,
@@ -46,7 +46,8 @@ const MAX_LIMIT: usize = 1000;
         policies::runs, policies::get_run,
     ),
     components(schemas(
-        Root, Problem,
+        Root, Problem, Session,
+        registries::UsageSampleView, registries::UsageHistory,
         registries::RegistryView, registries::CreateRegistry, registries::UpdateRegistry,
         registries::RegistryPage, registries::NameCheck, registries::NameStatus,
         registries::VisibilityView,
@@ -203,6 +204,47 @@ pub async fn openapi_json(_c: Ctx<'_>) -> Result<http::Response<Body>, Managemen
             .expect("openapi serialises")
             .into_bytes(),
         "application/json",
+    ))
+}
+
+/// Who is calling: what the console shows and which of its controls it
+/// offers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    /// `admin` or `token`.
+    kind: String,
+    token_id: Option<String>,
+    token_name: Option<String>,
+    /// The registries the caller sees; `null`: every one.
+    registries: Option<Vec<String>>,
+    read_write: bool,
+    /// Creating registries, managing tokens and collecting the whole
+    /// instance: the admin or a read-write token for every registry.
+    may_create_registries: bool,
+}
+
+/// The caller: the admin or an API token, with its scope and mode.
+#[utoipa::path(get, path = "/session", operation_id = "getSession", tag = "meta",
+    responses((status = 200, body = Session)))]
+pub async fn session(c: Ctx<'_>) -> Result<http::Response<Body>, ManagementError> {
+    let (kind, token_id, token_name, registries) = match &c.caller {
+        Caller::Admin => ("admin", None, None, None),
+        Caller::Token { id, registries, .. } => {
+            let name = c.meta().token(id)?.map(|t| t.name);
+            ("token", Some(id.clone()), name, registries.clone())
+        }
+    };
+    Ok(json(
+        StatusCode::OK,
+        &Session {
+            kind: kind.into(),
+            token_id,
+            token_name,
+            registries,
+            read_write: c.caller.may_write(),
+            may_create_registries: c.caller.may_create_registries(),
+        },
     ))
 }
 

@@ -63,7 +63,7 @@ pub struct AuditQuery {
     until: Option<String>,
 }
 
-fn time_param(c: &Ctx<'_>, k: &str) -> Result<Option<u64>> {
+pub(crate) fn time_param(c: &Ctx<'_>, k: &str) -> Result<Option<u64>> {
     match c.text(k)? {
         None => Ok(None),
         Some(v) => berth_core::time::parse_rfc3339_ms(&v)

@@ -318,6 +318,61 @@ pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
     Ok(json(StatusCode::OK, &c.view(&name, rec)?))
 }
 
+/// One sample of a registry's storage use.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageSampleView {
+    /// The start of the interval the sample was taken in.
+    pub at: String,
+    /// As the registry's `bytesUsed` then.
+    pub bytes_used: i64,
+    pub repository_count: i64,
+}
+
+/// A registry's storage use over time, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageHistory {
+    pub registry: String,
+    pub items: Vec<UsageSampleView>,
+}
+
+/// The most samples one answer holds (a year of hourly samples).
+const MAX_SAMPLES: usize = 10_000;
+
+/// A registry's storage use over time: one sample per `stats.usage_interval_secs`
+/// (an hour by default), kept `stats.usage_retention_days`, oldest first,
+/// from `since` (default 30 days ago).
+#[utoipa::path(get, path = "/registries/{name}/usage", operation_id = "getRegistryUsage", tag = "registries",
+    params(("name" = String, Path, description = "registry name", example = "acme"),
+        ("since" = Option<String>, Query, description = "RFC 3339 UTC; default 30 days ago")),
+    responses((status = 200, body = UsageHistory), (status = 404, description = "no such registry")))]
+pub async fn usage(c: Ctx<'_>) -> Result<Response<Body>> {
+    let (name, rec) = c.visible_registry()?;
+    let since = crate::audit::time_param(&c, "since")?
+        .unwrap_or_else(|| berth_meta::now_millis().saturating_sub(30 * 86_400_000));
+    let id = rec.id.clone();
+    let samples = c
+        .meta()
+        .run(move |m| m.usage_history(&id, since, MAX_SAMPLES))
+        .await?;
+    let items = samples
+        .into_iter()
+        .map(|s| UsageSampleView {
+            at: berth_core::time::rfc3339_ms(s.at_ms),
+            bytes_used: s.bytes_used,
+            repository_count: s.repositories,
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &UsageHistory {
+            registry: name,
+            items,
+        },
+    ))
+}
+
 /// Change a registry's visibility, storage limit or sparse setting.
 #[utoipa::path(patch, path = "/registries/{name}", operation_id = "updateRegistry", tag = "registries",
     params(("name" = String, Path, description = "registry name", example = "acme")), request_body = UpdateRegistry,

@@ -76,10 +76,13 @@ pub enum Cf {
     /// principal; and `principal` → a nonce rewritten by every session it
     /// opens, so its opens serialize and its count is exact.
     UploadOwners,
+    /// `registry id \0 {ms:016x}` → [`crate::UsageSample`]: storage use
+    /// over time, one sample per interval (`usage.rs`).
+    UsageHistory,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 26] = [
+    pub const ALL: [Cf; 27] = [
         Cf::Repos,
         Cf::Manifests,
         Cf::Tags,
@@ -106,6 +109,7 @@ impl Cf {
         Cf::CleanupPolicies,
         Cf::CleanupRuns,
         Cf::UploadOwners,
+        Cf::UsageHistory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -136,6 +140,7 @@ impl Cf {
             Cf::CleanupPolicies => "cleanup_policies",
             Cf::CleanupRuns => "cleanup_runs",
             Cf::UploadOwners => "upload_owners",
+            Cf::UsageHistory => "usage_history",
         }
     }
 }

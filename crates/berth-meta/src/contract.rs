@@ -62,6 +62,7 @@ macro_rules! contract_suite {
             check_finds_what_is_off,
             upload_sessions_limited_per_principal,
             upload_sessions_limited_in_total,
+            usage_sampled_per_interval,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -2228,4 +2229,76 @@ pub fn recycle_bin_restore_and_purge(kv: impl KvStore) {
     assert!(m0.delete_manifest("rb/app", &man, "t").unwrap());
     assert!(m0.list_bin("rb/", None, 10).unwrap().is_empty());
     consistent(&m);
+}
+
+/// Storage use is sampled once per interval per registry (a second round
+/// in the same interval rewrites the sample), read back from a time on,
+/// expired past the retention, never written for a deleted registry, and a
+/// registry created again under the name starts a new series.
+pub fn usage_sampled_per_interval(kv: impl KvStore) {
+    use crate::meta::{counter, MetaError};
+    use crate::{Sampled, UsageSample};
+    let m = Meta::new(kv);
+    const H: u64 = 3_600_000;
+    let rec = RegistryRecord::new("id-1".into(), Visibility::Private);
+    assert!(m.create_registry("u", &rec).unwrap());
+    let grow = |n: i64| {
+        m.transact(|tx| {
+            tx.add(Cf::Counters, counter::registry_blob_bytes("u"), n);
+            Ok::<_, MetaError>(())
+        })
+        .unwrap()
+    };
+    grow(100);
+    let r = m.sample_usage(10 * H + 5, H, 100 * H).unwrap();
+    assert_eq!(
+        r,
+        Sampled {
+            registries: 1,
+            expired: 0
+        }
+    );
+    grow(50);
+    m.sample_usage(10 * H + 60_000, H, 100 * H).unwrap();
+    grow(1);
+    m.sample_usage(11 * H + 1, H, 100 * H).unwrap();
+    let all = m.usage_history("id-1", 0, 100).unwrap();
+    assert_eq!(
+        all,
+        vec![
+            UsageSample {
+                at_ms: 10 * H,
+                bytes_used: 150,
+                repositories: 0
+            },
+            UsageSample {
+                at_ms: 11 * H,
+                bytes_used: 151,
+                repositories: 0
+            },
+        ]
+    );
+    assert_eq!(m.usage_history("id-1", 10 * H + 1, 100).unwrap(), all[1..]);
+    assert_eq!(m.usage_history("id-1", 0, 1).unwrap(), all[..1]);
+    // past the retention the oldest goes
+    let r = m.sample_usage(12 * H, H, H).unwrap();
+    assert_eq!(
+        r,
+        Sampled {
+            registries: 1,
+            expired: 1
+        }
+    );
+    assert_eq!(m.usage_history("id-1", 0, 100).unwrap().len(), 2);
+    // deleted: no new samples; its series swept
+    assert_eq!(m.delete_registry("u").unwrap(), RegistryDelete::Deleted);
+    assert_eq!(m.sample_usage(13 * H, H, 100 * H).unwrap().registries, 0);
+    assert_eq!(m.delete_usage_history("id-1").unwrap(), 2);
+    assert!(m.usage_history("id-1", 0, 100).unwrap().is_empty());
+    // the name again: a new id, a new series
+    let again = RegistryRecord::new("id-2".into(), Visibility::Private);
+    assert!(m.create_registry("u", &again).unwrap());
+    m.sample_usage(14 * H, H, 100 * H).unwrap();
+    assert!(m.usage_history("id-1", 0, 100).unwrap().is_empty());
+    assert_eq!(m.usage_history("id-2", 0, 100).unwrap().len(), 1);
 }

@@ -33,6 +33,7 @@ mod repos;
 mod rocks;
 mod rules;
 mod tx;
+mod usage;
 
 #[doc(hidden)]
 pub mod contract;
@@ -60,3 +61,4 @@ pub use rules::{
     MAX_RULES,
 };
 pub use tx::{Tx, MAX_ATTEMPTS};
+pub use usage::{Sampled, UsageSample};

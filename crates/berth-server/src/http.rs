@@ -29,6 +29,8 @@ pub enum Api {
     Token,
     /// `/api/v1/…`: the management API.
     Management,
+    /// `/console/…`: the web console's page (`berth-console`).
+    Console,
     /// `/healthz`, `/readyz`, `/metrics`, and everything else (404).
     Ops,
 }
@@ -38,6 +40,7 @@ pub const ROUTES: &[(&str, Api)] = &[
     ("/v2", Api::Distribution),
     ("/token", Api::Token),
     ("/api/v1", Api::Management),
+    ("/console", Api::Console),
 ];
 
 /// The API for `path`.
@@ -58,6 +61,7 @@ pub struct Router {
     pub dist: Distribution,
     pub token: TokenService,
     pub management: Management,
+    pub console: berth_console::Console,
     pub ops: Ops,
     pub metrics: Metrics,
 }
@@ -168,6 +172,7 @@ impl Router {
                 Api::Distribution => dispatch(&self.dist, req).await,
                 Api::Token => dispatch(&self.token, req).await,
                 Api::Management => dispatch(&self.management, req).await,
+                Api::Console => dispatch(&self.console, req).await,
                 Api::Ops => dispatch(&self.ops, req).await,
             };
             if h1 && !self.keeps_connection(rest, waits_for_continue).await {
@@ -225,6 +230,9 @@ mod tests {
         assert_eq!(api_for("/api/v1/registries"), Api::Management);
         assert_eq!(api_for("/api/v2"), Api::Ops);
         assert_eq!(api_for("/metrics"), Api::Ops);
+        assert_eq!(api_for("/console"), Api::Console);
+        assert_eq!(api_for("/console/console.js"), Api::Console);
+        assert_eq!(api_for("/consoles"), Api::Ops);
         assert_eq!(api_for("/"), Api::Ops);
     }
 }

@@ -68,3 +68,29 @@ pub fn spawn_pull_flusher(dist: Distribution, every: Duration) {
         }
     });
 }
+
+/// Each registry's storage use, sampled every `every` (the first at start)
+/// and kept for `keep` (`berth-meta/src/usage.rs`).
+pub fn spawn_usage_sampler(dist: Distribution, every: Duration, keep: Duration) {
+    tokio::spawn(async move {
+        loop {
+            let (every_ms, keep_ms) = (every.as_millis() as u64, keep.as_millis() as u64);
+            let now = berth_meta::now_millis();
+            match dist
+                .meta()
+                .run(move |m| m.sample_usage(now, every_ms, keep_ms))
+                .await
+            {
+                Ok(r) => tracing::debug!(
+                    registries = r.registries,
+                    expired = r.expired,
+                    "usage sampled"
+                ),
+                Err(e) => tracing::warn!(error = %e, "usage not sampled"),
+            }
+            // wake at the start of the next interval
+            let next = every_ms - berth_meta::now_millis() % every_ms.max(1);
+            tokio::time::sleep(Duration::from_millis(next.max(1))).await;
+        }
+    });
+}

@@ -166,6 +166,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
     jobs::spawn_pull_flusher(app.dist.clone(), Duration::from_secs(1));
     jobs::spawn_cleanup_schedule(app.management.clone(), Duration::from_secs(60));
+    if cfg.stats.usage_interval_secs > 0 {
+        jobs::spawn_usage_sampler(
+            app.dist.clone(),
+            Duration::from_secs(cfg.stats.usage_interval_secs),
+            Duration::from_secs(cfg.stats.usage_retention_days.saturating_mul(86_400)),
+        );
+    }
     if cfg.gc.interval_secs > 0 {
         jobs::spawn_gc_schedule(
             app.management.clone(),
@@ -188,6 +195,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         dist: app.dist,
         token: app.token,
         management: app.management,
+        console: berth_console::Console::new(),
         metrics: app.metrics,
     });
     listener::run(cfg.listen, &cfg.http, tls, router).await
