@@ -19,6 +19,8 @@ command -v fuse-overlayfs >/dev/null 2>&1 || pkgs+=(fuse-overlayfs)
 command -v ctr >/dev/null 2>&1 || pkgs+=(containerd)
 command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
 command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+# the console's browser tests (driven by Playwright, below)
+command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
 command -v docker-registry >/dev/null 2>&1 || pkgs+=(docker-registry)
 # deploy/: the compose file's check, the systemd unit's verification, the
 # image's CA bundle and library stripping
@@ -41,6 +43,15 @@ if [ ! -x "$TOOLS/venv/bin/python" ] || ! "$TOOLS/venv/bin/python" -c 'import or
   echo "installing the oras Python SDK into $TOOLS/venv"
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q oras
+fi
+# The console's browser tests: Playwright drives Debian's Chromium
+# (`executable_path`); `playwright install` is never run (it would download
+# browsers).
+CONSOLE_TOOLS="playwright==1.49.1"
+if [ "$(cat "$TOOLS/venv/.console-tools" 2>/dev/null)" != "$CONSOLE_TOOLS" ]; then
+  echo "installing $CONSOLE_TOOLS into $TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install -q $CONSOLE_TOOLS
+  echo "$CONSOLE_TOOLS" >"$TOOLS/venv/.console-tools"
 fi
 # The management API's OpenAPI document: validated, and fuzzed by
 # schemathesis (3.x, with a hypothesis it works with: newer ones changed an

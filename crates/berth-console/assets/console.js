@@ -28,6 +28,11 @@ export function h(tag, attrs, ...kids) {
   return el;
 }
 
+/** Replace an element's children (nested arrays flattened, null and false left out). */
+function fill(el, ...kids) {
+  el.replaceChildren(...kids.flat(Infinity).filter((k) => k != null && k !== false));
+}
+
 const SVG_NS = 'http://www.w3.org/2000/svg';
 function svg(tag, attrs, ...kids) {
   const el = document.createElementNS(SVG_NS, tag);
@@ -40,9 +45,10 @@ const enc = encodeURIComponent;
 
 export function bytes(n) {
   if (n == null) return '—';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  // decimal, as storage limits are typed (1 GB = 10^9 bytes)
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
   let v = Number(n), i = 0;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  while (Math.abs(v) >= 1000 && i < units.length - 1) { v /= 1000; i++; }
   return (i === 0 ? String(v) : v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)) + ' ' + units[i];
 }
 
@@ -274,7 +280,7 @@ function dataTable({ columns, rows, caption, actions, empty, rowClass }) {
   const bar = selectable ? h('div', { class: 'actions', role: 'group', 'aria-label': 'Actions on the selected rows' }) : null;
   const refreshBar = () => {
     if (!bar) return;
-    bar.replaceChildren(h('span', { class: 'muted' }, `${checked.size} selected`),
+    fill(bar, h('span', { class: 'muted' }, `${checked.size} selected`),
       actions.map((a) => h('button', {
         type: 'button', class: a.danger ? 'danger small' : 'small', disabled: checked.size === 0,
         onclick: async () => {
@@ -327,9 +333,9 @@ function paged(container, firstUrl, renderPage) {
         h('button', { type: 'button', disabled: stack.length === 0, onclick: () => load(stack.pop()) }, 'Previous'),
         h('span', { class: 'muted' }, `Page ${stack.length + 1}`),
         h('button', { type: 'button', disabled: !page.next, onclick: () => { stack.push(current); load(page.next); } }, 'Next')) : null;
-      container.replaceChildren(renderPage(page, () => load(current)), pager);
+      fill(container, renderPage(page, () => load(current)), pager);
     } catch (e) {
-      container.replaceChildren(errorBox(e));
+      fill(container, errorBox(e));
     } finally {
       container.removeAttribute('aria-busy');
     }
@@ -371,15 +377,15 @@ function query(params) {
 
 /** A form: fields, a submit button; `onsubmit` gets the form, errors are shown in it. */
 function form(title, fields, submitLabel, onsubmit, extraClass) {
-  const err = h('div', { role: 'alert' });
+  const err = h('div', { 'aria-live': 'assertive' });
   const button = h('button', { type: 'submit', class: 'primary' }, submitLabel);
   const f = h('form', { class: `form ${extraClass || ''}`, novalidate: true, 'aria-label': title },
     title ? h('h3', {}, title) : null, fields, err, h('div', { class: 'actions' }, button));
   f.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    err.replaceChildren();
+    fill(err);
     button.disabled = true;
-    try { await onsubmit(f); } catch (e) { err.replaceChildren(errorBox(e)); } finally { button.disabled = false; }
+    try { await onsubmit(f); } catch (e) { fill(err, errorBox(e)); } finally { button.disabled = false; }
   });
   return f;
 }
@@ -459,7 +465,7 @@ async function render() {
   if (!state.token) {
     updateFrame();
     const view = h('div');
-    main.replaceChildren(view);
+    fill(main, view);
     loginPage(view);
     return;
   }
@@ -468,7 +474,7 @@ async function render() {
       state.me = await get('/session');
     } catch (e) {
       if (e.status === 401) { signOut(e.message); return; }
-      main.replaceChildren(errorBox(e), h('button', { type: 'button', onclick: render }, 'Try again'));
+      fill(main, errorBox(e), h('button', { type: 'button', onclick: render }, 'Try again'));
       return;
     }
   }
@@ -478,7 +484,7 @@ async function render() {
     const m = hash.match(re);
     if (!m) continue;
     const view = h('div');
-    main.replaceChildren(view);
+    fill(main, view);
     try {
       await page(view, ...m.slice(1).map((s) => (s == null ? s : decodeURIComponent(s))));
     } catch (e) {
@@ -488,7 +494,7 @@ async function render() {
     return;
   }
   document.title = 'Not found · Berth console';
-  main.replaceChildren(h('h1', {}, 'No such page'), h('p', {}, 'Nothing lives at this address. ', h('a', { href: '#/registries' }, 'Go to the registries.')));
+  fill(main, h('h1', {}, 'No such page'), h('p', {}, 'Nothing lives at this address. ', h('a', { href: '#/registries' }, 'Go to the registries.')));
 }
 
 // ------------------------------------------------------------------- sign-in
@@ -771,7 +777,7 @@ async function rulesTab(view, reg) {
   const load = async () => {
     try {
       const rules = await get(base);
-      list.replaceChildren(dataTable({
+      fill(list, dataTable({
         caption: 'Tag rules',
         empty: 'No tag rules.',
         rows: rules.items,
@@ -793,7 +799,7 @@ async function rulesTab(view, reg) {
           }] : []),
         ],
       }));
-    } catch (e) { list.replaceChildren(errorBox(e)); }
+    } catch (e) { fill(list, errorBox(e)); }
   };
   if (may.admin()) {
     const kind = h('select', {}, h('option', { value: 'protected' }, 'protected'), h('option', { value: 'immutable' }, 'immutable'));
@@ -863,20 +869,20 @@ async function cleanupTab(view, reg) {
     if (!dryRun && !await confirmAction('Run this policy now?', 'The tags it plans are deleted into the recycle bin.', 'Run')) return;
     try {
       const r = await api('POST', `${base}/${enc(p.id)}/run`, { dryRun });
-      result.replaceChildren(h('p', {}, dryRun ? 'Dry run…' : 'Running…'));
+      fill(result, h('p', {}, dryRun ? 'Dry run…' : 'Running…'));
       await follow(`/registries/${enc(reg.name)}/cleanup-runs/${enc(r.id)}`, (x, e) => {
-        if (e) { result.replaceChildren(errorBox(e)); return; }
-        result.replaceChildren(h('h3', {}, `${x.dryRun ? 'Dry run' : 'Run'} of policy ${x.policy}: ${x.status}`),
+        if (e) { fill(result, errorBox(e)); return; }
+        fill(result, h('h3', {}, `${x.dryRun ? 'Dry run' : 'Run'} of policy ${x.policy}: ${x.status}`),
           x.error ? h('div', { class: 'error-box' }, x.error) : null,
           x.report ? plannedTable(x.report) : h('p', { class: 'muted' }, 'Working…'));
       });
       loadRuns();
-    } catch (e) { result.replaceChildren(errorBox(e)); }
+    } catch (e) { fill(result, errorBox(e)); }
   };
   const load = async () => {
     try {
       const ps = await get(base);
-      list.replaceChildren(dataTable({
+      fill(list, dataTable({
         caption: 'Cleanup policies',
         empty: 'No cleanup policies.',
         rows: ps.items,
@@ -905,12 +911,12 @@ async function cleanupTab(view, reg) {
           },
         ],
       }));
-    } catch (e) { list.replaceChildren(errorBox(e)); }
+    } catch (e) { fill(list, errorBox(e)); }
   };
   const loadRuns = async () => {
     try {
       const rs = await get(`/registries/${enc(reg.name)}/cleanup-runs`);
-      runs.replaceChildren(h('h3', {}, 'Runs'), dataTable({
+      fill(runs, h('h3', {}, 'Runs'), dataTable({
         caption: 'Cleanup runs',
         empty: 'No runs yet.',
         rows: rs.items,
@@ -922,7 +928,7 @@ async function cleanupTab(view, reg) {
           { label: 'Tags', num: true, cell: (x) => (x.report ? `${x.dryRun ? x.report.planned.length : x.report.deleted}` : '—') },
         ],
       }));
-    } catch (e) { runs.replaceChildren(errorBox(e)); }
+    } catch (e) { fill(runs, errorBox(e)); }
   };
   if (may.write()) {
     const f = {
@@ -1043,21 +1049,21 @@ async function gcPanel(view, registry) {
   const estimate = h('div', { 'aria-live': 'polite' });
   const runs = h('div');
   const loadEstimate = async () => {
-    estimate.replaceChildren(h('p', { class: 'muted' }, 'Estimating…'));
+    fill(estimate, h('p', { class: 'muted' }, 'Estimating…'));
     try {
       const e = await get(`/gc/estimate${query({ registry })}`);
-      estimate.replaceChildren(cards([
+      fill(estimate, cards([
         ['Not referenced (freed by a run)', bytes(e.sizeNonReferenced)],
         ['Untagged (freed with “delete untagged”)', bytes(e.sizeUntagged)],
         ['In all', bytes(e.sizeSummary)],
       ]));
-    } catch (e) { estimate.replaceChildren(errorBox(e)); }
+    } catch (e) { fill(estimate, errorBox(e)); }
   };
   const loadRuns = async () => {
     try {
       const page = await get('/gc/runs?limit=50');
       const items = page.items.filter((x) => (registry ? x.registry === registry : true));
-      runs.replaceChildren(dataTable({
+      fill(runs, dataTable({
         caption: 'Garbage collection runs',
         empty: 'No runs yet.',
         rows: items,
@@ -1078,7 +1084,7 @@ async function gcPanel(view, registry) {
         ],
       }));
       return items.some((x) => x.status === 'running');
-    } catch (e) { runs.replaceChildren(errorBox(e)); return false; }
+    } catch (e) { fill(runs, errorBox(e)); return false; }
   };
   view.append(h('h2', {}, 'Estimate'), estimate);
   if (may.write() && (registry || may.instance())) {
@@ -1248,7 +1254,7 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)$/, async (view, regName, r
             a.subject ? h('div', { class: 'muted' }, 'refers to ', h('a', { href: artifactHref(regName, repoName, a.subject) }, shortDigest(a.subject))) : null,
             referrerList(regName, repoName, a)),
         },
-        { label: 'Kind', cell: (a) => [kindBadge(a.kind), a.artifactType ? h('div', { class: 'muted' }, a.artifactType) : null] },
+        { label: 'Kind', cell: (a) => [kindBadge(a.kind), a.artifactType && a.kind !== 'image' ? h('div', { class: 'muted' }, a.artifactType) : null] },
         { label: 'Tags', cell: (a) => (a.tags.length ? a.tags.map((t) => h('a', { class: 'badge', href: tagHref(regName, repoName, t) }, t)) : h('span', { class: 'muted' }, 'untagged')) },
         { label: 'Platforms', cell: (a) => (a.children.length ? a.children.map((c) => platformText(c.platform)).filter(Boolean).join(', ') : platformText(a.platform)) },
         { label: 'Size', num: true, cell: (a) => bytes(a.sizeBytes) },
