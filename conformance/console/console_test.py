@@ -54,6 +54,11 @@ def skopeo(*args):
 
 
 def shot(page, name):
+    """A screenshot of the page, after checking it shows no leaked value
+    (a `null`, `undefined` or `[object …]` where text should be)."""
+    text = page.locator("body").inner_text()
+    leaked = [l for l in text.splitlines() if re.search(r"^(null|undefined)$|\[object |\bundefined\b|NaN", l.strip())]
+    assert not leaked, (name, leaked)
     page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
 
 

@@ -28,6 +28,11 @@ export function h(tag, attrs, ...kids) {
   return el;
 }
 
+/** Append children (nested arrays flattened, null and false left out). */
+function add(el, ...kids) {
+  el.append(...kids.flat(Infinity).filter((k) => k != null && k !== false));
+}
+
 /** Replace an element's children (nested arrays flattened, null and false left out). */
 function fill(el, ...kids) {
   el.replaceChildren(...kids.flat(Infinity).filter((k) => k != null && k !== false));
@@ -225,7 +230,7 @@ function modal(title, body, buttons) {
     const form = h('form', { method: 'dialog' },
       h('h2', { id: 'dlg-title' }, title), body,
       h('div', { class: 'actions' }, buttons.map((b) => h('button', { value: b.value, class: b.class || '', type: 'submit', disabled: b.disabled }, b.label))));
-    dlg.append(form);
+    add(dlg, form);
     dlg.addEventListener('close', () => { resolve(dlg.returnValue); dlg.remove(); });
     document.body.append(dlg);
     dlg.showModal();
@@ -423,7 +428,7 @@ function every(ms, fn) {
 
 function title(view, text, crumbs) {
   document.title = `${text} · Berth console`;
-  view.append(
+  add(view, 
     crumbs ? h('p', { class: 'crumbs' }, crumbs.flatMap(([label, href], i) => [i ? ' / ' : '', h('a', { href }, label)])) : null,
     h('h1', {}, text));
 }
@@ -488,7 +493,7 @@ async function render() {
     try {
       await page(view, ...m.slice(1).map((s) => (s == null ? s : decodeURIComponent(s))));
     } catch (e) {
-      view.append(errorBox(e));
+      add(view, errorBox(e));
     }
     main.focus({ preventScroll: true });
     return;
@@ -504,7 +509,7 @@ function loginPage(view) {
   const token = h('input', { type: 'password', autocomplete: 'current-password', spellcheck: 'false', required: true });
   const note = state.signOutMessage ? h('div', { class: 'error-box', role: 'alert' }, state.signOutMessage) : null;
   state.signOutMessage = null;
-  view.append(h('div', { class: 'login' },
+  add(view, h('div', { class: 'login' },
     h('h1', {}, 'Sign in to Berth'),
     note,
     form(null, [
@@ -540,7 +545,7 @@ async function registriesPage(view) {
     selectBox('reg-sort', 'Sort by', [['name', 'name'], ['-size', 'storage used'], ['-created', 'newest first'], ['created', 'oldest first']],
       (v) => { params.sort = v; pages.reset(url()); }, params.sort));
   const create = may.instance() && may.write() ? createRegistryForm() : null;
-  view.append(toolbar, create, list);
+  add(view, toolbar, create, list);
   pages = paged(list, url(), (page) => h('div', {},
     h('p', { class: 'muted' }, page.total != null ? `${page.total} registr${page.total === 1 ? 'y' : 'ies'}` : ''),
     dataTable({
@@ -611,7 +616,7 @@ async function registryPage(view, name, tab) {
     TABS.filter(([t]) => t !== 'settings' || may.write())
       .map(([t, label]) => h('a', { href: `#/registries/${enc(name)}/${t}`, 'aria-current': t === tab ? 'page' : null }, label)));
   const host = reg.pushPrefix.split('/')[0];
-  view.append(
+  add(view, 
     cards([
       ['Storage used', usageCell(reg)],
       ['Repositories', String(reg.repositoryCount)],
@@ -622,7 +627,7 @@ async function registryPage(view, name, tab) {
       h('span', { class: 'muted' }, 'Sign in with a user of the registry:'), copyLine(`docker login ${host}`, 'login command')),
     tabs);
   const body = h('section', { 'aria-label': TABS.find(([t]) => t === tab)[1] });
-  view.append(body);
+  add(view, body);
   const pages = { images: imagesTab, users: usersTab, rules: rulesTab, cleanup: cleanupTab, bin: binTab, gc: registryGcTab, usage: usageTab, settings: settingsTab };
   await pages[tab](body, reg);
 }
@@ -633,7 +638,7 @@ async function imagesTab(view, reg) {
   const url = () => `${base}${query(params)}`;
   const list = h('div');
   let pages;
-  view.append(h('div', { class: 'toolbar' },
+  add(view, h('div', { class: 'toolbar' },
     searchBox('repo-search', 'Search images', (v) => { params.search = v; pages.reset(url()); }),
     selectBox('repo-sort', 'Sort by', [['name', 'name'], ['-updated', 'last modified'], ['-size', 'size'], ['updated', 'least recently modified']],
       (v) => { params.sort = v; pages.reset(url()); }, params.sort)), list);
@@ -695,7 +700,7 @@ async function usersTab(view, reg) {
   if (may.write()) {
     const name = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
     const expires = h('input', { type: 'datetime-local' });
-    view.append(h('details', {}, h('summary', {}, 'Create a user'), form(null, [
+    add(view, h('details', {}, h('summary', {}, 'Create a user'), form(null, [
       field('new-user-name', 'Name', name, `Signs in as ${reg.name}+NAME.`),
       checkField('new-user-push', 'May push (otherwise pull only)', false),
       field('new-user-expires', 'Expires (optional)', expires),
@@ -705,7 +710,7 @@ async function usersTab(view, reg) {
       pages.reload();
       await passwordDialog(reg, u);
     })));
-    view.append(h('div', { class: 'actions' }, h('button', {
+    add(view, h('div', { class: 'actions' }, h('button', {
       type: 'button',
       onclick: async () => {
         const c = await api('POST', `/registries/${enc(reg.name)}/docker-credentials`, {});
@@ -713,7 +718,7 @@ async function usersTab(view, reg) {
       },
     }, 'Kubernetes pull secret…')));
   }
-  view.append(h('div', { class: 'toolbar' },
+  add(view, h('div', { class: 'toolbar' },
     searchBox('user-search', 'Search users', (v) => { params.search = v; pages.reset(url()); }),
     selectBox('user-sort', 'Sort by', [['name', 'name'], ['-created', 'newest first'], ['expires', 'expiring first']],
       (v) => { params.sort = v; pages.reset(url()); }, params.sort)), list);
@@ -772,7 +777,7 @@ function credentialsDialog(heading, t) {
 
 async function rulesTab(view, reg) {
   const base = `/registries/${enc(reg.name)}/tag-rules`;
-  view.append(h('p', { class: 'muted' }, 'A protected tag is created, moved or deleted only by the admin. An immutable tag is created once and never moved or deleted while its rule stands. Patterns are regular expressions matched against the whole name.'));
+  add(view, h('p', { class: 'muted' }, 'A protected tag is created, moved or deleted only by the admin. An immutable tag is created once and never moved or deleted while its rule stands. Patterns are regular expressions matched against the whole name.'));
   const list = h('div');
   const load = async () => {
     try {
@@ -805,7 +810,7 @@ async function rulesTab(view, reg) {
     const kind = h('select', {}, h('option', { value: 'protected' }, 'protected'), h('option', { value: 'immutable' }, 'immutable'));
     const tagPattern = h('input', { type: 'text', spellcheck: 'false', placeholder: 'v[0-9]+(\\.[0-9]+)*' });
     const repoPattern = h('input', { type: 'text', spellcheck: 'false', placeholder: 'all repositories' });
-    view.append(h('details', {}, h('summary', {}, 'Add a rule'), form(null, [
+    add(view, h('details', {}, h('summary', {}, 'Add a rule'), form(null, [
       field('rule-kind', 'Kind', kind), field('rule-tags', 'Tag pattern', tagPattern), field('rule-repos', 'Repository pattern (optional)', repoPattern),
     ], 'Add rule', async () => {
       await api('POST', base, { kind: kind.value, tagPattern: tagPattern.value, repositoryPattern: repoPattern.value.trim() || null });
@@ -814,7 +819,7 @@ async function rulesTab(view, reg) {
       load();
     })));
   }
-  view.append(list);
+  add(view, list);
   await load();
 }
 
@@ -864,7 +869,7 @@ async function cleanupTab(view, reg) {
   const list = h('div');
   const runs = h('div');
   const result = h('div', { 'aria-live': 'polite' });
-  view.append(h('p', { class: 'muted' }, 'Per repository, the tags matching “delete” may go, less those matching “keep”, the newest N and those younger than the age; never latest, never a protected or immutable tag. Run one as a dry run to see exactly which tags it would delete.'));
+  add(view, h('p', { class: 'muted' }, 'Per repository, the tags matching “delete” may go, less those matching “keep”, the newest N and those younger than the age; never latest, never a protected or immutable tag. Run one as a dry run to see exactly which tags it would delete.'));
   const run = async (p, dryRun) => {
     if (!dryRun && !await confirmAction('Run this policy now?', 'The tags it plans are deleted into the recycle bin.', 'Run')) return;
     try {
@@ -939,7 +944,7 @@ async function cleanupTab(view, reg) {
       older: h('input', { type: 'text', spellcheck: 'false', placeholder: '30d' }),
       every: h('input', { type: 'number', min: '1', step: '1', placeholder: 'on demand' }),
     };
-    view.append(h('details', {}, h('summary', {}, 'Add a policy'), form(null, [
+    add(view, h('details', {}, h('summary', {}, 'Add a policy'), form(null, [
       field('pol-repo', 'Repository pattern (optional)', f.repo),
       h('div', { class: 'form-row' }, field('pol-del', 'Delete tags matching', f.del), field('pol-keep', 'Keep tags matching (optional)', f.keep)),
       h('div', { class: 'form-row' }, field('pol-keepn', 'Keep the newest N', f.keepN), field('pol-older', 'Only older than', f.older, '30s, 15min, 12h, 7d, 2w, 1month, 1y')),
@@ -955,7 +960,7 @@ async function cleanupTab(view, reg) {
       load();
     })));
   }
-  view.append(list, result, runs);
+  add(view, list, result, runs);
   await Promise.all([load(), loadRuns()]);
 }
 
@@ -964,9 +969,9 @@ async function cleanupTab(view, reg) {
 async function binTab(view, reg) {
   const base = `/registries/${enc(reg.name)}/recycle-bin`;
   const list = h('div');
-  view.append(h('p', { class: 'muted' }, 'Deleted manifests and tags stay here, restorable, until their retention passes and garbage collection lets them go. What the bin holds counts in the registry’s storage.'));
+  add(view, h('p', { class: 'muted' }, 'Deleted manifests and tags stay here, restorable, until their retention passes and garbage collection lets them go. What the bin holds counts in the registry’s storage.'));
   if (may.write()) {
-    view.append(h('div', { class: 'actions' }, h('button', {
+    add(view, h('div', { class: 'actions' }, h('button', {
       type: 'button', class: 'danger',
       onclick: async () => {
         if (!await confirmAction('Empty the recycle bin?', 'Everything in it is deleted for good; its storage is released.', 'Empty')) return;
@@ -978,7 +983,7 @@ async function binTab(view, reg) {
       },
     }, 'Empty the recycle bin')));
   }
-  view.append(list);
+  add(view, list);
   const restore = (e) => api('POST', `${base}/${enc(e.id)}/restore`);
   const purge = (e) => api('DELETE', `${base}/${enc(e.id)}`);
   const pages = paged(list, `${base}?limit=50`, (page, reload) => h('div', {},
@@ -1086,9 +1091,9 @@ async function gcPanel(view, registry) {
       return items.some((x) => x.status === 'running');
     } catch (e) { fill(runs, errorBox(e)); return false; }
   };
-  view.append(h('h2', {}, 'Estimate'), estimate);
+  add(view, h('h2', {}, 'Estimate'), estimate);
   if (may.write() && (registry || may.instance())) {
-    view.append(h('h2', {}, 'Collect'), form(null, [
+    add(view, h('h2', {}, 'Collect'), form(null, [
       checkField('gc-untagged', 'Also delete untagged manifests (nothing tags, lists or refers to them)', false),
       checkField('gc-dry', 'Dry run: count what would go, delete nothing', false),
     ], 'Start garbage collection', async (f) => {
@@ -1102,7 +1107,7 @@ async function gcPanel(view, registry) {
       notify('Garbage collection finished.');
     }));
   }
-  view.append(h('h2', {}, 'History'), runs);
+  add(view, h('h2', {}, 'History'), runs);
   await Promise.all([loadEstimate(), loadRuns()]);
   every(3000, loadRuns);
 }
@@ -1113,7 +1118,7 @@ async function registryGcTab(view, reg) {
 
 route(/^#\/gc$/, async (view) => {
   title(view, 'Garbage collection');
-  view.append(h('p', { class: 'muted' }, 'Online: pushes and pulls go on while it runs. What is younger than the grace period (an hour by default) is kept.'));
+  add(view, h('p', { class: 'muted' }, 'Online: pushes and pulls go on while it runs. What is younger than the grace period (an hour by default) is kept.'));
   await gcPanel(view, null);
 });
 
@@ -1123,10 +1128,10 @@ async function usageTab(view, reg) {
   const days = 30;
   const since = new Date(Date.now() - days * 86400e3).toISOString().replace(/\.\d{3}Z$/, 'Z');
   const data = await get(`/registries/${enc(reg.name)}/usage${query({ since })}`);
-  view.append(h('p', { class: 'muted' }, `Storage used over the last ${days} days, as the server samples it.`));
-  if (!data.items.length) { view.append(h('p', { class: 'empty' }, 'No samples yet.')); return; }
-  view.append(usageChart(data.items, reg.storageLimitBytes));
-  view.append(dataTable({
+  add(view, h('p', { class: 'muted' }, `Storage used over the last ${days} days, as the server samples it.`));
+  if (!data.items.length) { add(view, h('p', { class: 'empty' }, 'No samples yet.')); return; }
+  add(view, usageChart(data.items, reg.storageLimitBytes));
+  add(view, dataTable({
     caption: 'Usage samples',
     rows: data.items.slice(-10).reverse(),
     columns: [
@@ -1141,7 +1146,11 @@ function usageChart(samples, limit) {
   const W = 720, H = 240, L = 70, R = 10, T = 10, B = 30;
   const xs = samples.map((s) => Date.parse(s.at));
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
-  const top = Math.max(limit || 0, ...samples.map((s) => s.bytesUsed), 1);
+  // the limit is drawn when it is near the usage; far above, it would
+  // flatten the line, so it is named instead
+  const most = Math.max(...samples.map((s) => s.bytesUsed), 1);
+  const showLimit = limit != null && limit <= most * 4;
+  const top = showLimit ? Math.max(limit * 1.05, most) : most * 1.15;
   const X = (t) => L + ((t - x0) / (x1 - x0)) * (W - L - R);
   const Y = (v) => T + (1 - v / top) * (H - T - B);
   const points = samples.map((s, i) => `${X(xs[i]).toFixed(1)},${Y(s.bytesUsed).toFixed(1)}`).join(' ');
@@ -1153,7 +1162,8 @@ function usageChart(samples, limit) {
     svg('text', { x: 4, y: H - B }, '0'),
     svg('text', { x: L, y: H - 8 }, new Date(x0).toLocaleDateString()),
     svg('text', { x: W - R - 80, y: H - 8 }, new Date(x1).toLocaleDateString()),
-    limit ? svg('line', { class: 'limit', x1: L, y1: Y(limit), x2: W - R, y2: Y(limit) }) : null,
+    showLimit ? svg('line', { class: 'limit', x1: L, y1: Y(limit), x2: W - R, y2: Y(limit) }) : null,
+    limit != null && !showLimit ? svg('text', { x: W - R - 200, y: T + 10 }, `limit ${bytes(limit)}, above the chart`) : null,
     svg('polyline', { class: 'line', points }));
 }
 
@@ -1161,7 +1171,7 @@ function usageChart(samples, limit) {
 
 async function settingsTab(view, reg) {
   const limit = sizeInput('set-limit', reg.storageLimitBytes);
-  view.append(form('Storage limit', [
+  add(view, form('Storage limit', [
     h('div', { class: 'field' }, h('label', { for: 'set-limit' }, 'Limit (empty: none)'), limit.el),
   ], 'Save limit', async () => {
     await api('PATCH', `/registries/${enc(reg.name)}`, { storageLimitBytes: limit.value() });
@@ -1169,13 +1179,13 @@ async function settingsTab(view, reg) {
     render();
   }));
   const vis = h('select', {}, ['private', 'public'].map((v) => h('option', { value: v, selected: v === reg.visibility }, v)));
-  view.append(form('Visibility', [field('set-vis', 'Who may pull', vis, 'public: anyone, without credentials; private: users and tokens of the registry.')], 'Save visibility', async () => {
+  add(view, form('Visibility', [field('set-vis', 'Who may pull', vis, 'public: anyone, without credentials; private: users and tokens of the registry.')], 'Save visibility', async () => {
     await api('PATCH', `/registries/${enc(reg.name)}`, { visibility: vis.value });
     notify('Visibility saved.');
     render();
   }));
   {
-    view.append(h('div', { class: 'form' }, h('h3', {}, 'Delete this registry'),
+    add(view, h('div', { class: 'form' }, h('h3', {}, 'Delete this registry'),
       h('p', {}, 'Its repositories, users and tag rules are deleted; tokens lose their grant to it. The blobs are freed by the next garbage collection.'),
       h('button', {
         type: 'button', class: 'danger',
@@ -1219,7 +1229,7 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)$/, async (view, regName, r
   const base = `/registries/${enc(regName)}/repositories/${enc(repoName)}`;
   const repo = await get(base);
   title(view, repo.fullName, [['Registries', '#/registries'], [regName, `#/registries/${enc(regName)}`]]);
-  view.append(cards([
+  add(view, cards([
     ['Kind', kindBadge(repo.kind)], ['Size', bytes(repo.sizeBytes)], ['Artifacts', String(repo.artifactCount)],
     ['Tags', String(repo.tagCount)], ['Pulls', String(repo.pullCount)], ['Last pulled', when(repo.lastPulledAt)],
   ]));
@@ -1227,7 +1237,7 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)$/, async (view, regName, r
   const url = () => `${base}/artifacts${query(params)}`;
   const list = h('div');
   let pages;
-  view.append(h('h2', {}, 'Artifacts'), h('div', { class: 'toolbar' },
+  add(view, h('h2', {}, 'Artifacts'), h('div', { class: 'toolbar' },
     searchBox('art-tag', 'Tag starts with', (v) => { params.tag = v; pages.reset(url()); }),
     selectBox('art-sort', 'Sort by', [['-pushed', 'newest push'], ['-pulled', 'last pulled'], ['-size', 'size'], ['digest', 'digest']],
       (v) => { params.sort = v; pages.reset(url()); }, params.sort)), list);
@@ -1275,7 +1285,7 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)$/, async (view, regName, r
   });
   // tags, for deleting several at once
   const tagList = h('div');
-  view.append(h('h2', {}, 'Tags'), tagList);
+  add(view, h('h2', {}, 'Tags'), tagList);
   paged(tagList, `${base}/tags?limit=100`, (page, reload) => dataTable({
     caption: 'Tags',
     empty: 'No tags.',
@@ -1296,7 +1306,7 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)$/, async (view, regName, r
     }] : null,
   }));
   if (may.write()) {
-    view.append(h('div', { class: 'form' }, h('h3', {}, 'Delete this repository'), h('button', {
+    add(view, h('div', { class: 'form' }, h('h3', {}, 'Delete this repository'), h('button', {
       type: 'button', class: 'danger',
       onclick: async () => {
         if (!await confirmAction(`Delete ${repo.fullName}?`, 'Every tag and manifest is deleted at once (not kept in the recycle bin); its blobs are freed by the next garbage collection.')) return;
@@ -1317,7 +1327,7 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, asy
   const [repo, a] = await Promise.all([get(repoBase), get(`${repoBase}/artifacts/${enc(digest)}`)]);
   title(view, `${repo.fullName}@${shortDigest(a.digest)}`, [['Registries', '#/registries'], [regName, `#/registries/${enc(regName)}`], [repoName, `#/registries/${enc(regName)}/repositories/${enc(repoName)}`]]);
   const prop = (k, v) => [h('dt', {}, k), h('dd', {}, v)];
-  view.append(h('dl', { class: 'props' },
+  add(view, h('dl', { class: 'props' },
     prop('Digest', h('span', {}, h('code', {}, a.digest), ' ', h('button', { type: 'button', class: 'small', onclick: () => copy(a.digest) }, 'Copy'))),
     prop('Kind', kindBadge(a.kind)),
     prop('Media type', h('code', {}, a.mediaType)),
@@ -1328,12 +1338,12 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, asy
     prop('Last pulled', when(a.lastPulledAt)),
     prop('Pulls', String(a.pullCount)),
     a.subject ? prop('Refers to', h('a', { href: artifactHref(regName, repoName, a.subject), class: 'mono' }, a.subject)) : null));
-  view.append(h('h2', {}, 'Pull'), copyLine(pullCommand(repo.pullPrefix, a.kind, a.tags[0], a.digest), 'pull command'),
+  add(view, h('h2', {}, 'Pull'), copyLine(pullCommand(repo.pullPrefix, a.kind, a.tags[0], a.digest), 'pull command'),
     a.tags.length ? null : copyLine(pullCommand(repo.pullPrefix, a.kind, null, a.digest), 'pull by digest'));
   // tags
-  view.append(h('h2', {}, 'Tags'));
-  if (!a.tags.length) view.append(h('p', { class: 'muted' }, 'Untagged.'));
-  view.append(h('ul', {}, a.tags.map((t) => h('li', {},
+  add(view, h('h2', {}, 'Tags'));
+  if (!a.tags.length) add(view, h('p', { class: 'muted' }, 'Untagged.'));
+  add(view, h('ul', {}, a.tags.map((t) => h('li', {},
     h('a', { href: tagHref(regName, repoName, t) }, t), ' ',
     ...whenWritable(h('button', {
       type: 'button', class: 'small danger', 'aria-label': `Delete tag ${t}`,
@@ -1344,14 +1354,14 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, asy
     }, 'Delete tag'))))));
   if (may.write()) {
     const tag = h('input', { type: 'text', spellcheck: 'false', autocomplete: 'off' });
-    view.append(form(null, [field('add-tag', 'Add a tag (or move one here)', tag)], 'Tag', async () => {
+    add(view, form(null, [field('add-tag', 'Add a tag (or move one here)', tag)], 'Tag', async () => {
       await api('PUT', `${repoBase}/tags/${enc(tag.value.trim())}`, { digest: a.digest });
       notify(`Tagged ${tag.value.trim()}.`);
       render();
     }));
   }
   if (a.children.length) {
-    view.append(h('h2', {}, 'Platforms'), dataTable({
+    add(view, h('h2', {}, 'Platforms'), dataTable({
       caption: 'Index children',
       rows: a.children,
       columns: [
@@ -1364,7 +1374,7 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, asy
   }
   const blobs = [...(a.config ? [{ ...a.config, role: 'config' }] : []), ...a.layers.map((l, i) => ({ ...l, role: `layer ${i + 1}` }))];
   if (blobs.length) {
-    view.append(h('h2', {}, 'Config and layers'), dataTable({
+    add(view, h('h2', {}, 'Config and layers'), dataTable({
       caption: 'Blobs',
       rows: blobs,
       columns: [
@@ -1376,10 +1386,10 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, asy
     }));
   }
   const refs = Object.entries(a.referrers || {});
-  view.append(h('h2', {}, 'Referrers (signatures, SBOMs, attestations)'));
-  if (!refs.length) view.append(h('p', { class: 'muted' }, 'None.'));
+  add(view, h('h2', {}, 'Referrers (signatures, SBOMs, attestations)'));
+  if (!refs.length) add(view, h('p', { class: 'muted' }, 'None.'));
   for (const [type, list] of refs) {
-    view.append(h('h3', {}, type), dataTable({
+    add(view, h('h3', {}, type), dataTable({
       caption: `Referrers of type ${type}`,
       rows: list,
       columns: [
@@ -1391,14 +1401,14 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, asy
   }
   // why is it kept?
   const kept = await get(`${repoBase}/artifacts/${enc(a.digest)}/kept-by`);
-  view.append(h('h2', {}, 'What keeps it'), h('dl', { class: 'props' },
+  add(view, h('h2', {}, 'What keeps it'), h('dl', { class: 'props' },
     prop('Tags', kept.tags.length ? kept.tags.join(', ') : 'none'),
     prop('Listed by indexes', kept.indexes.length ? kept.indexes.map((i) => h('div', {}, h('a', { class: 'mono', href: artifactHref(regName, repoName, i.digest) }, shortDigest(i.digest)), i.tags.length ? ` (${i.tags.join(', ')})` : '')) : 'none'),
     prop('Refers to', kept.subject ? h('a', { class: 'mono', href: artifactHref(regName, repoName, kept.subject) }, shortDigest(kept.subject)) : 'nothing'),
     prop('Tags in the recycle bin', kept.binnedTags.length ? kept.binnedTags.join(', ') : 'none'),
     prop('Garbage collection', kept.collectable ? h('span', { class: 'badge bad' }, 'a “delete untagged” run would delete it now') : h('span', { class: 'badge good' }, 'kept'))));
   if (may.write()) {
-    view.append(h('div', { class: 'form' }, h('h3', {}, 'Delete this artifact'), h('button', {
+    add(view, h('div', { class: 'form' }, h('h3', {}, 'Delete this artifact'), h('button', {
       type: 'button', class: 'danger',
       onclick: async () => {
         if (!await confirmAction('Delete this artifact?', `The manifest ${shortDigest(a.digest)} and its tags (${a.tags.join(', ') || 'none'}) go to the recycle bin.`)) return;
@@ -1417,9 +1427,9 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, asy
 route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)\/tags\/([^/]+)$/, async (view, regName, repoName, tag) => {
   const repoBase = `/registries/${enc(regName)}/repositories/${enc(repoName)}`;
   title(view, `${regName}/${repoName}:${tag}`, [['Registries', '#/registries'], [regName, `#/registries/${enc(regName)}`], [repoName, `#/registries/${enc(regName)}/repositories/${enc(repoName)}`]]);
-  view.append(h('p', { class: 'muted' }, 'Every move of this tag, newest first. Restore points the tag back at a manifest it held.'));
+  add(view, h('p', { class: 'muted' }, 'Every move of this tag, newest first. Restore points the tag back at a manifest it held.'));
   const list = h('div');
-  view.append(list);
+  add(view, list);
   paged(list, `${repoBase}/tags/${enc(tag)}/history?limit=100`, (page, reload) => dataTable({
     caption: 'Tag history',
     empty: 'No history.',
@@ -1450,13 +1460,13 @@ route(/^#\/registries\/([^/]+)\/repositories\/([^/]+)\/tags\/([^/]+)$/, async (v
 route(/^#\/registries\/([^/]+)\/blobs\/([^/]+)$/, async (view, regName, digest) => {
   title(view, `Why is ${shortDigest(digest)} still here?`, [['Registries', '#/registries'], [regName, `#/registries/${enc(regName)}`]]);
   const k = await get(`/registries/${enc(regName)}/blobs/${enc(digest)}/kept-by`);
-  view.append(h('p', {}, h('code', {}, k.digest), k.size != null ? ` — ${bytes(k.size)}` : ''));
+  add(view, h('p', {}, h('code', {}, k.digest), k.size != null ? ` — ${bytes(k.size)}` : ''));
   if (!k.repositories.length) {
-    view.append(h('p', {}, 'No repository of this registry links it: the next garbage collection frees it (once it is older than the grace period).'));
+    add(view, h('p', {}, 'No repository of this registry links it: the next garbage collection frees it (once it is older than the grace period).'));
     return;
   }
   for (const r of k.repositories) {
-    view.append(h('h2', {}, h('a', { href: `#/registries/${enc(regName)}/repositories/${enc(r.repository)}` }, r.repository)),
+    add(view, h('h2', {}, h('a', { href: `#/registries/${enc(regName)}/repositories/${enc(r.repository)}` }, r.repository)),
       h('p', { class: 'muted' }, 'Linked ', when(r.linkedAt)),
       r.manifests.length ? dataTable({
         caption: `Manifests of ${r.repository} that reference it`,
@@ -1474,7 +1484,7 @@ route(/^#\/registries\/([^/]+)\/blobs\/([^/]+)$/, async (view, regName, digest) 
 
 route(/^#\/tokens$/, async (view) => {
   title(view, 'API tokens');
-  view.append(h('p', { class: 'muted' }, 'Tokens for scripts, CI and this console. A token sees only the registries it is scoped to; a read-only one changes nothing.'));
+  add(view, h('p', { class: 'muted' }, 'Tokens for scripts, CI and this console. A token sees only the registries it is scoped to; a read-only one changes nothing.'));
   const params = { search: '', scope: '', mode: '', status: '', sort: '-created' };
   const url = () => `/tokens${query(params)}`;
   const list = h('div');
@@ -1483,7 +1493,7 @@ route(/^#\/tokens$/, async (view) => {
     const name = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
     const regs = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'every registry' });
     const expires = h('input', { type: 'datetime-local' });
-    view.append(h('details', {}, h('summary', {}, 'Create a token'), form(null, [
+    add(view, h('details', {}, h('summary', {}, 'Create a token'), form(null, [
       field('tok-name', 'Name', name),
       field('tok-regs', 'Registries (comma-separated; empty: every registry)', regs),
       checkField('tok-rw', 'Read-write (otherwise read-only)', false),
@@ -1498,7 +1508,7 @@ route(/^#\/tokens$/, async (view) => {
       await credentialsDialog(`Token “${t.name}” created`, t);
     })));
   }
-  view.append(h('div', { class: 'toolbar' },
+  add(view, h('div', { class: 'toolbar' },
     searchBox('tok-search', 'Search by name', (v) => { params.search = v; pages.reset(url()); }),
     selectBox('tok-scope', 'Scope', [['', 'any'], ['all', 'every registry'], ['scoped', 'some registries']], (v) => { params.scope = v; pages.reset(url()); }),
     selectBox('tok-mode', 'Mode', [['', 'any'], ['read-write', 'read-write'], ['read-only', 'read-only']], (v) => { params.mode = v; pages.reset(url()); }),
@@ -1572,7 +1582,7 @@ route(/^#\/tokens$/, async (view) => {
 
 route(/^#\/audit$/, async (view) => {
   title(view, 'Audit log');
-  view.append(h('p', { class: 'muted' }, 'Every change through the management API and every push and delete on /v2/, newest first.'));
+  add(view, h('p', { class: 'muted' }, 'Every change through the management API and every push and delete on /v2/, newest first.'));
   const f = {
     registry: h('input', { type: 'text', spellcheck: 'false' }),
     principal: h('input', { type: 'text', spellcheck: 'false', placeholder: 'admin, token:…, user:…' }),
@@ -1586,7 +1596,7 @@ route(/^#\/audit$/, async (view) => {
     registry: f.registry.value.trim(), principal: f.principal.value.trim(), action: f.action.value.trim(),
     since: isoFromLocal(f.since.value), until: isoFromLocal(f.until.value), limit: 50,
   })}`;
-  view.append(form('Filters', [
+  add(view, form('Filters', [
     h('div', { class: 'form-row' }, field('aud-reg', 'Registry', f.registry), field('aud-pri', 'Principal', f.principal), field('aud-act', 'Action', f.action)),
     h('div', { class: 'form-row' }, field('aud-since', 'Since', f.since), field('aud-until', 'Until', f.until)),
   ], 'Apply filters', async () => { pages.reset(url()); }), list);
