@@ -202,6 +202,33 @@ def main():
         status, tag = api("GET", "/registries/acme/repositories/app/artifacts/old")
         assert status == 404, tag
 
+        at("the tag's history, and a restore from it")
+        page.goto(BASE + "/console/#/registries/acme/repositories/app/tags/old")
+        history = page.get_by_role("table", name="Tag history")
+        expect(history.locator("tbody tr").first).to_contain_text("deleted")
+        shot(page, "10-tag-history")
+        history.locator("tbody tr").first.get_by_role("button", name=re.compile(r"^Restore")).click()
+        page.get_by_role("dialog").get_by_role("button", name="Restore").click()
+        expect(history.locator("tbody tr").first).to_contain_text("created")
+        status, tag = api("GET", "/registries/acme/repositories/app/artifacts/old")
+        assert status == 200 and "old" in tag["tags"], tag
+
+        at("a cleanup policy's dry run lists exactly the tags it would delete")
+        page.goto(BASE + "/console/#/registries/acme/cleanup")
+        page.get_by_text("Add a policy").click()
+        page.get_by_label("Repository pattern (optional)").fill("app")
+        page.get_by_label("Delete tags matching").fill("o.*")
+        page.get_by_role("button", name="Add policy").click()
+        policies = page.get_by_role("table", name="Cleanup policies")
+        expect(policies.locator("tbody tr")).to_have_count(1)
+        policies.get_by_role("button", name="Dry run").click()
+        planned = page.get_by_role("table", name="Tags the policy deletes")
+        expect(planned.locator("tbody tr")).to_have_count(1)
+        expect(planned.locator("tbody tr")).to_contain_text("old")
+        shot(page, "11-cleanup-dry-run")
+        status, tag = api("GET", "/registries/acme/repositories/app/artifacts/old")
+        assert status == 200, "a dry run deleted a tag"
+
         at("delete the chart's tag and then the chart, then collect: the storage bar goes down")
         page.goto(BASE + "/console/#/registries/acme")
         page.get_by_role("link", name=re.compile(r"^charts.consolechart")).click()
@@ -213,10 +240,24 @@ def main():
         page.get_by_role("dialog").get_by_role("button", name="Delete").click()
         expect(page.get_by_role("heading", name="acme/charts/consolechart", exact=True)).to_be_visible()
         expect(page.get_by_text("No artifacts.")).to_be_visible()
+
+        at("the recycle bin: the chart restored from it, deleted again, then let go")
         page.goto(BASE + "/console/#/registries/acme/bin")
-        # the server keeps no recycle bin (gc.recycle_bin_secs = 0): deletes are final
-        expect(page.get_by_text("The recycle bin is empty.")).to_be_visible()
-        shot(page, "10-recycle-bin")
+        binned = page.get_by_role("table", name="Recycle bin")
+        chart_entry = binned.locator("tbody tr", has_text="charts/consolechart").filter(has_text="manifest")
+        expect(chart_entry).to_have_count(1)
+        shot(page, "12-recycle-bin")
+        chart_entry.get_by_role("button", name="Restore").click()
+        expect(page.get_by_role("status")).to_contain_text("Restored")
+        status, arts = api("GET", "/registries/acme/repositories/charts%2Fconsolechart/artifacts")
+        assert status == 200 and len(arts["items"]) == 1, arts
+        status, _ = api("DELETE", "/registries/acme/repositories/charts%2Fconsolechart/artifacts/" + arts["items"][0]["digest"])
+        assert status == 204, status
+        # the server keeps binned entries 2 s (gc.recycle_bin_secs): past
+        # that a collection lets the chart go with its blobs
+        page.wait_for_timeout(2500)
+
+        at("collect: the storage bar goes down")
         before = used_bytes("acme")
         page.goto(BASE + "/console/#/registries/acme/gc")
         meter = page.locator(".card meter")
@@ -229,7 +270,7 @@ def main():
         assert after < before, (before, after)
         page.reload()
         expect(page.locator(".card meter")).to_have_attribute("value", str(after))
-        shot(page, "11-gc")
+        shot(page, "13-gc")
 
         at("tokens: create one read-only for acme, with its pull secret")
         page.goto(BASE + "/console/#/tokens")
@@ -244,18 +285,18 @@ def main():
             dialog.get_by_role("button", name="Download .dockerconfigjson").click()
         config = json.load(open(dl.value.path()))
         assert HOST in config["auths"], config
-        shot(page, "12-token-created")
+        shot(page, "14-token-created")
         dialog.get_by_role("button", name="Done").click()
         expect(page.locator("tbody tr", has_text="viewer")).to_contain_text("read-only")
-        shot(page, "13-tokens")
+        shot(page, "15-tokens")
 
         at("usage over time, audit log")
         page.goto(BASE + "/console/#/registries/acme/usage")
         expect(page.locator("svg.chart polyline")).to_have_count(1)
-        shot(page, "14-usage")
+        shot(page, "16-usage")
         page.goto(BASE + "/console/#/audit")
         expect(page.locator("tbody tr", has_text="api.registries.create").first).to_be_visible()
-        shot(page, "15-audit")
+        shot(page, "17-audit")
 
         at("a read-only token's console offers no change, and the API refuses one")
         page.get_by_role("button", name="Sign out").click()
@@ -273,7 +314,7 @@ def main():
         expect(page.get_by_role("button", name=re.compile("Reset password|Delete|Allow push"))).to_have_count(0)
         page.goto(BASE + "/console/#/registries/acme/gc")
         expect(page.get_by_role("button", name="Start garbage collection")).to_have_count(0)
-        shot(page, "16-read-only")
+        shot(page, "18-read-only")
         refused = page.evaluate("""async (t) => {
             const r = await fetch('/api/v1/registries/acme', {method: 'PATCH', headers: {Authorization: 'Bearer ' + t, 'Content-Type': 'application/json'}, body: '{"visibility":"public"}'});
             return r.status; }""", viewer)
@@ -283,7 +324,7 @@ def main():
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(BASE + "/console/#/registries")
         expect(page.get_by_role("link", name="acme", exact=True)).to_be_visible()
-        shot(page, "17-phone")
+        shot(page, "19-phone")
 
         at("every control has an accessible name")
         for where in ["#/registries", "#/registries/acme/images", "#/registries/acme/users", "#/registries/acme/gc", "#/audit"]:

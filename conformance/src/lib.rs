@@ -497,6 +497,26 @@ pub fn helm(home: &Path) -> Command {
     c
 }
 
+/// A minimal Helm chart `name` (version 0.1.0, one ConfigMap) in
+/// `dir/name`; returns its directory.
+pub fn write_chart(dir: &Path, name: &str) -> PathBuf {
+    let chart = dir.join(name);
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        format!(
+            "apiVersion: v2\nname: {name}\nversion: 0.1.0\ndescription: a chart for the suite\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: berth\ndata:\n  a: b\n",
+    )
+    .unwrap();
+    chart
+}
+
 /// `helm package` the chart in `chart`, log in as the admin, push it to
 /// `oci://<s>/charts`, pull it back and check it is byte-identical.
 /// Returns the package's path.

@@ -439,18 +439,7 @@ fn podman_push_v2s2_and_pull() {
 fn helm_push_and_pull_byte_identical() {
     let s = Server::start();
     let tmp = tempfile::tempdir().unwrap();
-    let chart = tmp.path().join("berthchart");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: berthchart\nversion: 0.1.0\ndescription: a chart for the suite\n",
-    )
-    .unwrap();
-    std::fs::write(
-        chart.join("templates/cm.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: berth\ndata:\n  a: b\n",
-    )
-    .unwrap();
+    let chart = write_chart(tmp.path(), "berthchart");
     let tgz = helm_round_trip(tmp.path(), &s, &chart, "berthchart");
     let shown = run(helm(tmp.path())
         .arg("show")

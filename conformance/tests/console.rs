@@ -24,28 +24,17 @@ fn console_in_a_real_browser() {
     );
     require("skopeo");
     let python = installed("venv/bin/python");
-    // collections take everything unreferenced now (no grace), deletes are
-    // final (no recycle bin), and storage use is sampled every second for the chart
+    // collections take everything unreferenced now (no grace), the recycle
+    // bin keeps entries 2 s, and storage use is sampled every second for the chart
     let s = Server::start_with(&[
         ("BERTH_GC_GRACE_SECS", "0"),
-        ("BERTH_GC_RECYCLE_BIN_SECS", "0"),
+        ("BERTH_GC_RECYCLE_BIN_SECS", "2"),
         ("BERTH_STATS_USAGE_INTERVAL_SECS", "1"),
     ]);
     let tmp = tempfile::tempdir().unwrap();
     let layout_dir = tmp.path().join("layout");
     layout::single_and_multi(&layout_dir);
-    let chart = tmp.path().join("consolechart");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: consolechart\nversion: 0.1.0\ndescription: a chart for the console test\n",
-    )
-    .unwrap();
-    std::fs::write(
-        chart.join("templates/cm.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: console\n",
-    )
-    .unwrap();
+    let chart = write_chart(tmp.path(), "consolechart");
     let pkg = tmp.path().join("pkg");
     run(helm(tmp.path())
         .arg("package")
@@ -81,5 +70,5 @@ fn console_in_a_real_browser() {
     );
     assert!(stdout.contains("console: every step passed"), "{stdout}");
     let taken = std::fs::read_dir(&shots).unwrap().count();
-    assert!(taken >= 17, "{taken} screenshots in {}", shots.display());
+    assert!(taken >= 19, "{taken} screenshots in {}", shots.display());
 }
