@@ -882,6 +882,7 @@ async function cleanupTab(view, reg) {
           x.report ? plannedTable(x.report) : h('p', { class: 'muted' }, 'Working…'));
       });
       loadRuns();
+      load();
     } catch (e) { fill(result, errorBox(e)); }
   };
   const load = async () => {
