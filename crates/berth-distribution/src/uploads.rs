@@ -238,6 +238,7 @@ where
         updated_ms: now,
         by: Some(caller.principal.subject()),
         slot: None,
+        counted: false,
     };
     let idc = id.clone();
     let limits = s.cfg.upload_limits;

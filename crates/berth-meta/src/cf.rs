@@ -73,8 +73,8 @@ pub enum Cf {
     /// `registry \0 run id` → [`crate::CleanupRun`]
     CleanupRuns,
     /// `principal \0 session id` → ``: the open upload sessions of each
-    /// principal; and `principal` → a nonce rewritten by every session it
-    /// opens, so its opens serialize and its count is exact.
+    /// principal (their count is the counter `uploads/owner/<principal>`;
+    /// a `principal` row alone is a guard older versions wrote, unused).
     UploadOwners,
     /// `registry id \0 {ms:016x}` → [`crate::UsageSample`]: storage use
     /// over time, one sample per interval (`usage.rs`).

@@ -246,10 +246,14 @@ impl Meta {
         // upload sessions and their owners' rows
         let mut owned: BTreeSet<(String, String)> = BTreeSet::new();
         let mut slots = [0i64; crate::UPLOAD_SLOTS as usize];
+        let mut owners: std::collections::BTreeMap<String, i64> = Default::default();
         self.each_row(Cf::Uploads, &mut r.rows, |k, v| {
             match dec::<crate::UploadRecord>(Cf::Uploads, v) {
                 Ok(u) => {
                     if let Some(p) = u.by {
+                        if u.counted {
+                            *owners.entry(p.clone()).or_default() += 1;
+                        }
                         owned.insert((p, text(k)));
                     }
                     match u.slot {
@@ -276,6 +280,24 @@ impl Meta {
             bad(format!(
                 "upload {id} of {p}: not among its owner's sessions"
             ));
+        }
+        // each principal's count of open sessions, also those counted
+        // down to zero (a counter no session explains must be 0)
+        let prefix = counter::UPLOAD_OWNER_PREFIX;
+        for (k, _) in self
+            .kv()
+            .scan(Cf::Counters, prefix.as_bytes(), None, usize::MAX)?
+        {
+            owners
+                .entry(text(&k)[prefix.len()..].to_string())
+                .or_insert(0);
+        }
+        for (p, want) in owners {
+            let name = counter::upload_owner(&p);
+            let have = self.counter(&name)?;
+            if have != want {
+                bad(format!("counter {name}: {have}, recounted {want}"));
+            }
         }
         for (slot, want) in (0..crate::UPLOAD_SLOTS).zip(slots) {
             let name = counter::upload_slot(slot);

@@ -89,6 +89,7 @@ pub fn upload_sessions_limited_per_principal(kv: impl KvStore) {
         updated_ms: 1,
         by: Some(by.into()),
         slot: None,
+        counted: false,
     };
     let per = |n| crate::UploadLimits {
         per_principal: Some(n),
@@ -131,6 +132,33 @@ pub fn upload_sessions_limited_per_principal(kv: impl KvStore) {
     });
     assert_eq!(admitted.load(Ordering::Relaxed), 5);
     consistent(&m);
+    // opened without a limit: counted all the same, so a limit set later
+    // sees it
+    m.open_upload("c1", &up("token:c"), crate::UploadLimits::default())
+        .unwrap();
+    assert!(matches!(
+        m.open_upload("c2", &up("token:c"), per(1)),
+        Err(crate::MetaError::TooManyUploads { open: 1, .. })
+    ));
+    // a session an older version opened (not counted) closes without
+    // counting down
+    m.transact(|tx| {
+        tx.put_as(Cf::Uploads, b"old".to_vec(), &up("token:c"));
+        tx.put(Cf::UploadOwners, key2("token:c", "old"), Vec::new());
+        Ok::<_, crate::MetaError>(())
+    })
+    .unwrap();
+    m.delete_upload("old").unwrap();
+    assert_eq!(
+        m.counter(&crate::counter::upload_owner("token:c")).unwrap(),
+        1
+    );
+    m.delete_upload("c1").unwrap();
+    assert_eq!(
+        m.counter(&crate::counter::upload_owner("token:c")).unwrap(),
+        0
+    );
+    consistent(&m);
 }
 
 /// The instance's open upload sessions, whoever opened them, are counted
@@ -147,6 +175,7 @@ pub fn upload_sessions_limited_in_total(kv: impl KvStore) {
         updated_ms: 1,
         by: by.map(Into::into),
         slot: None,
+        counted: false,
     };
     let total = |n| crate::UploadLimits {
         per_principal: Some(1000),
@@ -576,6 +605,7 @@ pub fn uploads_open_advance_close(kv: impl KvStore) {
         updated_ms: 2,
         by: None,
         slot: None,
+        counted: false,
     };
     m.open_upload("s", &up(0), Default::default()).unwrap();
     assert_eq!(m.upload("s").unwrap().unwrap().offset, 0);

@@ -184,6 +184,10 @@ pub struct UploadRecord {
     /// [`Meta::open_upload`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<u8>,
+    /// Counted in its owner's `counter::upload_owner` (every owned session
+    /// opened since that counter exists); closing it subtracts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub counted: bool,
 }
 
 /// Limits on open upload sessions, checked by [`Meta::open_upload`].
@@ -395,6 +399,15 @@ pub mod counter {
     pub fn upload_slot(slot: u8) -> String {
         format!("uploads/slot/{slot}")
     }
+
+    /// The open upload sessions of a principal
+    /// ([`crate::UploadLimits::per_principal`]).
+    pub fn upload_owner(principal: &str) -> String {
+        format!("{UPLOAD_OWNER_PREFIX}{principal}")
+    }
+
+    /// The prefix of every [`upload_owner`] counter.
+    pub const UPLOAD_OWNER_PREFIX: &str = "uploads/owner/";
 
     /// Per-repository figures: `r \0 repo \0 stat`, so one scan of
     /// [`repo_prefix`] reads them all.
@@ -1086,11 +1099,13 @@ impl Meta {
     /// request gets BLOB_UPLOAD_UNKNOWN and starts over), and the first
     /// flushed write after it makes it durable.
     ///
-    /// A session with an owner (`rec.by`) counts against
-    /// `limits.per_principal` open sessions of that principal: the count and
-    /// the new session are one transaction (the principal's guard row is
-    /// read and rewritten, so two of its opens never both see room for
-    /// one), and the limit refuses with [`MetaError::TooManyUploads`].
+    /// A session with an owner (`rec.by`) is counted in the owner's
+    /// counter (`counter::upload_owner`) and against `limits.per_principal`:
+    /// the counter is read as a condition of the commit (two of the
+    /// principal's opens never both see room for one) and the limit refuses
+    /// with [`MetaError::TooManyUploads`]. One read, however many sessions
+    /// the principal opened and closed before (no scan over their rows'
+    /// tombstones). Without a limit the add is blind: no conflicts.
     ///
     /// Every session counts against `limits.total`: it takes a place in one
     /// of [`UPLOAD_SLOTS`] counters, each holding at most its share of the
@@ -1107,26 +1122,31 @@ impl Meta {
         self.transact(|tx| {
             let mut rec = rec.clone();
             rec.slot = None;
+            rec.counted = false;
             if let Some(total) = limits.total {
                 let slot = take_upload_slot(tx, id, total)?;
                 tx.add(Cf::Counters, counter::upload_slot(slot), 1);
                 rec.slot = Some(slot);
             }
             if let Some(p) = &rec.by {
-                // without a limit there is nothing to count: no guard, and
-                // the principal's opens do not serialize
+                // counted always (a limit set later sees every session);
+                // read only under a limit, so without one the principal's
+                // opens do not serialize
+                let owner = counter::upload_owner(p);
                 if let Some(limit) = limits.per_principal {
-                    let guard = tx.get(Cf::UploadOwners, p.as_bytes())?;
-                    let open = tx.scan(Cf::UploadOwners, &prefix1(p), None, limit)?.len();
+                    let open = crate::kv::counter_value(
+                        tx.get(Cf::Counters, owner.as_bytes())?.as_deref(),
+                    )
+                    .max(0) as usize;
                     if open >= limit {
                         return Err(MetaError::TooManyUploads {
                             principal: p.clone(),
                             open,
                         });
                     }
-                    let n = crate::kv::counter_value(guard.as_deref()) + 1;
-                    tx.put(Cf::UploadOwners, p.as_bytes(), n.to_le_bytes().to_vec());
                 }
+                tx.add(Cf::Counters, owner, 1);
+                rec.counted = true;
                 tx.put(Cf::UploadOwners, key2(p, id), Vec::new());
             }
             tx.put_as(Cf::Uploads, id.as_bytes(), &rec);
@@ -1208,6 +1228,9 @@ fn close_upload(tx: &mut Tx<'_>, id: &str) -> Result<()> {
     if let Some(rec) = tx.get_as::<UploadRecord>(Cf::Uploads, id.as_bytes())? {
         if let Some(p) = &rec.by {
             tx.delete(Cf::UploadOwners, key2(p, id));
+            if rec.counted {
+                tx.add(Cf::Counters, counter::upload_owner(p), -1);
+            }
         }
         if let Some(slot) = rec.slot {
             tx.add(Cf::Counters, counter::upload_slot(slot), -1);
