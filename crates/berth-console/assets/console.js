@@ -349,6 +349,22 @@ function paged(container, firstUrl, renderPage) {
   return { reload: () => load(current), reset: (url) => { stack.length = 0; load(url); } };
 }
 
+/** A loader: fills `el` with `render(page)` of `url`, or with the error. */
+function loaderInto(el, url, render) {
+  return async () => {
+    try {
+      fill(el, render(await get(url)));
+    } catch (e) {
+      fill(el, errorBox(e));
+    }
+  };
+}
+
+/** A repository pattern, or “all” when a rule or policy has none. */
+function patternCell(x) {
+  return x.repositoryPattern ? h('code', {}, x.repositoryPattern) : h('span', { class: 'muted' }, 'all');
+}
+
 /** Runs `fn` over items one by one; reports how many failed and why. */
 async function eachOf(items, what, fn) {
   const failed = [];
@@ -779,33 +795,28 @@ async function rulesTab(view, reg) {
   const base = `/registries/${enc(reg.name)}/tag-rules`;
   add(view, h('p', { class: 'muted' }, 'A protected tag is created, moved or deleted only by the admin. An immutable tag is created once and never moved or deleted while its rule stands. Patterns are regular expressions matched against the whole name.'));
   const list = h('div');
-  const load = async () => {
-    try {
-      const rules = await get(base);
-      fill(list, dataTable({
-        caption: 'Tag rules',
-        empty: 'No tag rules.',
-        rows: rules.items,
-        columns: [
-          { label: 'Kind', cell: (r) => h('span', { class: 'badge' }, r.kind) },
-          { label: 'Tags', cell: (r) => h('code', {}, r.tagPattern) },
-          { label: 'Repositories', cell: (r) => (r.repositoryPattern ? h('code', {}, r.repositoryPattern) : h('span', { class: 'muted' }, 'all')) },
-          { label: 'Created', cell: (r) => h('span', {}, when(r.createdAt), ` by ${r.createdBy}`) },
-          ...(may.admin() ? [{
-            label: 'Actions',
-            cell: (r) => h('button', {
-              type: 'button', class: 'small danger',
-              onclick: async () => {
-                if (!await confirmAction('Remove this rule?', `The ${r.kind} rule on ${r.tagPattern} stops applying at once.`, 'Remove')) return;
-                await eachOf([r], 'rule removed', (x) => api('DELETE', `${base}/${enc(x.id)}`));
-                load();
-              },
-            }, 'Remove'),
-          }] : []),
-        ],
-      }));
-    } catch (e) { fill(list, errorBox(e)); }
-  };
+  const load = loaderInto(list, base, (rules) => dataTable({
+    caption: 'Tag rules',
+    empty: 'No tag rules.',
+    rows: rules.items,
+    columns: [
+      { label: 'Kind', cell: (r) => h('span', { class: 'badge' }, r.kind) },
+      { label: 'Tags', cell: (r) => h('code', {}, r.tagPattern) },
+      { label: 'Repositories', cell: patternCell },
+      { label: 'Created', cell: (r) => h('span', {}, when(r.createdAt), ` by ${r.createdBy}`) },
+      ...(may.admin() ? [{
+        label: 'Actions',
+        cell: (r) => h('button', {
+          type: 'button', class: 'small danger',
+          onclick: async () => {
+            if (!await confirmAction('Remove this rule?', `The ${r.kind} rule on ${r.tagPattern} stops applying at once.`, 'Remove')) return;
+            await eachOf([r], 'rule removed', (x) => api('DELETE', `${base}/${enc(x.id)}`));
+            load();
+          },
+        }, 'Remove'),
+      }] : []),
+    ],
+  }));
   if (may.admin()) {
     const kind = h('select', {}, h('option', { value: 'protected' }, 'protected'), h('option', { value: 'immutable' }, 'immutable'));
     const tagPattern = h('input', { type: 'text', spellcheck: 'false', placeholder: 'v[0-9]+(\\.[0-9]+)*' });
@@ -885,57 +896,47 @@ async function cleanupTab(view, reg) {
       load();
     } catch (e) { fill(result, errorBox(e)); }
   };
-  const load = async () => {
-    try {
-      const ps = await get(base);
-      fill(list, dataTable({
-        caption: 'Cleanup policies',
-        empty: 'No cleanup policies.',
-        rows: ps.items,
-        columns: [
-          { label: 'Repositories', cell: (p) => (p.repositoryPattern ? h('code', {}, p.repositoryPattern) : h('span', { class: 'muted' }, 'all')) },
-          { label: 'Delete', cell: (p) => h('code', {}, p.nameRegexDelete) },
-          { label: 'Keep', cell: (p) => (p.nameRegexKeep ? h('code', {}, p.nameRegexKeep) : '—') },
-          { label: 'Keep newest', num: true, cell: (p) => (p.keepN == null ? '—' : String(p.keepN)) },
-          { label: 'Older than', cell: (p) => p.olderThan || '—' },
-          { label: 'Schedule', cell: (p) => (p.intervalSecs ? `every ${Math.round(p.intervalSecs / 3600)} h` : 'on demand') },
-          { label: 'Last run', cell: (p) => when(p.lastRunAt) },
-          {
-            label: 'Actions',
-            cell: (p) => h('div', { class: 'actions' },
-              ...whenWritable(
-                h('button', { type: 'button', class: 'small', onclick: () => run(p, true) }, 'Dry run'),
-                h('button', { type: 'button', class: 'small', onclick: () => run(p, false) }, 'Run now'),
-                h('button', {
-                  type: 'button', class: 'small danger',
-                  onclick: async () => {
-                    if (!await confirmAction('Delete this policy?', 'It stops running; tags it deleted stay deleted.')) return;
-                    await eachOf([p], 'policy deleted', (x) => api('DELETE', `${base}/${enc(x.id)}`));
-                    load();
-                  },
-                }, 'Delete'))),
-          },
-        ],
-      }));
-    } catch (e) { fill(list, errorBox(e)); }
-  };
-  const loadRuns = async () => {
-    try {
-      const rs = await get(`/registries/${enc(reg.name)}/cleanup-runs`);
-      fill(runs, h('h3', {}, 'Runs'), dataTable({
-        caption: 'Cleanup runs',
-        empty: 'No runs yet.',
-        rows: rs.items,
-        columns: [
-          { label: 'Started', cell: (x) => when(x.startedAt) },
-          { label: 'Policy', cell: (x) => h('code', {}, x.policy) },
-          { label: 'Kind', cell: (x) => (x.dryRun ? 'dry run' : 'run') },
-          { label: 'Status', cell: (x) => x.status },
-          { label: 'Tags', num: true, cell: (x) => (x.report ? `${x.dryRun ? x.report.planned.length : x.report.deleted}` : '—') },
-        ],
-      }));
-    } catch (e) { fill(runs, errorBox(e)); }
-  };
+  const load = loaderInto(list, base, (ps) => dataTable({
+    caption: 'Cleanup policies',
+    empty: 'No cleanup policies.',
+    rows: ps.items,
+    columns: [
+      { label: 'Repositories', cell: patternCell },
+      { label: 'Delete', cell: (p) => h('code', {}, p.nameRegexDelete) },
+      { label: 'Keep', cell: (p) => (p.nameRegexKeep ? h('code', {}, p.nameRegexKeep) : '—') },
+      { label: 'Keep newest', num: true, cell: (p) => (p.keepN == null ? '—' : String(p.keepN)) },
+      { label: 'Older than', cell: (p) => p.olderThan || '—' },
+      { label: 'Schedule', cell: (p) => (p.intervalSecs ? `every ${Math.round(p.intervalSecs / 3600)} h` : 'on demand') },
+      { label: 'Last run', cell: (p) => when(p.lastRunAt) },
+      {
+        label: 'Actions',
+        cell: (p) => h('div', { class: 'actions' },
+          ...whenWritable(
+            h('button', { type: 'button', class: 'small', onclick: () => run(p, true) }, 'Dry run'),
+            h('button', { type: 'button', class: 'small', onclick: () => run(p, false) }, 'Run now'),
+            h('button', {
+              type: 'button', class: 'small danger',
+              onclick: async () => {
+                if (!await confirmAction('Delete this policy?', 'It stops running; tags it deleted stay deleted.')) return;
+                await eachOf([p], 'policy deleted', (x) => api('DELETE', `${base}/${enc(x.id)}`));
+                load();
+              },
+            }, 'Delete'))),
+      },
+    ],
+  }));
+  const loadRuns = loaderInto(runs, `/registries/${enc(reg.name)}/cleanup-runs`, (rs) => [h('h3', {}, 'Runs'), dataTable({
+    caption: 'Cleanup runs',
+    empty: 'No runs yet.',
+    rows: rs.items,
+    columns: [
+      { label: 'Started', cell: (x) => when(x.startedAt) },
+      { label: 'Policy', cell: (x) => h('code', {}, x.policy) },
+      { label: 'Kind', cell: (x) => (x.dryRun ? 'dry run' : 'run') },
+      { label: 'Status', cell: (x) => x.status },
+      { label: 'Tags', num: true, cell: (x) => (x.report ? `${x.dryRun ? x.report.planned.length : x.report.deleted}` : '—') },
+    ],
+  })]);
   if (may.write()) {
     const f = {
       repo: h('input', { type: 'text', spellcheck: 'false', placeholder: 'all repositories' }),
