@@ -6,8 +6,9 @@
 //!   under conditions (a key's expected value or absence), with a distinct
 //!   conflict error.
 //!   [`RocksStore`] is the engine; [`MemStore`] is an in-memory engine used by
-//!   the contract suite (and usable in tests). A distributed engine can take
-//!   RocksDB's place by implementing this trait.
+//!   the contract suite (and usable in tests). [`PgStore`] (feature
+//!   `postgres`) is the engine several replicas share: PostgreSQL, each
+//!   batch one transaction under advisory locks on the keys it names.
 //! - [`Meta`]: typed records (repositories, manifests, tags, links, blobs,
 //!   referrers, upload sessions) encoded into keys that sort the way listings
 //!   page, so a page of `_catalog` or `tags/list` reads only that page.
@@ -26,6 +27,8 @@ mod mem;
 mod meta;
 #[cfg(test)]
 mod model;
+#[cfg(feature = "postgres")]
+mod pg;
 mod policies;
 mod principals;
 mod repos;
@@ -48,6 +51,8 @@ pub use meta::{
     Page, PutManifest, Ref, ReferrerRecord, Refused, RepoRecord, TagRecord, UploadLimits,
     UploadRecord, UPLOAD_SLOTS,
 };
+#[cfg(feature = "postgres")]
+pub use pg::{valid_schema, PgSettings, PgStore, MIGRATIONS, PARTITIONS};
 pub use policies::{CleanupPolicy, CleanupRun};
 pub use principals::{
     RegistryDelete, RegistryRecord, RegistryStatus, TokenRecord, TokenStatus, UserRecord,
