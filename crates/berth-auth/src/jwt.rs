@@ -76,6 +76,35 @@ impl Signer {
         Signer::from_key(&sk, issuer).map_err(err)
     }
 
+    /// The key kept in the metadata store's settings under `name`,
+    /// created by whichever replica asks first: every replica sharing the
+    /// store signs and verifies with the same key.
+    pub fn load_or_create_shared(
+        meta: &berth_meta::Meta,
+        name: &str,
+        issuer: &str,
+    ) -> Result<Signer, KeyError> {
+        let err = |reason: String| KeyError::Key {
+            path: format!("setting {name}"),
+            reason,
+        };
+        let pem = match meta.setting(name).map_err(|e| err(e.to_string()))? {
+            Some(pem) => pem,
+            None => {
+                let sk = p256::SecretKey::random(&mut rand_core::OsRng);
+                let pem = sk
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| err(e.to_string()))?
+                    .to_string();
+                meta.create_setting(name, &pem)
+                    .map_err(|e| err(e.to_string()))?
+                    .unwrap_or(pem)
+            }
+        };
+        let sk = p256::SecretKey::from_pkcs8_pem(&pem).map_err(|e| err(e.to_string()))?;
+        Signer::from_key(&sk, issuer).map_err(err)
+    }
+
     fn from_key(sk: &p256::SecretKey, issuer: &str) -> Result<Signer, String> {
         let pem = sk.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?;
         let pubpem = sk

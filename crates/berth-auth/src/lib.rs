@@ -16,7 +16,7 @@ pub mod scope;
 pub mod secret;
 mod verified;
 
-pub use auth::{Auth, ADMIN_SETTING};
+pub use auth::{Auth, SigningKey, ADMIN_SETTING, SIGNING_KEY_SETTING};
 pub use config::AuthConfig;
 pub use error::AuthError;
 pub use jwt::TokenType;

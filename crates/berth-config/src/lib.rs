@@ -311,17 +311,59 @@ pub struct Listing {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Metadata {
+    /// The metadata engine: `rocksdb` (embedded, in the data directory;
+    /// default) or `postgres` (a PostgreSQL database several replicas
+    /// share, `[metadata.postgres]`). `BERTH_METADATA_BACKEND`.
+    pub backend: MetadataBackend,
     /// Memory of the metadata store (RocksDB): half for its block cache
     /// (shared by every column family), half for its memtables (writes not
     /// yet flushed; a flush starts when they reach that).
     /// `BERTH_METADATA_MEMORY_BYTES`.
     pub memory_bytes: u64,
+    pub postgres: Postgres,
 }
 
 impl Default for Metadata {
     fn default() -> Metadata {
         Metadata {
+            backend: MetadataBackend::Rocksdb,
             memory_bytes: 64 << 20,
+            postgres: Postgres::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataBackend {
+    Rocksdb,
+    Postgres,
+}
+
+/// The PostgreSQL database of `metadata.backend = "postgres"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Postgres {
+    /// `postgres://user:password@host:5432/database`.
+    /// `BERTH_METADATA_POSTGRES_URL`.
+    pub url: Option<String>,
+    /// A file holding the URL (it carries the password).
+    /// `BERTH_METADATA_POSTGRES_URL_FILE`.
+    pub url_file: Option<PathBuf>,
+    /// The schema Berth's tables live in, created and migrated on start.
+    /// `BERTH_METADATA_POSTGRES_SCHEMA`.
+    pub schema: String,
+    /// Most connections this process opens. `BERTH_METADATA_POSTGRES_POOL_SIZE`.
+    pub pool_size: usize,
+}
+
+impl Default for Postgres {
+    fn default() -> Postgres {
+        Postgres {
+            url: None,
+            url_file: None,
+            schema: "berth".into(),
+            pool_size: 16,
         }
     }
 }
@@ -422,7 +464,11 @@ impl Default for Log {
 const TOP_LEVEL: [&str; 2] = ["listen", "data_dir"];
 
 /// Keys whose values are secrets: never shown.
-pub const SECRETS: [&str; 2] = ["auth.admin_token", "storage.s3.secret_access_key"];
+pub const SECRETS: [&str; 3] = [
+    "auth.admin_token",
+    "storage.s3.secret_access_key",
+    "metadata.postgres.url",
+];
 
 /// The variable naming the configuration file for `serve` (not a setting).
 const ENV_CONFIG: &str = "CONFIG";
@@ -770,6 +816,42 @@ impl Config {
             (1..=7 * 86_400).contains(&s3.redirect_expiry_secs),
             "storage.s3.redirect_expiry_secs",
             "1 to 604800 seconds (S3's longest presigned URL)",
+        );
+        let pg = &self.metadata.postgres;
+        need(
+            self.metadata.backend != MetadataBackend::Postgres
+                || pg.url.is_some()
+                || pg.url_file.is_some(),
+            "metadata.postgres.url",
+            "a postgres:// URL (or metadata.postgres.url_file) when metadata.backend is postgres",
+        );
+        need(
+            !(pg.url.is_some() && pg.url_file.is_some()),
+            "metadata.postgres.url",
+            "either metadata.postgres.url or metadata.postgres.url_file, not both",
+        );
+        need(
+            pg.url.as_deref().is_none_or(|u| {
+                u.starts_with("postgres://") || u.starts_with("postgresql://") || u.contains('=')
+            }),
+            "metadata.postgres.url",
+            "a postgres:// URL or a key=value connection string",
+        );
+        need(
+            !pg.schema.is_empty()
+                && pg.schema.len() <= 63
+                && !pg.schema.starts_with(|c: char| c.is_ascii_digit())
+                && pg
+                    .schema
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "metadata.postgres.schema",
+            "lowercase letters, digits and _, not starting with a digit, at most 63",
+        );
+        need(
+            (1..=1024).contains(&pg.pool_size),
+            "metadata.postgres.pool_size",
+            "1 to 1024 connections",
         );
         let h = &self.http;
         need(
@@ -1131,6 +1213,36 @@ mod tests {
             );
             jail.create_file("bad.toml", "[storage]\nbackend = \"tape\"\n")?;
             assert!(errors_of("bad.toml").contains("storage.backend"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn postgres_metadata_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "pg.toml",
+                "[metadata]\nbackend = \"postgres\"\n[metadata.postgres]\nurl = \"postgres://b:pw@db/berth\"\n",
+            )?;
+            jail.set_env("BERTH_METADATA_POSTGRES_POOL_SIZE", "4");
+            let l = Config::load(Some(Path::new("pg.toml")), &Overrides::default()).expect("valid");
+            let m = &l.config.metadata;
+            assert_eq!(m.backend, MetadataBackend::Postgres);
+            assert_eq!(
+                (m.postgres.schema.as_str(), m.postgres.pool_size),
+                ("berth", 4)
+            );
+            let shown = l.show();
+            assert!(!shown.contains("pw@db"), "the URL is a secret: {shown}");
+            jail.create_file("nourl.toml", "[metadata]\nbackend = \"postgres\"\n")?;
+            assert!(errors_of("nourl.toml").contains("`metadata.postgres.url`"));
+            jail.create_file(
+                "schema.toml",
+                "[metadata.postgres]\nurl = \"postgres://db\"\nschema = \"Berth;drop\"\n",
+            )?;
+            assert!(errors_of("schema.toml").contains("`metadata.postgres.schema`"));
+            jail.create_file("engine.toml", "[metadata]\nbackend = \"sqlite\"\n")?;
+            assert!(errors_of("engine.toml").contains("metadata.backend"));
             Ok(())
         });
     }

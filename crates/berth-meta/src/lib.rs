@@ -21,6 +21,7 @@
 mod bin;
 pub mod cf;
 mod check;
+mod copy;
 mod gc;
 mod kv;
 mod mem;
@@ -43,6 +44,7 @@ pub mod contract;
 
 pub use bin::{repo_bin_prefix, BinEntry, BinnedManifest, BinnedTag, Purged, Restored};
 pub use check::CheckReport;
+pub use copy::{copy_store, Copied, CopyError};
 pub use gc::{Candidates, GcReach, GcRun, GC_LOCK_TTL_MS};
 pub use kv::{counter_value, Batch, Cond, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;

@@ -219,7 +219,9 @@ fn pg_err(e: tokio_postgres::Error) -> KvError {
         }
         return KvError::Engine(detail(&e));
     }
-    if e.is_closed() {
+    // no answer from the server: refused, reset, timed out
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io {
         return KvError::Unavailable(format!("connection lost: {e}"));
     }
     KvError::Engine(detail(&e))
@@ -342,17 +344,37 @@ enum Effect {
     Add(i64),
 }
 
+/// Rows of `kv` named as three parallel arrays, the statements' `unnest`.
+#[derive(Default)]
+struct Keys {
+    cfs: Vec<String>,
+    keys: Vec<Vec<u8>>,
+    regs: Vec<Vec<u8>>,
+}
+
+impl Keys {
+    fn push(&mut self, cf: Cf, key: Vec<u8>) {
+        self.cfs.push(cf.name().to_string());
+        self.regs.push(reg_of(cf, &key).to_vec());
+        self.keys.push(key);
+    }
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
 /// A batch as the statements that apply it.
 #[derive(Default)]
 struct Plan {
     locks: Vec<i64>,
-    cond_kv: (Vec<String>, Vec<Vec<u8>>, Vec<Vec<u8>>),
+    cond_kv: Keys,
     /// (cf, key) → expected value, for the comparison.
     expect: HashMap<(String, Vec<u8>), Option<Vec<u8>>>,
     cond_counters: Vec<Vec<u8>>,
     expect_counters: HashMap<Vec<u8>, Option<Vec<u8>>>,
-    puts: (Vec<String>, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>),
-    deletes: (Vec<String>, Vec<Vec<u8>>, Vec<Vec<u8>>),
+    puts: Keys,
+    put_values: Vec<Vec<u8>>,
+    deletes: Keys,
     counter_sets: (Vec<Vec<u8>>, Vec<i64>),
     counter_adds: (Vec<Vec<u8>>, Vec<i64>),
     counter_deletes: Vec<Vec<u8>>,
@@ -372,9 +394,7 @@ impl Plan {
                 p.cond_counters.push(c.key.clone());
                 p.expect_counters.insert(c.key, c.expect);
             } else {
-                p.cond_kv.0.push(c.cf.name().to_string());
-                p.cond_kv.2.push(reg_of(c.cf, &c.key).to_vec());
-                p.cond_kv.1.push(c.key.clone());
+                p.cond_kv.push(c.cf, c.key.clone());
                 p.expect.insert((c.cf.name().to_string(), c.key), c.expect);
             }
         }
@@ -416,16 +436,10 @@ impl Plan {
                 }
                 (Cf::Counters, Effect::Delete) => p.counter_deletes.push(key),
                 (cf, Effect::Put(v)) => {
-                    p.puts.0.push(cf.name().to_string());
-                    p.puts.2.push(reg_of(cf, &key).to_vec());
-                    p.puts.1.push(key);
-                    p.puts.3.push(v);
+                    p.puts.push(cf, key);
+                    p.put_values.push(v);
                 }
-                (cf, Effect::Delete) => {
-                    p.deletes.0.push(cf.name().to_string());
-                    p.deletes.2.push(reg_of(cf, &key).to_vec());
-                    p.deletes.1.push(key);
-                }
+                (cf, Effect::Delete) => p.deletes.push(cf, key),
                 (cf, Effect::Add(_)) => {
                     return Err(KvError::Engine(format!(
                         "an add to {}: only counters are added to",
@@ -624,9 +638,10 @@ async fn apply(pool: Pool, sql: std::sync::Arc<Sql>, p: Plan, sync: bool) -> Res
             .await
             .map_err(pg_err)?;
     }
-    if !p.cond_kv.0.is_empty() {
+    if !p.cond_kv.is_empty() {
+        let c = &p.cond_kv;
         let rows = tx
-            .query(&sql.conds, &[&p.cond_kv.0, &p.cond_kv.1, &p.cond_kv.2])
+            .query(&sql.conds, &[&c.cfs, &c.keys, &c.regs])
             .await
             .map_err(pg_err)?;
         let mut found: HashMap<(String, Vec<u8>), Vec<u8>> = rows
@@ -654,12 +669,14 @@ async fn apply(pool: Pool, sql: std::sync::Arc<Sql>, p: Plan, sync: bool) -> Res
             }
         }
     }
-    if !p.puts.0.is_empty() {
-        let params: [&(dyn ToSql + Sync); 4] = [&p.puts.0, &p.puts.1, &p.puts.2, &p.puts.3];
+    if !p.puts.is_empty() {
+        let k = &p.puts;
+        let params: [&(dyn ToSql + Sync); 4] = [&k.cfs, &k.keys, &k.regs, &p.put_values];
         tx.execute(&sql.puts, &params).await.map_err(pg_err)?;
     }
-    if !p.deletes.0.is_empty() {
-        tx.execute(&sql.deletes, &[&p.deletes.0, &p.deletes.1, &p.deletes.2])
+    if !p.deletes.is_empty() {
+        let k = &p.deletes;
+        tx.execute(&sql.deletes, &[&k.cfs, &k.keys, &k.regs])
             .await
             .map_err(pg_err)?;
     }
@@ -812,6 +829,206 @@ mod contract_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Meta;
+
+    fn settings(tag: &str) -> PgSettings {
+        PgSettings::new(
+            berth_pgtest::server().url(),
+            berth_pgtest::fresh_schema(tag),
+        )
+    }
+
+    impl PgStore {
+        /// A query's rows as text (tests look at the tables directly).
+        fn rows(&self, q: &str) -> Vec<Vec<String>> {
+            let (pool, q) = (self.pool.clone(), q.replace("{s}", &self.sql.schema));
+            self.block(async move {
+                let c = pool.get().await.map_err(pool_err)?;
+                let rows = c.simple_query(&q).await.map_err(pg_err)?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                            (0..r.len())
+                                .map(|i| r.get(i).unwrap_or("").to_string())
+                                .collect(),
+                        ),
+                        _ => None,
+                    })
+                    .collect())
+            })
+            .unwrap()
+        }
+    }
+
+    #[test]
+    fn migrations_run_once_and_a_newer_schema_is_refused() {
+        let s = settings("migrate");
+        // replicas starting together: all connect, the tables made once
+        std::thread::scope(|t| {
+            for _ in 0..4 {
+                t.spawn(|| PgStore::connect(&s).unwrap());
+            }
+        });
+        let store = PgStore::connect(&s).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            MIGRATIONS.last().unwrap().0
+        );
+        assert_eq!(
+            store.rows("SELECT count(*) FROM {s}.berth_migrations"),
+            vec![vec![MIGRATIONS.len().to_string()]]
+        );
+        store.rows("INSERT INTO {s}.berth_migrations (version, name) VALUES (9999, 'future')");
+        let e = PgStore::connect(&s)
+            .err()
+            .expect("a newer schema is refused");
+        assert!(e.to_string().contains("version 9999"), "{e}");
+    }
+
+    #[test]
+    fn a_registry_lives_in_one_partition() {
+        let store = PgStore::connect(&settings("partition")).unwrap();
+        let mut b = Batch::new();
+        for r in ["acme", "beta", "gamma"] {
+            b.put(Cf::Registries, r, "{}");
+            b.put(Cf::Users, format!("{r}\0ci"), "{}");
+            for i in 0..20 {
+                b.put(Cf::Repos, format!("{r}/app{i}"), "{}");
+                b.put(Cf::Tags, format!("{r}/app{i}\0latest"), "{}");
+            }
+        }
+        b.put(Cf::Blobs, "sha256:00", "{}");
+        store.write(b).unwrap();
+        for r in ["acme", "beta", "gamma"] {
+            let parts = store.rows(&format!(
+                "SELECT DISTINCT tableoid::regclass::text FROM {{s}}.kv WHERE reg = '\\x{}'",
+                r.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+            ));
+            assert_eq!(parts.len(), 1, "{r}'s rows in one partition: {parts:?}");
+            assert_eq!(
+                store.rows(&format!(
+                    "SELECT count(*) FROM {{s}}.kv WHERE reg = '\\x{}'",
+                    r.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+                )),
+                vec![vec!["42".to_string()]]
+            );
+        }
+        // a listing across registries still comes back in key order
+        let keys: Vec<Vec<u8>> = store
+            .scan(Cf::Repos, b"", None, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys.len(), 60);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        let page = store
+            .scan(Cf::Repos, b"beta/", Some(b"beta/app3"), 2)
+            .unwrap();
+        assert_eq!(page[0].0, b"beta/app4".to_vec());
+    }
+
+    #[test]
+    fn two_replicas_never_lose_an_increment() {
+        // two stores, two pools: what two Berth processes are
+        let s = settings("replicas");
+        let (a, b) = (
+            Meta::new(PgStore::connect(&s).unwrap()),
+            Meta::new(PgStore::connect(&s).unwrap()),
+        );
+        let bump = |m: &Meta| {
+            m.transact(|tx| {
+                let n = tx
+                    .get(Cf::Settings, b"n")?
+                    .map(|v| u64::from_le_bytes(v.try_into().unwrap()))
+                    .unwrap_or(0);
+                tx.put(Cf::Settings, b"n".to_vec(), (n + 1).to_le_bytes().to_vec());
+                tx.add(Cf::Counters, b"adds".to_vec(), 1);
+                Ok::<_, crate::MetaError>(())
+            })
+            .unwrap()
+        };
+        std::thread::scope(|t| {
+            for i in 0..8 {
+                let m = if i % 2 == 0 { &a } else { &b };
+                t.spawn(move || (0..25).for_each(|_| bump(m)));
+            }
+        });
+        let n = b.kv().get(Cf::Settings, b"n").unwrap().unwrap();
+        assert_eq!(u64::from_le_bytes(n.try_into().unwrap()), 200);
+        assert_eq!(a.counter("adds").unwrap(), 200);
+    }
+
+    #[test]
+    fn large_batches_take_the_whole_store_and_stay_atomic() {
+        let store = PgStore::connect(&settings("large")).unwrap();
+        // writers of 300-key batches (past MAX_KEY_LOCKS) against writers
+        // of one key inside them, each conditional on what it read
+        std::thread::scope(|t| {
+            for w in 0..3u8 {
+                let store = &store;
+                t.spawn(move || {
+                    for round in 0..5u8 {
+                        loop {
+                            let now = store.get(Cf::Tags, b"r/a\0k000").unwrap();
+                            let mut b = Batch::new();
+                            b.expect(Cf::Tags, "r/a\0k000", now);
+                            for i in 0..300 {
+                                b.put(Cf::Tags, format!("r/a\0k{i:03}"), vec![w, round]);
+                            }
+                            match store.write(b) {
+                                Ok(()) => break,
+                                Err(KvError::Conflict) => continue,
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                });
+            }
+            for _ in 0..2 {
+                let store = &store;
+                t.spawn(move || {
+                    for _ in 0..30 {
+                        let now = store.get(Cf::Tags, b"r/a\0k150").unwrap();
+                        let mut b = Batch::new();
+                        b.expect(Cf::Tags, "r/a\0k150", now);
+                        b.put(Cf::Tags, "r/a\0k150", vec![9, 9]);
+                        match store.write(b) {
+                            Ok(()) | Err(KvError::Conflict) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                });
+            }
+        });
+        // every large batch applied whole: all 300 rows but k150 agree
+        let rows = store.scan(Cf::Tags, b"r/a\0", None, 1000).unwrap();
+        assert_eq!(rows.len(), 300);
+        let first = rows[0].1.clone();
+        assert!(rows
+            .iter()
+            .filter(|(k, _)| k.as_slice() != b"r/a\0k150")
+            .all(|(_, v)| *v == first));
+    }
+
+    #[test]
+    fn an_unreachable_server_is_unavailable() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s = PgSettings {
+            connect_timeout: Duration::from_secs(2),
+            ..PgSettings::new(format!("postgres://berth@127.0.0.1:{port}/x"), "berth")
+        };
+        match PgStore::connect(&s) {
+            Err(e @ KvError::Unavailable(_)) => assert!(e.is_retryable()),
+            Err(e) => panic!("expected Unavailable, got {e}"),
+            Ok(_) => panic!("nothing listens there"),
+        }
+    }
 
     #[test]
     fn partition_values_and_prefix_ends() {
@@ -849,9 +1066,9 @@ mod tests {
             p.counter_sets,
             (vec![b"d".to_vec(), b"e".to_vec()], vec![8, 4])
         );
-        assert_eq!(p.deletes.1, vec![b"a/x".to_vec()]);
-        assert_eq!(p.puts.1, vec![b"a/x\0t".to_vec()]);
-        assert_eq!(p.puts.2, vec![b"a".to_vec()]);
+        assert_eq!(p.deletes.keys, vec![b"a/x".to_vec()]);
+        assert_eq!(p.puts.keys, vec![b"a/x\0t".to_vec()]);
+        assert_eq!(p.puts.regs, vec![b"a".to_vec()]);
         assert_eq!(p.locks.len(), 5);
         assert!(p.locks.windows(2).all(|w| w[0] < w[1]));
     }

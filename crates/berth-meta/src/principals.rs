@@ -347,6 +347,19 @@ impl Meta {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// Set `name` to `value` unless it is set: `None` when this call set
+    /// it, else the value another writer (a replica starting at the same
+    /// moment) set first. One transaction: exactly one creator wins.
+    pub fn create_setting(&self, name: &str, value: &str) -> Result<Option<String>> {
+        self.transact(|tx| match tx.get(Cf::Settings, name.as_bytes())? {
+            Some(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
+            None => {
+                tx.put(Cf::Settings, name.as_bytes(), value.as_bytes());
+                Ok(None)
+            }
+        })
+    }
+
     pub fn put_setting(&self, name: &str, value: &str) -> Result<()> {
         self.transact(|tx| {
             tx.put(Cf::Settings, name.as_bytes(), value.as_bytes());

@@ -30,9 +30,13 @@ use std::time::Duration;
 
 type Result<T> = std::result::Result<T, MetaError>;
 
-/// How many times a conflicting transaction is run before giving up with
-/// [`MetaError::Contended`].
+/// How many times a conflicting transaction is run at least before giving
+/// up with [`MetaError::Contended`] ...
 pub const MAX_ATTEMPTS: u32 = 64;
+/// ... and for how long at least: over a networked engine an attempt takes
+/// a millisecond or more, and many writers of one key (two replicas
+/// hammering one counter) could otherwise starve one of them within 64.
+pub const MIN_PERSISTENCE: Duration = Duration::from_secs(3);
 
 /// One attempt of a transaction. Built by [`Meta::transact`].
 pub struct Tx<'a> {
@@ -189,8 +193,8 @@ impl Meta {
     /// Run `f` as one transaction: its `get`s are checked and its writes
     /// applied atomically and durably, or not at all. On a conflict with
     /// another writer (or an engine that is briefly unavailable) `f` runs
-    /// again from fresh reads, up to [`MAX_ATTEMPTS`] times; then the
-    /// result is [`MetaError::Contended`]. An error from `f` aborts: nothing
+    /// again from fresh reads, until it has run [`MAX_ATTEMPTS`] times and
+    /// for [`MIN_PERSISTENCE`]; then the result is [`MetaError::Contended`]. An error from `f` aborts: nothing
     /// is written.
     ///
     /// `f` may run more than once, so it must not have effects outside the
@@ -203,6 +207,7 @@ impl Meta {
         E: From<MetaError>,
     {
         let mut attempt = 0;
+        let started = std::time::Instant::now();
         loop {
             attempt += 1;
             let mut tx = Tx::new(self.kv());
@@ -212,7 +217,10 @@ impl Meta {
             }
             match self.kv().write(tx.into_batch()) {
                 Ok(()) => return Ok(out),
-                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                Err(e)
+                    if e.is_retryable()
+                        && (attempt < MAX_ATTEMPTS || started.elapsed() < MIN_PERSISTENCE) =>
+                {
                     tracing::debug!(attempt, error = %e, "metadata transaction retried");
                     backoff(attempt);
                 }

@@ -351,6 +351,22 @@ pub enum Command {
         #[command(flatten)]
         args: ConfigArgs,
     },
+    /// Copy a stopped instance's metadata from one engine to the other:
+    /// `--from rocksdb --to postgres` reads the data directory's RocksDB
+    /// and writes into the (empty) `[metadata.postgres]` schema; `--from
+    /// postgres --to rocksdb` the other way. Both are read again and
+    /// compared row by row. Blobs stay where `[storage]` says; afterwards
+    /// start with `metadata.backend` set to the destination.
+    Migrate {
+        /// The engine that holds the metadata now.
+        #[arg(long, value_enum)]
+        from: Engine,
+        /// The engine to copy it into (empty).
+        #[arg(long, value_enum)]
+        to: Engine,
+        #[command(flatten)]
+        args: ConfigArgs,
+    },
     /// Validate or show the configuration (file, environment, flags).
     Config {
         #[command(subcommand)]
@@ -436,6 +452,13 @@ pub struct ConfigArgs {
     /// Data directory.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// A metadata engine (`berth migrate`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Engine {
+    Rocksdb,
+    Postgres,
 }
 
 #[derive(Subcommand)]

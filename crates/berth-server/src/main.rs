@@ -82,6 +82,12 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Migrate { from, to, args } => {
+            let Ok(loaded) = load(&args) else {
+                std::process::exit(1);
+            };
+            offline::migrate(&loaded.config, from, to)
+        }
         Command::Config { cmd } => match cmd {
             ConfigCmd::Check { args } => {
                 let Ok(loaded) = load(&args) else {

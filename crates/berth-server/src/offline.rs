@@ -2,31 +2,31 @@
 //! they open a stopped server's data directory and call the same
 //! [`Admin`] the management API uses.
 
-use crate::cli::{DataArgs, RegistryCmd, RepoCmd, TokenCmd, UserCmd};
+use crate::cli::{DataArgs, Engine, RegistryCmd, RepoCmd, TokenCmd, UserCmd};
 use crate::config::{Config, Overrides};
 use berth_management::Admin;
-use berth_meta::{Meta, RocksStore, Visibility};
+use berth_meta::{KvStore, Meta, Visibility};
 
 fn days_from_now(days: u64) -> u64 {
     berth_meta::now_millis() + days * 86_400_000
 }
 
-/// Open the metadata store of a stopped server.
+/// Open the metadata store of a stopped server (RocksDB allows one
+/// process; PostgreSQL is shared, the server may run).
 fn open_meta(cfg: &Config) -> anyhow::Result<Meta> {
-    let meta_dir = cfg.data_dir.join("meta");
-    let store = RocksStore::open_with_memory(&meta_dir, cfg.metadata.memory_bytes as usize).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open {}: {e}\nIf berth is running on this data directory, stop it first: these commands work offline.",
-            meta_dir.display()
-        )
-    })?;
-    Ok(Meta::new(store).with_recycle_bin(cfg.gc.recycle_bin_secs.saturating_mul(1000)))
+    crate::wiring::open_meta(
+        cfg,
+        &cfg.data_dir,
+        "If berth is running on this data directory, stop it first: these commands work offline.",
+    )
 }
 
 /// `berth fsck`: recount and cross-check the metadata store; whether all
 /// agreed.
 pub fn fsck(cfg: &Config) -> anyhow::Result<bool> {
-    if !cfg.data_dir.join("meta").exists() {
+    if cfg.metadata.backend == crate::config::MetadataBackend::Rocksdb
+        && !cfg.data_dir.join("meta").exists()
+    {
         anyhow::bail!("no metadata store in {}", cfg.data_dir.display());
     }
     let report = open_meta(cfg)?.check()?;
@@ -45,6 +45,36 @@ pub fn fsck(cfg: &Config) -> anyhow::Result<bool> {
         println!("{} problem(s)", report.problems.len());
     }
     Ok(report.ok())
+}
+
+/// `berth migrate`: copy the metadata between the data directory's
+/// RocksDB and `[metadata.postgres]`; the source's server must be stopped.
+pub fn migrate(cfg: &Config, from: Engine, to: Engine) -> anyhow::Result<()> {
+    use crate::wiring::{open_postgres, open_rocks};
+    if from == to {
+        anyhow::bail!("--from and --to name the same engine");
+    }
+    let hint = "If berth is running on this data directory, stop it first.";
+    let rocks = open_rocks(cfg, &cfg.data_dir, hint)?;
+    let pg = open_postgres(cfg)?;
+    let (src, dst): (&dyn KvStore, &dyn KvStore) = match from {
+        Engine::Rocksdb => (&rocks, &pg),
+        Engine::Postgres => (&pg, &rocks),
+    };
+    let copied = berth_meta::copy_store(src, dst, |cf, n| {
+        if n > 0 {
+            println!("copied {cf}: {n}");
+        }
+    })?;
+    println!(
+        "ok: {} rows copied and compared; start berth with metadata.backend = \"{}\"",
+        copied.total(),
+        match to {
+            Engine::Rocksdb => "rocksdb",
+            Engine::Postgres => "postgres",
+        }
+    );
+    Ok(())
 }
 
 /// Open the data directory (the server must be stopped: RocksDB allows one

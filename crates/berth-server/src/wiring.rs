@@ -1,12 +1,12 @@
 //! Opening the stores and building the APIs from the configuration.
 
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, MetadataBackend};
 use crate::metrics::Metrics;
 use anyhow::Context;
-use berth_auth::{Auth, AuthConfig};
+use berth_auth::{Auth, AuthConfig, SigningKey};
 use berth_distribution::{Distribution, Gauges, TokenService};
 use berth_management::{Admin, Management};
-use berth_meta::{Meta, RocksStore};
+use berth_meta::{Meta, PgSettings, PgStore, RocksStore};
 use berth_storage::{BlobStore, S3Settings};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,8 +57,15 @@ pub fn open_auth(cfg: &Config, meta: Meta) -> anyhow::Result<(Auth, Option<Strin
         admin_token,
         ..AuthConfig::default()
     };
-    Auth::open(meta, &cfg.data_dir.join("auth/jwt-signing-key.pem"), acfg)
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    // one instance: a key file in its data directory; replicas sharing
+    // PostgreSQL: one key in the store, so any of them verifies a token
+    // another issued
+    let file = cfg.data_dir.join("auth/jwt-signing-key.pem");
+    let key = match cfg.metadata.backend {
+        MetadataBackend::Rocksdb => SigningKey::File(&file),
+        MetadataBackend::Postgres => SigningKey::Shared,
+    };
+    Auth::open(meta, key, acfg).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Show a newly generated admin token once, never in the log stream: on
@@ -129,21 +136,62 @@ fn open_blobs(cfg: &Config, data_dir: &Path) -> anyhow::Result<BlobStore> {
     }
 }
 
+/// The RocksDB store in `data_dir/meta` (one process at a time).
+pub fn open_rocks(cfg: &Config, data_dir: &Path, hint: &str) -> anyhow::Result<RocksStore> {
+    let meta_dir = data_dir.join("meta");
+    Ok(
+        RocksStore::open_with_memory(&meta_dir, cfg.metadata.memory_bytes as usize)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "opening the metadata store at {}: {e}\n({hint})",
+                    meta_dir.display()
+                )
+            })?
+            .synced(cfg.storage.sync),
+    )
+}
+
+/// The PostgreSQL store of `[metadata.postgres]`, its schema migrated.
+pub fn open_postgres(cfg: &Config) -> anyhow::Result<PgStore> {
+    let pg = &cfg.metadata.postgres;
+    let url = secret(&pg.url, &pg.url_file, "the PostgreSQL URL file")?
+        .context("metadata.postgres.url is not set")?;
+    let settings = PgSettings {
+        pool_size: pg.pool_size,
+        sync: cfg.storage.sync,
+        ..PgSettings::new(url, pg.schema.clone())
+    };
+    let store = PgStore::connect(&settings).map_err(|e| {
+        anyhow::anyhow!(
+            "opening the PostgreSQL metadata store (schema {}): {e}",
+            pg.schema
+        )
+    })?;
+    tracing::info!(schema = %pg.schema, pool_size = pg.pool_size, "metadata in PostgreSQL");
+    Ok(store)
+}
+
+/// The metadata store the configuration names: RocksDB in the data
+/// directory, or PostgreSQL. `hint` follows a RocksDB open error (it
+/// allows one process).
+pub fn open_meta(cfg: &Config, data_dir: &Path, hint: &str) -> anyhow::Result<Meta> {
+    let meta = match cfg.metadata.backend {
+        MetadataBackend::Rocksdb => Meta::new(open_rocks(cfg, data_dir, hint)?),
+        MetadataBackend::Postgres => Meta::new(open_postgres(cfg)?),
+    };
+    Ok(meta.with_recycle_bin(cfg.gc.recycle_bin_secs.saturating_mul(1000)))
+}
+
 /// Open the data directory and build the APIs.
 pub fn build(cfg: &Config) -> anyhow::Result<App> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&cfg.data_dir)?;
-    let meta_dir = data_dir.join("meta");
-    let store = RocksStore::open_with_memory(&meta_dir, cfg.metadata.memory_bytes as usize)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "opening the metadata store at {}: {e} (is another berth using this data directory?)",
-                meta_dir.display()
-            )
-        })?
-        .synced(cfg.storage.sync);
-    let meta = Meta::new(store).with_recycle_bin(cfg.gc.recycle_bin_secs.saturating_mul(1000));
+    let meta = open_meta(
+        cfg,
+        &data_dir,
+        "is another berth using this data directory?",
+    )?;
     let (auth, shown) = open_auth(cfg, meta.clone())?;
     if let Some(t) = &shown {
         show_admin_token(&data_dir, t)?;
