@@ -19,5 +19,11 @@ cargo test --release --workspace "$@"
 BERTH_TEST_BACKEND=s3 cargo test --release --workspace \
   --test spec --test durability --test streaming "$@"
 BERTH_TEST_BACKEND=s3-redirect cargo test --release --workspace --test clients "$@"
+# The deployment of several replicas, one process at a time: metadata in
+# PostgreSQL (crates/berth-pgtest starts a server), blobs in S3 — the OCI
+# walk, the crash cycles and the management API on it. (tests/replicas.rs,
+# in the first pass, runs several processes on one schema.)
+BERTH_TEST_METADATA=postgres BERTH_TEST_BACKEND=s3 cargo test --release --workspace \
+  --test spec --test durability --test management --test quotas "$@"
 # Every fuzz target for a bounded time (fuzz/, docs/reliability.md).
 scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-15}"

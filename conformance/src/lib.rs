@@ -199,6 +199,48 @@ impl Server {
         s
     }
 
+    /// `n` replicas of one registry: each its own process, port and data
+    /// directory, all sharing one PostgreSQL schema (the process's
+    /// `berth-pgtest` server) and one prefix of the process's Garage
+    /// bucket, whatever `BERTH_TEST_METADATA` and `BERTH_TEST_BACKEND` say.
+    pub fn replicas(n: usize, env: &[(&str, &str)]) -> Vec<Server> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = format!("replicas-{}-{k}", std::process::id());
+        let mut shared: Vec<(String, String)> = garage().berth_env(&prefix);
+        shared.extend([
+            ("BERTH_METADATA_BACKEND".into(), "postgres".into()),
+            (
+                "BERTH_METADATA_POSTGRES_URL".into(),
+                berth_pgtest::server().url().to_string(),
+            ),
+            (
+                "BERTH_METADATA_POSTGRES_SCHEMA".into(),
+                berth_pgtest::fresh_schema("replicas"),
+            ),
+            ("BERTH_METADATA_POSTGRES_POOL_SIZE".into(), "8".into()),
+        ]);
+        shared.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        (0..n)
+            .map(|_| {
+                let tmp = tempfile::tempdir().expect("tempdir");
+                let mut s = Server {
+                    child: None,
+                    port: free_port(),
+                    data_dir: tmp.path().join("data"),
+                    log: tmp.path().join("berth.log"),
+                    _tmp: Some(tmp),
+                    env: shared.clone(),
+                    given_admin_token: true,
+                    s3_prefix: Some(prefix.clone()),
+                    tls_ca: None,
+                };
+                s.spawn();
+                s
+            })
+            .collect()
+    }
+
     /// A client for it: trusting its CA when it speaks HTTPS.
     pub fn client(&self) -> Client {
         match &self.tls_ca {
@@ -333,6 +375,13 @@ impl Server {
             self.stop();
         }
         self.spawn();
+    }
+
+    /// Change one setting for its next start (a stopped server).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        assert!(self.child.is_none(), "stop it first");
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     pub fn start_again(&mut self) {
