@@ -21,9 +21,13 @@ BERTH_TEST_BACKEND=s3 cargo test --release --workspace \
 BERTH_TEST_BACKEND=s3-redirect cargo test --release --workspace --test clients "$@"
 # The deployment of several replicas, one process at a time: metadata in
 # PostgreSQL (crates/berth-pgtest starts a server), blobs in S3 — the OCI
-# walk, the crash cycles and the management API on it. (tests/replicas.rs,
-# in the first pass, runs several processes on one schema.)
+# walk, durability and the kill -9 cycles, the management API and quotas;
+# then online GC and the recycle bin on PostgreSQL with blobs on the
+# filesystem (their suites look at the blob files). (tests/replicas.rs, in
+# the first pass, runs several processes on one schema.)
 BERTH_TEST_METADATA=postgres BERTH_TEST_BACKEND=s3 cargo test --release --workspace \
-  --test spec --test durability --test management --test quotas "$@"
+  --test spec --test durability --test crash_cycles --test management --test quotas "$@"
+BERTH_TEST_METADATA=postgres cargo test --release --workspace \
+  --test gc_online --test recycle_bin "$@"
 # Every fuzz target for a bounded time (fuzz/, docs/reliability.md).
 scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-15}"

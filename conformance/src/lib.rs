@@ -672,19 +672,29 @@ pub fn require(tool: &str) -> PathBuf {
 /// Run an offline administration command (`berth registry|user|token …`)
 /// on a stopped server's data directory; returns its output.
 pub fn cli(s: &Server, args: &[&str]) -> String {
-    run(Command::new(berth_bin())
-        .args(args)
-        .arg("--data-dir")
-        .arg(&s.data_dir)
-        .envs(
-            s.env
-                .iter()
-                .filter(|(k, _)| {
-                    k.starts_with("BERTH_STORAGE_") || k.starts_with("BERTH_METADATA_")
-                })
-                .map(|(k, v)| (k, v)),
-        )
-        .env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN))
+    run(&mut s.offline(args))
+}
+
+impl Server {
+    /// `berth <args> --data-dir <its data directory>` with its storage and
+    /// metadata settings (its S3 prefix, its PostgreSQL schema) and the
+    /// suites' admin token, for an offline command to run on it.
+    pub fn offline(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .envs(
+                self.env
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.starts_with("BERTH_STORAGE_") || k.starts_with("BERTH_METADATA_")
+                    })
+                    .map(|(k, v)| (k, v)),
+            )
+            .env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN);
+        cmd
+    }
 }
 
 /// The value of a `key: value` line in a command's output.

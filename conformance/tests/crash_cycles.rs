@@ -528,11 +528,7 @@ fn acknowledged_writes_survive_random_kills() {
     verify(&s, &mut ledger.lock().unwrap(), Seen::default(), 1);
     // every figure the store keeps recounts
     s.stop();
-    let out = std::process::Command::new(berth_bin())
-        .args(["fsck", "--data-dir"])
-        .arg(&s.data_dir)
-        .output()
-        .unwrap();
+    let out = s.offline(&["fsck"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

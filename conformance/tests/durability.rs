@@ -203,7 +203,9 @@ fn graceful_shutdown_on_sigterm() {
 
 #[test]
 fn a_second_server_on_the_same_data_dir_is_refused() {
-    let s = Server::start();
+    // RocksDB's lock (replicas on PostgreSQL share a store on purpose:
+    // tests/replicas.rs)
+    let s = Server::start_with(&[("BERTH_METADATA_BACKEND", "rocksdb")]);
     let out = std::process::Command::new(berth_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&s.data_dir)

@@ -72,7 +72,11 @@ fn put_done(c: &Client, s: &Server, loc: &str, digest: &str) -> reqwest::blockin
 
 #[test]
 fn a_push_through_one_replica_is_served_by_every_other() {
-    let r = Server::replicas(3, &[]);
+    // behind one name, as behind a balancer
+    let r = Server::replicas(
+        3,
+        &[("BERTH_AUTH_EXTERNAL_URL", "https://registry.example")],
+    );
     let c = admin_client();
     let img = push_image(&c, &r[0], "shared/app", "v1", "replicas");
     for s in &r[1..] {
@@ -114,6 +118,7 @@ fn a_push_through_one_replica_is_served_by_every_other() {
     assert_eq!(st, 200, "{v}");
     let (_, w) = call(api(&r[2], A, M::GET, "/registries/shared/repositories"));
     assert_eq!(v, w);
+    assert_eq!(v["items"][0]["pullPrefix"], "registry.example/shared/app");
 }
 
 #[test]
