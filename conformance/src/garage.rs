@@ -269,43 +269,17 @@ api_bind_addr = "127.0.0.1:{admin}"
     }
 }
 
-/// Start `garage server` from a thread that lives as long as the process,
-/// with the parent-death signal set: the server goes when the tests do.
+/// Start `garage server` so that it dies with the test process
+/// ([`berth_pgtest::spawn_for_life`]).
 fn spawn_for_life(bin: &Path, config: &Path, log: &Path) {
-    let (bin, config, log) = (bin.to_path_buf(), config.to_path_buf(), log.to_path_buf());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("garage".into())
-        .spawn(move || {
-            use std::os::unix::process::CommandExt;
-            let f = std::fs::File::create(&log).expect("garage log");
-            let mut cmd = Command::new(&bin);
-            cmd.arg("-c")
-                .arg(&config)
-                .arg("server")
-                .env("RUST_LOG", "garage=warn")
-                .stdin(Stdio::null())
-                .stdout(f.try_clone().expect("log"))
-                .stderr(f);
-            // SAFETY: prctl in the child before exec, no allocation
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = cmd.spawn();
-            let ok = child.is_ok();
-            tx.send(child.map(|_| ()).map_err(|e| e.to_string()))
-                .expect("send");
-            if ok {
-                loop {
-                    std::thread::park();
-                }
-            }
-        })
-        .expect("garage thread");
-    rx.recv()
-        .expect("garage thread")
-        .unwrap_or_else(|e| panic!("starting {}: {e}", "garage server"));
+    let f = std::fs::File::create(log).expect("garage log");
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c")
+        .arg(config)
+        .arg("server")
+        .env("RUST_LOG", "garage=warn")
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().expect("log"))
+        .stderr(f);
+    berth_pgtest::spawn_for_life("garage server", cmd);
 }

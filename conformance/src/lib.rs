@@ -88,6 +88,26 @@ pub fn postgres_metadata() -> bool {
     }
 }
 
+/// The settings of a server whose metadata is in the process's PostgreSQL
+/// (`berth-pgtest`), in a new schema.
+pub fn postgres_env(tag: &str) -> Vec<(String, String)> {
+    [
+        ("BERTH_METADATA_BACKEND", "postgres".to_string()),
+        (
+            "BERTH_METADATA_POSTGRES_URL",
+            berth_pgtest::server().url().to_string(),
+        ),
+        (
+            "BERTH_METADATA_POSTGRES_SCHEMA",
+            berth_pgtest::fresh_schema(tag),
+        ),
+        ("BERTH_METADATA_POSTGRES_POOL_SIZE", "8".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// A port free on loopback now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -170,18 +190,7 @@ impl Server {
         // with BERTH_TEST_METADATA=postgres, metadata in the process's
         // PostgreSQL, in a schema of this server's own
         if postgres_metadata() {
-            all.extend([
-                ("BERTH_METADATA_BACKEND".into(), "postgres".into()),
-                (
-                    "BERTH_METADATA_POSTGRES_URL".into(),
-                    berth_pgtest::server().url().to_string(),
-                ),
-                (
-                    "BERTH_METADATA_POSTGRES_SCHEMA".into(),
-                    berth_pgtest::fresh_schema("srv"),
-                ),
-                ("BERTH_METADATA_POSTGRES_POOL_SIZE".into(), "8".into()),
-            ]);
+            all.extend(postgres_env("srv"));
         }
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut s = Server {
@@ -208,18 +217,7 @@ impl Server {
         let k = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let prefix = format!("replicas-{}-{k}", std::process::id());
         let mut shared: Vec<(String, String)> = garage().berth_env(&prefix);
-        shared.extend([
-            ("BERTH_METADATA_BACKEND".into(), "postgres".into()),
-            (
-                "BERTH_METADATA_POSTGRES_URL".into(),
-                berth_pgtest::server().url().to_string(),
-            ),
-            (
-                "BERTH_METADATA_POSTGRES_SCHEMA".into(),
-                berth_pgtest::fresh_schema("replicas"),
-            ),
-            ("BERTH_METADATA_POSTGRES_POOL_SIZE".into(), "8".into()),
-        ]);
+        shared.extend(postgres_env("replicas"));
         shared.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         (0..n)
             .map(|_| {

@@ -37,6 +37,19 @@ impl KvError {
     }
 }
 
+/// The smallest key greater than every key starting with `prefix`, if any
+/// (none when the prefix is empty or all `0xff`): a scan's upper bound.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// Key-value rows as returned by [`KvStore::scan`].
 pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 

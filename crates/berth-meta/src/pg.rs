@@ -40,7 +40,7 @@
 //! that runtime and wait, so they work from any thread.
 
 use crate::cf::Cf;
-use crate::kv::{Batch, KvError, KvStore, Op, Rows};
+use crate::kv::{prefix_end, Batch, KvError, KvStore, Op, Rows};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use std::collections::HashMap;
 use std::future::Future;
@@ -159,18 +159,6 @@ fn reg_of_prefix(cf: Cf, prefix: &[u8]) -> Option<&[u8]> {
     }
     let end = prefix.iter().position(|&b| b == b'/' || b == 0)?;
     Some(&prefix[..end])
-}
-
-/// The smallest key greater than every key starting with `prefix`, if any.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// A stable 64-bit hash of a key (FNV-1a): the id of its advisory lock,
@@ -1039,10 +1027,6 @@ mod tests {
         assert_eq!(reg_of_prefix(Cf::Repos, b"acme/"), Some(&b"acme"[..]));
         assert_eq!(reg_of_prefix(Cf::Registries, b"ac"), None);
         assert_eq!(reg_of_prefix(Cf::Tokens, b""), Some(&b""[..]));
-        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(b"\xff\xff"), None);
-        assert_eq!(prefix_end(b""), None);
         assert!(valid_schema("berth") && valid_schema("t_1"));
         assert!(!valid_schema("Berth") && !valid_schema("1x") && !valid_schema("a;b"));
     }

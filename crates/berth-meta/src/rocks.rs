@@ -137,7 +137,7 @@ impl KvStore for RocksStore {
     ) -> Result<Rows, KvError> {
         let mut ro = ReadOptions::default();
         // Bound the iterator to the prefix so RocksDB stops at its end.
-        if let Some(upper) = prefix_upper_bound(prefix) {
+        if let Some(upper) = crate::kv::prefix_end(prefix) {
             ro.set_iterate_upper_bound(upper);
         }
         let from: Vec<u8> = match start_after {
@@ -267,26 +267,14 @@ fn add_i64(
     Some(n.to_le_bytes().to_vec())
 }
 
-/// The smallest key greater than every key starting with `prefix`.
-fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut p = prefix.to_vec();
-    while let Some(last) = p.pop() {
-        if last < 0xff {
-            p.push(last + 1);
-            return Some(p);
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn upper_bound() {
-        assert_eq!(super::prefix_upper_bound(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(super::prefix_upper_bound(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(super::prefix_upper_bound(b"\xff"), None);
-        assert_eq!(super::prefix_upper_bound(b""), None);
+        assert_eq!(crate::kv::prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(crate::kv::prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(crate::kv::prefix_end(b"\xff"), None);
+        assert_eq!(crate::kv::prefix_end(b""), None);
     }
 }
 

@@ -1,4 +1,4 @@
-//! A real PostgreSQL for the suites (Debian's `postgresql`, installed by
+//! Test servers. A real PostgreSQL for the suites (Debian's `postgresql`, installed by
 //! `scripts/install-test-deps.sh`): one server per test process, started on
 //! first use in a temporary directory on a free loopback port, and killed
 //! with the process (a parent-death signal set from a thread that lives as
@@ -118,29 +118,56 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A command that drops to `who` before it runs (and, for the server,
-/// dies with this process).
-fn command(program: &Path, who: Option<(u32, u32)>, die_with_us: bool) -> Command {
+/// A command that drops to `who` before it runs.
+fn command(program: &Path, who: Option<(u32, u32)>) -> Command {
     let mut cmd = Command::new(program);
-    // SAFETY: only async-signal-safe calls between fork and exec
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some((uid, gid)) = who {
+    if let Some((uid, gid)) = who {
+        // SAFETY: only async-signal-safe calls between fork and exec
+        unsafe {
+            cmd.pre_exec(move || {
                 if libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setgid(gid) != 0
                     || libc::setuid(uid) != 0
                 {
                     return Err(std::io::Error::last_os_error());
                 }
-            }
-            // after setuid, which clears it
-            if die_with_us {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
+/// Start a test server that dies with this process: spawned from a thread
+/// that lives as long as the process, with the parent-death signal set in
+/// the child (after any `pre_exec` of `cmd`'s own, such as a `setuid`,
+/// which would clear it). Panics naming `name` when it cannot start.
+pub fn spawn_for_life(name: &str, mut cmd: Command) {
+    // SAFETY: prctl in the child before exec, no allocation
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
-    cmd
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let child = cmd.spawn();
+            let ok = child.is_ok();
+            tx.send(child.map(|_| ()).map_err(|e| e.to_string()))
+                .expect("send");
+            if ok {
+                loop {
+                    std::thread::park();
+                }
+            }
+        })
+        .expect("server thread");
+    rx.recv()
+        .expect("server thread")
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
 }
 
 /// Remove the directories of earlier test processes' servers that are gone
@@ -193,7 +220,7 @@ fn start() -> PgServer {
         let p = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).expect("path");
         assert_eq!(unsafe { libc::chown(p.as_ptr(), uid, gid) }, 0, "chown");
     }
-    let out = command(&bin.join("initdb"), who, false)
+    let out = command(&bin.join("initdb"), who)
         .arg("-D")
         .arg(&data)
         .args([
@@ -215,46 +242,28 @@ fn start() -> PgServer {
     );
     let port = free_port();
     let log = dir.path().join("postgres.log");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (server, sock, logf) = (bin.join("postgres"), dir.path().to_path_buf(), log.clone());
-    std::thread::Builder::new()
-        .name("postgres".into())
-        .spawn(move || {
-            let f = std::fs::File::create(&logf).expect("postgres log");
-            if let Some((uid, gid)) = who {
-                let p = std::ffi::CString::new(logf.as_os_str().as_encoded_bytes()).expect("path");
-                // SAFETY: a valid NUL-terminated path
-                unsafe { libc::chown(p.as_ptr(), uid, gid) };
-            }
-            let child = command(&server, who, true)
-                .arg("-D")
-                .arg(&data)
-                .arg("-k")
-                .arg(&sock)
-                .args(["-p", &port.to_string()])
-                // durable as in production: fsync on; room for several
-                // test servers' pools at once
-                .args(["-c", "listen_addresses=127.0.0.1"])
-                .args(["-c", "max_connections=400"])
-                .args(["-c", "max_locks_per_transaction=256"])
-                .args(["-c", "shared_buffers=128MB"])
-                .stdin(Stdio::null())
-                .stdout(f.try_clone().expect("log"))
-                .stderr(f)
-                .spawn();
-            let ok = child.is_ok();
-            tx.send(child.map(|_| ()).map_err(|e| e.to_string()))
-                .expect("send");
-            if ok {
-                loop {
-                    std::thread::park();
-                }
-            }
-        })
-        .expect("postgres thread");
-    rx.recv()
-        .expect("postgres thread")
-        .unwrap_or_else(|e| panic!("starting postgres: {e}"));
+    let f = std::fs::File::create(&log).expect("postgres log");
+    if let Some((uid, gid)) = who {
+        let p = std::ffi::CString::new(log.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path
+        unsafe { libc::chown(p.as_ptr(), uid, gid) };
+    }
+    let mut cmd = command(&bin.join("postgres"), who);
+    cmd.arg("-D")
+        .arg(&data)
+        .arg("-k")
+        .arg(dir.path())
+        .args(["-p", &port.to_string()])
+        // durable as in production: fsync on; room for several test
+        // servers' pools at once
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "max_connections=400"])
+        .args(["-c", "max_locks_per_transaction=256"])
+        .args(["-c", "shared_buffers=128MB"])
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().expect("log"))
+        .stderr(f);
+    spawn_for_life("postgres", cmd);
     // ready once it accepts connections (pg_isready)
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
