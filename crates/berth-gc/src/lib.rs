@@ -162,6 +162,12 @@ impl Collector {
             finished_ms: None,
             report: None,
             error: None,
+            renewed_ms: None,
+            cancel_requested: false,
+        };
+        let run = berth_meta::GcRun {
+            renewed_ms: Some(run.started_ms),
+            ..run
         };
         let r = run.clone();
         if let Err(active) = worker::run(&self.meta, move |m| m.gc_start(&r)).await? {
@@ -170,8 +176,32 @@ impl Collector {
         let progress = Arc::new(Progress::default());
         started(&run, &progress);
         let (me, p, mut done) = (self.clone(), progress.clone(), run.clone());
+        // the lease: renewed while the run goes on, so that a replica that
+        // dies mid-run gives the scope back (berth_meta::GC_LEASE_MS); a
+        // cancel asked through another replica arrives with a renewal
+        let renewing = {
+            let (me, p, run) = (self.clone(), progress.clone(), run.clone());
+            tokio::spawn(async move {
+                let every = std::time::Duration::from_millis(berth_meta::GC_RENEW_MS);
+                loop {
+                    tokio::time::sleep(every).await;
+                    let r = run.clone();
+                    match worker::run(&me.meta, move |m| m.gc_renew(&r)).await {
+                        Ok(berth_meta::Lease::Held) => {}
+                        Ok(lease) => {
+                            tracing::info!(run = %run.id, ?lease, "garbage collection stops");
+                            p.cancel();
+                        }
+                        // a renewal that failed is tried again; the
+                        // lease outlives a few
+                        Err(e) => tracing::warn!(run = %run.id, error = %e, "GC lease not renewed"),
+                    }
+                }
+            })
+        };
         tokio::spawn(async move {
             let out = me.run(&o, &p).await;
+            renewing.abort();
             done.finished_ms = Some(berth_meta::now_millis());
             match out {
                 Ok(r) => {

@@ -208,12 +208,14 @@ pub async fn get(c: Ctx<'_>) -> Result<Response<Body>> {
     Ok(json(StatusCode::OK, &view(c.api, r)))
 }
 
-/// Cancel a running collection (on the replica that runs it): it stops at
-/// its next candidate; what it deleted stays deleted.
+/// Cancel a running collection, through any replica: the one running it
+/// stops at its next page of candidates (at once when it is this one, at
+/// its next lease renewal — within 10 s — otherwise); what it deleted
+/// stays deleted.
 #[utoipa::path(post, path = "/gc/runs/{id}/cancel", operation_id = "cancelGcRun", tag = "gc",
     params(("id" = String, Path, description = "run id")),
     responses((status = 202, body = GcRunView), (status = 403, description = "read-only token"),
-        (status = 404, description = "no such run"), (status = 409, description = "the run is not running here")))]
+        (status = 404, description = "no such run"), (status = 409, description = "the run is not running")))]
 pub async fn cancel(c: Ctx<'_>) -> Result<Response<Body>> {
     let r = find(c.api, &c.caller, c.param("id")?).await?;
     allowed(&c.caller, r.registry.as_deref(), true)?;
@@ -229,14 +231,19 @@ pub async fn cancel(c: Ctx<'_>) -> Result<Response<Body>> {
             p.cancel();
             Ok(json(StatusCode::ACCEPTED, &view(c.api, r)))
         }
-        None => Err(ManagementError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "collection {} is {} (not running on this server)",
-                r.id, r.status
-            ),
-        )),
+        // running on another replica: asked through the store, seen
+        // there at its next lease renewal
+        None => {
+            let id = r.id.clone();
+            match c.meta().run(move |m| m.gc_request_cancel(&id)).await? {
+                Some(_) => Ok(json(StatusCode::ACCEPTED, &view(c.api, r))),
+                None => Err(ManagementError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("collection {} is {}, not running", r.id, r.status),
+                )),
+            }
+        }
     }
 }
 

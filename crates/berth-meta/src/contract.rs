@@ -63,6 +63,7 @@ macro_rules! contract_suite {
             upload_sessions_limited_per_principal,
             upload_sessions_limited_in_total,
             usage_sampled_per_interval,
+            gc_one_run_per_scope_leased,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -2331,4 +2332,75 @@ pub fn usage_sampled_per_interval(kv: impl KvStore) {
     m.sample_usage(14 * H, H, 100 * H).unwrap();
     assert!(m.usage_history("id-1", 0, 100).unwrap().is_empty());
     assert_eq!(m.usage_history("id-2", 0, 100).unwrap().len(), 1);
+}
+
+/// One collection per scope across every process sharing the store: of
+/// concurrent starts exactly one wins; the winner's lease is renewed and
+/// carries a cancel asked for by anyone; a lease not renewed for
+/// `GC_LEASE_MS` (its process died) gives the scope to the next start, and
+/// the old run, renewing late, learns it lost it.
+pub fn gc_one_run_per_scope_leased(kv: impl KvStore) {
+    use crate::{GcRun, Lease, GC_LEASE_MS};
+    let m = Meta::new(kv);
+    let now = crate::now_millis();
+    let run = |id: &str, registry: Option<&str>, renewed: u64| GcRun {
+        id: id.into(),
+        registry: registry.map(Into::into),
+        delete_untagged: false,
+        dry_run: false,
+        status: "running".into(),
+        started_ms: renewed,
+        finished_ms: None,
+        report: None,
+        error: None,
+        renewed_ms: Some(renewed),
+        cancel_requested: false,
+    };
+    let won = AtomicU32::new(0);
+    let start = Barrier::new(8);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (m, won, start) = (&m, &won, &start);
+            s.spawn(move || {
+                start.wait();
+                if m.gc_start(&run(&format!("r{t}"), None, now))
+                    .unwrap()
+                    .is_ok()
+                {
+                    won.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert_eq!(won.load(Ordering::Relaxed), 1, "one instance run at a time");
+    // a registry's run is another scope
+    let reg = run("reg", Some("acme"), now);
+    assert!(m.gc_start(&reg).unwrap().is_ok());
+    assert_eq!(m.gc_renew(&reg).unwrap(), Lease::Held);
+    assert_eq!(
+        m.gc_request_cancel("reg").unwrap().map(|r| r.id),
+        Some("reg".into())
+    );
+    assert_eq!(m.gc_renew(&reg).unwrap(), Lease::CancelRequested);
+    assert!(m.gc_request_cancel("nope").unwrap().is_none());
+    m.gc_finish(&reg).unwrap();
+    assert!(
+        m.gc_request_cancel("reg").unwrap().is_none(),
+        "finished: not running"
+    );
+    // a run whose process died: its lease lapses, the next start wins
+    let dead = run("dead", Some("beta"), now - GC_LEASE_MS - 1);
+    assert!(m.gc_start(&dead).unwrap().is_ok());
+    let next = run("next", Some("beta"), now);
+    assert!(
+        m.gc_start(&next).unwrap().is_ok(),
+        "a lapsed lease is taken"
+    );
+    assert_eq!(m.gc_renew(&dead).unwrap(), Lease::Lost);
+    assert_eq!(m.gc_renew(&next).unwrap(), Lease::Held);
+    let late = run("late", Some("beta"), now);
+    assert_eq!(
+        m.gc_start(&late).unwrap().err().map(|a| a.id),
+        Some("next".into())
+    );
 }

@@ -50,6 +50,15 @@ pub struct GcRun {
     pub report: Option<serde_json::Value>,
     #[serde(default)]
     pub error: Option<String>,
+    /// When the process running it last renewed its lease ([`GC_LEASE_MS`]);
+    /// `None` in runs recorded before leases were renewed (they hold for
+    /// [`GC_LOCK_TTL_MS`] from their start).
+    #[serde(default)]
+    pub renewed_ms: Option<u64>,
+    /// Someone asked it to stop (through any replica); the process running
+    /// it sees this when it next renews its lease.
+    #[serde(default)]
+    pub cancel_requested: bool,
 }
 
 /// What reaches a manifest ([`Meta::gc_reach`]).
@@ -92,9 +101,36 @@ impl<T> Candidates<T> {
     }
 }
 
-/// How long a running run's lock holds without being finished: a run
-/// whose process died gives its scope back after this.
+/// How long the lock of a run recorded without lease renewals
+/// (`renewed_ms: None`, an older version's) holds without being finished.
 pub const GC_LOCK_TTL_MS: u64 = 6 * 3600 * 1000;
+
+/// How long a run's lock holds after its last renewal: a run whose process
+/// died (a replica killed) gives its scope back this long after.
+pub const GC_LEASE_MS: u64 = 60_000;
+
+/// How often a running collection renews its lease ([`Meta::gc_renew`]).
+pub const GC_RENEW_MS: u64 = 10_000;
+
+/// Whether `active` still holds its scope at `now`.
+fn holds(active: &GcRun, now: u64) -> bool {
+    match active.renewed_ms {
+        Some(r) => r + GC_LEASE_MS > now,
+        None => active.started_ms + GC_LOCK_TTL_MS > now,
+    }
+}
+
+/// What a lease renewal found ([`Meta::gc_renew`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Renewed; go on.
+    Held,
+    /// Renewed, and a cancel was asked for: stop.
+    CancelRequested,
+    /// The run no longer holds its scope (its lease ran out and another
+    /// run took it): stop.
+    Lost,
+}
 
 fn run_key(r: &GcRun) -> Vec<u8> {
     format!("r\0{:016x}{}", u64::MAX - r.started_ms, r.id).into_bytes()
@@ -486,7 +522,7 @@ impl Meta {
         self.transact(|tx| {
             let ak = active_key(run.registry.as_deref());
             if let Some(active) = tx.get_as::<GcRun>(Cf::GcRuns, &ak)? {
-                if active.started_ms + GC_LOCK_TTL_MS > crate::now_millis() {
+                if holds(&active, crate::now_millis()) {
                     return Ok(Err(active));
                 }
             }
@@ -494,6 +530,48 @@ impl Meta {
             tx.put_as(Cf::GcRuns, run_key(run), run);
             Ok(Ok(()))
         })
+    }
+
+    /// Renew `run`'s lease on its scope, and learn whether it was asked
+    /// to stop. One transaction with the check that it still holds it.
+    pub fn gc_renew(&self, run: &GcRun) -> Result<Lease> {
+        self.transact(|tx| {
+            let ak = active_key(run.registry.as_deref());
+            match tx.get_as::<GcRun>(Cf::GcRuns, &ak)? {
+                Some(mut a) if a.id == run.id => {
+                    a.renewed_ms = Some(crate::now_millis());
+                    let out = if a.cancel_requested {
+                        Lease::CancelRequested
+                    } else {
+                        Lease::Held
+                    };
+                    tx.put_as(Cf::GcRuns, ak, &a);
+                    Ok(out)
+                }
+                _ => Ok(Lease::Lost),
+            }
+        })
+    }
+
+    /// Ask the running run `id` to stop, whichever process runs it (it
+    /// sees the request at its next renewal). The run, when it is running.
+    pub fn gc_request_cancel(&self, id: &str) -> Result<Option<GcRun>> {
+        let active = self.kv().scan(Cf::GcRuns, b"a\0", None, usize::MAX)?;
+        for (k, v) in active {
+            let r: GcRun = dec(Cf::GcRuns, &v)?;
+            if r.id != id {
+                continue;
+            }
+            return self.transact(|tx| match tx.get_as::<GcRun>(Cf::GcRuns, &k)? {
+                Some(mut a) if a.id == id => {
+                    a.cancel_requested = true;
+                    tx.put_as(Cf::GcRuns, k.clone(), &a);
+                    Ok(Some(a))
+                }
+                _ => Ok(None),
+            });
+        }
+        Ok(None)
     }
 
     /// Record how a run ended and give its scope back.

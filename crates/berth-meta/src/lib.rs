@@ -45,7 +45,7 @@ pub mod contract;
 pub use bin::{repo_bin_prefix, BinEntry, BinnedManifest, BinnedTag, Purged, Restored};
 pub use check::CheckReport;
 pub use copy::{copy_store, Copied, CopyError};
-pub use gc::{Candidates, GcReach, GcRun, GC_LOCK_TTL_MS};
+pub use gc::{Candidates, GcReach, GcRun, Lease, GC_LEASE_MS, GC_LOCK_TTL_MS, GC_RENEW_MS};
 pub use kv::{counter_value, Batch, Cond, KvError, KvStore, Op, Rows};
 pub use mem::MemStore;
 pub use meta::{
