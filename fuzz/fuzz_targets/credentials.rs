@@ -40,7 +40,12 @@ fn world() -> &'static World {
             admin_token: Some(ADMIN.into()),
             ..AuthConfig::default()
         };
-        let (auth, _) = Auth::open(Meta::new(MemStore::new()), &key, cfg).unwrap();
+        let (auth, _) = Auth::open(
+            Meta::new(MemStore::new()),
+            berth_auth::SigningKey::File(&key),
+            cfg,
+        )
+        .unwrap();
         let signer = Signer::load_or_create(&key, &auth.config().issuer).unwrap();
         World {
             auth,
