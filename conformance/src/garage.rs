@@ -12,15 +12,37 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A running Garage with a bucket and a key that may use it.
+/// A running Garage with a bucket and a key that may use it: one node on
+/// loopback ([`garage`]), or a cluster of nodes on test hosts
+/// ([`Garage::cluster`]).
 pub struct Garage {
+    /// Where its S3 API is reached (the first node's, unless the test
+    /// puts a balancer in front and says so).
     pub endpoint: String,
     pub bucket: String,
     pub key_id: String,
     pub secret: String,
     pub region: String,
-    config: PathBuf,
+    nodes: Vec<Node>,
     _dir: tempfile::TempDir,
+}
+
+/// One `garage server` process.
+struct Node {
+    config: PathBuf,
+    log: PathBuf,
+    /// The test host it runs on; loopback when `None`.
+    host: Option<crate::net::Host>,
+    pid: Option<u32>,
+}
+
+impl Node {
+    fn command(&self) -> Command {
+        match &self.host {
+            Some(h) => h.command(garage_bin()),
+            None => Command::new(garage_bin()),
+        }
+    }
 }
 
 /// Whether the suites run with blobs in S3: `BERTH_TEST_BACKEND=s3`
@@ -63,70 +85,136 @@ fn port() -> u16 {
         .port()
 }
 
-impl Garage {
-    fn start() -> Garage {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (rpc, s3, admin) = (port(), port(), port());
-        let secret: String = (0..32)
-            .map(|i| format!("{:02x}", (i * 37 + std::process::id() as usize) % 256))
-            .collect();
-        let config = dir.path().join("garage.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"metadata_dir = "{d}/meta"
+/// A node's configuration: storage in `dir`, its RPC, S3 and admin
+/// listeners at `bind` (ports), announced at `public`.
+fn node_config(
+    dir: &Path,
+    secret: &str,
+    replication: usize,
+    bind: [String; 3],
+    public: &str,
+) -> String {
+    let [rpc, s3, admin] = bind;
+    format!(
+        r#"metadata_dir = "{d}/meta"
 data_dir = "{d}/data"
 db_engine = "lmdb"
-replication_factor = 1
+replication_factor = {replication}
 metadata_fsync = true
 compression_level = "none"
 data_fsync = true
-rpc_bind_addr = "127.0.0.1:{rpc}"
-rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_bind_addr = "{rpc}"
+rpc_public_addr = "{public}"
 rpc_secret = "{secret}"
 
 [s3_api]
 s3_region = "us-east-1"
-api_bind_addr = "127.0.0.1:{s3}"
+api_bind_addr = "{s3}"
 
 [admin]
-api_bind_addr = "127.0.0.1:{admin}"
+api_bind_addr = "{admin}"
 "#,
-                d = dir.path().display()
-            ),
-        )
-        .expect("garage.toml");
-        let log = dir.path().join("garage.log");
-        let bin = garage_bin();
-        spawn_for_life(&bin, &config, &log);
-        let g = Garage {
-            endpoint: format!("http://127.0.0.1:{s3}"),
+        d = dir.display()
+    )
+}
+
+impl Garage {
+    fn start() -> Garage {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (rpc, s3, admin) = (port(), port(), port());
+        let lo = |p: u16| format!("127.0.0.1:{p}");
+        let g = Garage::launch(
+            dir,
+            vec![(None, [lo(rpc), lo(s3), lo(admin)], lo(rpc))],
+            1,
+            format!("http://127.0.0.1:{s3}"),
+        );
+        g.wait_for_s3();
+        g
+    }
+
+    /// A cluster of one node on each of `hosts`, every object stored on
+    /// every node (replication factor = the number of hosts, one zone per
+    /// node), with the bucket and key made through the first node. Its S3
+    /// API is at `http://<host>:3900` on each host; [`Garage::endpoint`]
+    /// is the first node's until the test sets it.
+    pub fn cluster(hosts: &[crate::net::Host]) -> Garage {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let any = |p: u16| format!("0.0.0.0:{p}");
+        let nodes = hosts
+            .iter()
+            .map(|h| {
+                (
+                    Some(h.clone()),
+                    [any(3901), any(3900), any(3903)],
+                    format!("{}:3901", h.ip),
+                )
+            })
+            .collect();
+        let g = Garage::launch(
+            dir,
+            nodes,
+            hosts.len(),
+            format!("http://{}:3900", hosts[0].ip),
+        );
+        for h in hosts {
+            g.wait_for_s3_at(&format!("http://{}:3900", h.ip));
+        }
+        g
+    }
+
+    /// Start the nodes, join them, lay them out, make the bucket and key.
+    fn launch(
+        dir: tempfile::TempDir,
+        nodes: Vec<(Option<crate::net::Host>, [String; 3], String)>,
+        replication: usize,
+        endpoint: String,
+    ) -> Garage {
+        let secret: String = (0..32)
+            .map(|i| format!("{:02x}", (i * 37 + std::process::id() as usize) % 256))
+            .collect();
+        let nodes: Vec<Node> = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (host, bind, public))| {
+                let d = dir.path().join(format!("node{i}"));
+                std::fs::create_dir_all(&d).expect("node dir");
+                let config = d.join("garage.toml");
+                std::fs::write(
+                    &config,
+                    node_config(&d, &secret, replication, bind, &public),
+                )
+                .expect("garage.toml");
+                Node {
+                    config,
+                    log: d.join("garage.log"),
+                    host,
+                    pid: None,
+                }
+            })
+            .collect();
+        let mut g = Garage {
+            endpoint,
             bucket: "berth".into(),
             key_id: String::new(),
             secret: String::new(),
             region: "us-east-1".into(),
-            config,
+            nodes,
             _dir: dir,
         };
-        // the node answers, then gets a role in a one-node layout
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let node = loop {
-            // `status` goes through the server's RPC: it is up
-            let out = g
-                .cli_try(&["status"])
-                .and_then(|_| g.cli_try(&["node", "id", "-q"]));
-            if let Ok(id) = out {
-                break id.trim().split('@').next().unwrap_or("").to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "garage did not start: {:?}\n{}",
-                out.err(),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+        for i in 0..g.nodes.len() {
+            g.start_node(i);
+        }
+        // every node answers; the first one learns the others' addresses
+        let ids: Vec<String> = (0..g.nodes.len()).map(|i| g.node_id(i)).collect();
+        for id in &ids[1..] {
+            g.cli(&["node", "connect", id]);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let short = id.split('@').next().unwrap_or("");
+            let zone = format!("dc{}", i + 1);
+            g.cli(&["layout", "assign", "-z", &zone, "-c", "1G", short]);
+        }
         g.cli(&["layout", "apply", "--version", "1"]);
         g.cli(&["bucket", "create", &g.bucket]);
         let key = g.cli(&["key", "create", "berth-tests"]);
@@ -149,21 +237,73 @@ api_bind_addr = "127.0.0.1:{admin}"
             "--key",
             "berth-tests",
         ]);
-        let g = Garage {
+        Garage {
             key_id,
             secret,
             ..g
-        };
-        g.wait_for_s3();
-        g
+        }
+    }
+
+    /// Start node `i` (again: its data stays), dying with the test process.
+    pub fn start_node(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        let f = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .expect("garage log");
+        let mut cmd = n.command();
+        cmd.arg("-c")
+            .arg(&n.config)
+            .arg("server")
+            .env("RUST_LOG", "garage=warn")
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("log"))
+            .stderr(f);
+        let pid = berth_pgtest::spawn_for_life("garage server", cmd);
+        self.nodes[i].pid = Some(pid);
+    }
+
+    /// SIGKILL node `i`: a host gone without a word.
+    pub fn kill_node(&mut self, i: usize) {
+        let pid = self.nodes[i].pid.take().expect("node running");
+        // SAFETY: a process of ours, still unreaped
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+
+    /// Node `i`'s `id@address`, once it answers its CLI.
+    fn node_id(&self, i: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // `status` goes through the server's RPC: it is up
+            let out = self
+                .cli_on(i, &["status"])
+                .and_then(|_| self.cli_on(i, &["node", "id", "-q"]));
+            if let Ok(id) = out {
+                return id.trim().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "garage did not start: {:?}\n{}",
+                out.err(),
+                std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// S3 answers requests signed with the key (a new key takes a moment).
     fn wait_for_s3(&self) {
+        self.wait_for_s3_at(&self.endpoint)
+    }
+
+    fn wait_for_s3_at(&self, endpoint: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let r = reqwest::blocking::Client::new()
-                .get(format!("{}/{}", self.endpoint, self.bucket))
+                .get(format!("{endpoint}/{}", self.bucket))
                 .send();
             // unsigned: 403 once the bucket's endpoint is up
             if r.as_ref().is_ok_and(|r| r.status().as_u16() == 403) {
@@ -174,10 +314,13 @@ api_bind_addr = "127.0.0.1:{admin}"
         }
     }
 
-    fn cli_try(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(garage_bin())
+    /// The CLI of node `i`, run on its host.
+    fn cli_on(&self, i: usize, args: &[&str]) -> Result<String, String> {
+        let n = &self.nodes[i];
+        let out = n
+            .command()
             .arg("-c")
-            .arg(&self.config)
+            .arg(&n.config)
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -193,9 +336,9 @@ api_bind_addr = "127.0.0.1:{admin}"
         }
     }
 
-    /// A garage CLI command that must succeed.
+    /// A garage CLI command that must succeed, through the first node.
     pub fn cli(&self, args: &[&str]) -> String {
-        self.cli_try(args).unwrap_or_else(|e| panic!("{e}"))
+        self.cli_on(0, args).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Object keys under `prefix` in the bucket, sorted.
@@ -267,19 +410,4 @@ api_bind_addr = "127.0.0.1:{admin}"
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
-}
-
-/// Start `garage server` so that it dies with the test process
-/// ([`berth_pgtest::spawn_for_life`]).
-fn spawn_for_life(bin: &Path, config: &Path, log: &Path) {
-    let f = std::fs::File::create(log).expect("garage log");
-    let mut cmd = Command::new(bin);
-    cmd.arg("-c")
-        .arg(config)
-        .arg("server")
-        .env("RUST_LOG", "garage=warn")
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().expect("log"))
-        .stderr(f);
-    berth_pgtest::spawn_for_life("garage server", cmd);
 }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 pub use reqwest::blocking::Client;
 
+pub mod balancer;
 pub mod garage;
+pub mod net;
 pub use garage::{garage, s3_backend};
 
 /// The admin token every suite's server is started with.
@@ -131,6 +133,8 @@ pub struct Server {
     pub log: PathBuf,
     /// The CA its TLS certificate chains to (PEM): it speaks HTTPS.
     pub tls_ca: Option<Vec<u8>>,
+    /// The test host it runs on ([`net`]); loopback when `None`.
+    pub on: Option<net::Host>,
 }
 
 impl Server {
@@ -203,6 +207,29 @@ impl Server {
             given_admin_token,
             s3_prefix,
             tls_ca,
+            on: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// A server on test host `host` (its own network namespace), on port
+    /// 5000 of the host's address, with exactly the settings `env` (and
+    /// the suites' admin token): one replica of a deployment the test
+    /// builds ([`net`], [`garage::Garage::cluster`], [`balancer`]).
+    pub fn on_host(host: &net::Host, env: Vec<(String, String)>) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Server {
+            child: None,
+            port: 5000,
+            data_dir: tmp.path().join("data"),
+            log: tmp.path().join("berth.log"),
+            _tmp: Some(tmp),
+            env,
+            given_admin_token: true,
+            s3_prefix: None,
+            tls_ca: None,
+            on: Some(host.clone()),
         };
         s.spawn();
         s
@@ -232,6 +259,7 @@ impl Server {
                     given_admin_token: true,
                     s3_prefix: Some(prefix.clone()),
                     tls_ca: None,
+                    on: None,
                 };
                 s.spawn();
                 s
@@ -266,10 +294,13 @@ impl Server {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut cmd = Command::new(berth_bin());
+        let mut cmd = match &self.on {
+            Some(h) => h.command(berth_bin()),
+            None => Command::new(berth_bin()),
+        };
         cmd.arg("serve")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(self.host())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env_remove("RUST_LOG")
@@ -333,11 +364,13 @@ impl Server {
         } else {
             "http"
         };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        format!("{scheme}://{}", self.host())
     }
 
+    /// `address:port` it listens on.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        let ip = self.on.as_ref().map_or("127.0.0.1", |h| h.ip.as_str());
+        format!("{ip}:{}", self.port)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -769,11 +802,19 @@ pub mod layout {
 
     /// A one-layer image for `arch` whose layer holds `/hello/<arch>.txt`.
     pub fn image(dir: &Path, arch: &str, content: &str) -> Image {
+        image_with(dir, arch, &[(&format!("{arch}.txt"), content.as_bytes())])
+    }
+
+    /// A one-layer image for `arch` whose layer holds the files
+    /// `(name, bytes)` under `/hello/`.
+    pub fn image_with(dir: &Path, arch: &str, files: &[(&str, &[u8])]) -> Image {
         std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
         let work = tempfile::tempdir().unwrap();
         let root = work.path().join("rootfs");
         std::fs::create_dir_all(root.join("hello")).unwrap();
-        std::fs::write(root.join(format!("hello/{arch}.txt")), content).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(root.join("hello").join(name), bytes).unwrap();
+        }
         let tar = work.path().join("layer.tar");
         run(Command::new("tar")
             .arg("--sort=name")

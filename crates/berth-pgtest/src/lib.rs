@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 /// A running server: connect with [`PgServer::url`].
 pub struct PgServer {
     url: String,
+    port: u16,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -31,14 +32,24 @@ impl PgServer {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// The same superuser's URL through another of the addresses the
+    /// server listens on ([`start_listening`]).
+    pub fn url_via(&self, addr: &str) -> String {
+        format!("postgres://berth@{addr}:{}/postgres", self.port)
+    }
 }
 
 /// The process's server, started on first use.
 pub fn server() -> &'static PgServer {
     static S: OnceLock<PgServer> = OnceLock::new();
     S.get_or_init(|| match std::env::var("BERTH_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => PgServer { url, _dir: None },
-        _ => start(),
+        Ok(url) if !url.is_empty() => PgServer {
+            url,
+            port: 0,
+            _dir: None,
+        },
+        _ => start(None),
     })
 }
 
@@ -142,7 +153,8 @@ fn command(program: &Path, who: Option<(u32, u32)>) -> Command {
 /// that lives as long as the process, with the parent-death signal set in
 /// the child (after any `pre_exec` of `cmd`'s own, such as a `setuid`,
 /// which would clear it). Panics naming `name` when it cannot start.
-pub fn spawn_for_life(name: &str, mut cmd: Command) {
+/// Returns its process id (a test may kill it; it stays unreaped).
+pub fn spawn_for_life(name: &str, mut cmd: Command) -> u32 {
     // SAFETY: prctl in the child before exec, no allocation
     unsafe {
         cmd.pre_exec(|| {
@@ -156,7 +168,7 @@ pub fn spawn_for_life(name: &str, mut cmd: Command) {
         .spawn(move || {
             let child = cmd.spawn();
             let ok = child.is_ok();
-            tx.send(child.map(|_| ()).map_err(|e| e.to_string()))
+            tx.send(child.map(|c| c.id()).map_err(|e| e.to_string()))
                 .expect("send");
             if ok {
                 loop {
@@ -167,7 +179,7 @@ pub fn spawn_for_life(name: &str, mut cmd: Command) {
         .expect("server thread");
     rx.recv()
         .expect("server thread")
-        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"))
 }
 
 /// Remove the directories of earlier test processes' servers that are gone
@@ -206,7 +218,15 @@ fn sweep_stale() {
     }
 }
 
-fn start() -> PgServer {
+/// A server of the caller's own (not the process's), listening on
+/// 127.0.0.1 and on `addr` too, where clients from `allow` (a CIDR) are
+/// let in: the database host of a test network (`conformance/src/net.rs`).
+/// It lives as long as the process.
+pub fn start_listening(addr: &str, allow: &str) -> PgServer {
+    start(Some((addr, allow)))
+}
+
+fn start(extra: Option<(&str, &str)>) -> PgServer {
     sweep_stale();
     let bin = bin_dir();
     let who = identity();
@@ -240,6 +260,14 @@ fn start() -> PgServer {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let mut listen = "127.0.0.1".to_string();
+    if let Some((addr, allow)) = extra {
+        listen = format!("{listen},{addr}");
+        let hba = data.join("pg_hba.conf");
+        let mut conf = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        conf.push_str(&format!("host all all {allow} trust\n"));
+        std::fs::write(&hba, conf).expect("pg_hba.conf");
+    }
     let port = free_port();
     let log = dir.path().join("postgres.log");
     let f = std::fs::File::create(&log).expect("postgres log");
@@ -256,7 +284,7 @@ fn start() -> PgServer {
         .args(["-p", &port.to_string()])
         // durable as in production: fsync on; room for several test
         // servers' pools at once
-        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", &format!("listen_addresses={listen}")])
         .args(["-c", "max_connections=400"])
         .args(["-c", "max_locks_per_transaction=256"])
         .args(["-c", "shared_buffers=128MB"])
@@ -285,6 +313,7 @@ fn start() -> PgServer {
     }
     PgServer {
         url: format!("postgres://berth@127.0.0.1:{port}/postgres"),
+        port,
         _dir: Some(dir),
     }
 }

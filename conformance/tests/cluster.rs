@@ -1,0 +1,524 @@
+//! Berth deployed as a cluster of hosts, the way a company runs it: three
+//! Berth replicas, each on a host of its own (a network namespace with its
+//! own address, `conformance/src/net.rs`), behind a load balancer (HAProxy,
+//! round-robin per request, `conformance/src/balancer.rs`) that is the
+//! registry's one name; metadata in one PostgreSQL on the database host;
+//! blobs in a three-node Garage cluster, each node on a host of its own and
+//! holding every object, reached through the balancer (active/standby: the
+//! first live node takes the S3 traffic).
+//!
+//! Real clients go through the balancer: skopeo and the Docker engine push
+//! and pull with their requests spread over the replicas; the Garage node
+//! serving a pull is killed in the middle of it and the pull completes; a
+//! replica is killed in the middle of a docker push, the engine's own retry
+//! lands on another replica and nothing acknowledged is lost.
+
+use berth_conformance::balancer::{Balancer, Policy, Pool};
+use berth_conformance::garage::Garage;
+use berth_conformance::net::{Host, Net};
+use berth_conformance::*;
+use serde_json::Value;
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+
+/// The deployment. Fields drop in order: servers before the network.
+struct Cluster {
+    replicas: Vec<Server>,
+    garage: Garage,
+    lb: Balancer,
+    /// `127.0.0.1:<port>`: the balancer, the registry's one name.
+    front: String,
+    _pg: berth_pgtest::PgServer,
+    _net: Net,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let net = Net::new();
+        let pg = berth_pgtest::start_listening(&net.gateway, &net.cidr);
+        let stores: Vec<Host> = (1..=3).map(|i| net.host(&format!("garage{i}"))).collect();
+        let mut garage = Garage::cluster(&stores);
+        let hosts: Vec<Host> = (1..=3).map(|i| net.host(&format!("berth{i}"))).collect();
+        let front = format!("127.0.0.1:{}", free_port());
+        let s3 = format!("{}:{}", net.gateway, free_port());
+        let lb = Balancer::start(&[
+            Pool {
+                name: "registry".into(),
+                bind: front.clone(),
+                policy: Policy::RoundRobin,
+                servers: hosts
+                    .iter()
+                    .map(|h| (h.name.clone(), format!("{}:5000", h.ip)))
+                    .collect(),
+                health: Some("/healthz".into()),
+            },
+            Pool {
+                name: "s3".into(),
+                bind: s3.clone(),
+                policy: Policy::First,
+                servers: stores
+                    .iter()
+                    .map(|h| (h.name.clone(), format!("{}:3900", h.ip)))
+                    .collect(),
+                health: None,
+            },
+        ]);
+        garage.endpoint = format!("http://{s3}");
+        let mut env = garage.berth_env("cluster");
+        env.extend(
+            [
+                ("BERTH_METADATA_BACKEND", "postgres".to_string()),
+                ("BERTH_METADATA_POSTGRES_URL", pg.url_via(&net.gateway)),
+                ("BERTH_METADATA_POSTGRES_SCHEMA", "berth".to_string()),
+                ("BERTH_METADATA_POSTGRES_POOL_SIZE", "8".to_string()),
+                ("BERTH_AUTH_EXTERNAL_URL", format!("http://{front}")),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        let replicas = hosts
+            .iter()
+            .map(|h| Server::on_host(h, env.clone()))
+            .collect();
+        let k = Cluster {
+            replicas,
+            garage,
+            lb,
+            front,
+            _pg: pg,
+            _net: net,
+        };
+        k.wait_all_in_rotation(0);
+        k
+    }
+
+    /// Until the balancer has passed a request to every replica since its
+    /// `since`th one (its health checks let a server in once it answers).
+    fn wait_all_in_rotation(&self, since: usize) {
+        let c = Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = c.get(format!("http://{}/v2/", self.front)).send().unwrap();
+            assert_eq!(r.status(), 401, "anonymous /v2/ through the balancer");
+            let mut served = self.served_by("registry");
+            let served = served.split_off(since.min(served.len()));
+            if self.replicas.iter().all(|s| {
+                served
+                    .iter()
+                    .any(|x| Some(x.server.as_str()) == s.on.as_ref().map(|h| h.name.as_str()))
+            }) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every replica in rotation:\n{}",
+                self.lb.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn served_by(&self, pool: &str) -> Vec<balancer::Served> {
+        self.lb
+            .served()
+            .into_iter()
+            .filter(|s| s.pool == pool)
+            .collect()
+    }
+
+    fn name(&self, i: usize) -> String {
+        self.replicas[i].on.as_ref().unwrap().name.clone()
+    }
+}
+
+fn creds() -> String {
+    format!("admin:{ADMIN_TOKEN}")
+}
+
+/// skopeo with an auth file of the test's own.
+fn skopeo(home: &Path) -> Command {
+    let mut c = Command::new(require("skopeo"));
+    c.env("REGISTRY_AUTH_FILE", home.join("auth.json"))
+        .arg("--insecure-policy");
+    c
+}
+
+/// The blobs of an OCI layout, sorted.
+fn layout_blobs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `n` bytes nothing else in the test has (a seeded xorshift).
+fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The Docker engine with a config directory of the test's, removing the
+/// images it tagged when the test ends.
+struct Docker {
+    cfg: tempfile::TempDir,
+    images: Vec<String>,
+}
+
+impl Docker {
+    fn new() -> Docker {
+        let d = Docker {
+            cfg: tempfile::tempdir().unwrap(),
+            images: Vec::new(),
+        };
+        let info = d.cmd().arg("info").output().unwrap();
+        assert!(
+            info.status.success(),
+            "no docker daemon answers: {}",
+            String::from_utf8_lossy(&info.stderr)
+        );
+        d
+    }
+    fn cmd(&self) -> Command {
+        docker_cli(self.cfg.path())
+    }
+    /// Load `archive` (a docker-archive holding `local`) and tag it `remote`.
+    fn load_as(&mut self, archive: &Path, local: &str, remote: &str) {
+        run(self.cmd().arg("load").arg("-i").arg(archive));
+        self.images.push(local.to_string());
+        run(self.cmd().args(["tag", local, remote]));
+        self.images.push(remote.to_string());
+    }
+    fn rmi(&self, name: &str) {
+        let _ = self.cmd().args(["rmi", "-f", name]).output();
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        for i in &self.images {
+            self.rmi(i);
+        }
+    }
+}
+
+#[test]
+fn real_clients_through_a_balancer_and_a_garage_node_lost_mid_pull() {
+    let mut k = Cluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let front = k.front.clone();
+
+    // skopeo: a multi-arch index and a single image in, copied back out
+    let src = home.join("src");
+    let (single, multi, _) = layout::single_and_multi(&src);
+    run(skopeo(home)
+        .args(["copy", "--all", "--format", "oci", "--preserve-digests"])
+        .args(["--dest-tls-verify=false", "--dest-creds", &creds()])
+        .arg(format!("oci:{}:multi", src.display()))
+        .arg(format!("docker://{front}/sko/app:multi")));
+    run(skopeo(home)
+        .args(["copy", "--preserve-digests"])
+        .args(["--dest-tls-verify=false", "--dest-creds", &creds()])
+        .arg(format!("oci:{}:single", src.display()))
+        .arg(format!("docker://{front}/sko/app:single")));
+    let back = home.join("back");
+    run(skopeo(home)
+        .args(["copy", "--all", "--preserve-digests"])
+        .args(["--src-tls-verify=false", "--src-creds", &creds()])
+        .arg(format!("docker://{front}/sko/app:multi"))
+        .arg(format!("oci:{}:multi", back.display())));
+    assert_eq!(layout_blobs(&back), layout_blobs(&src));
+    // the manifests as pushed, byte for byte
+    let raw = |r: &str| -> String {
+        run(skopeo(home)
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                "--creds",
+                &creds(),
+            ])
+            .arg(format!("docker://{front}/{r}")))
+    };
+    assert_eq!(sha256(raw("sko/app:multi").as_bytes()), multi);
+    assert_eq!(sha256(raw("sko/app:single").as_bytes()), single);
+
+    // the Docker engine: push, forget, pull
+    let mut d = Docker::new();
+    let archive = home.join("img.tar");
+    let local = format!("berth-cluster/single:{}", std::process::id());
+    run(skopeo(home)
+        .arg("copy")
+        .arg(format!("oci:{}:single", src.display()))
+        .arg(format!("docker-archive:{}:{local}", archive.display())));
+    let remote = format!("{front}/dock/app:v1");
+    d.load_as(&archive, &local, &remote);
+    run(d.cmd().args([
+        "login",
+        &front,
+        "--username",
+        "admin",
+        "--password",
+        ADMIN_TOKEN,
+    ]));
+    run(d.cmd().args(["push", &remote]));
+    d.rmi(&remote);
+    d.rmi(&local);
+    run(d.cmd().args(["pull", &remote]));
+    let v: Value = serde_json::from_str(&run(d.cmd().args(["image", "inspect", &remote]))).unwrap();
+    assert_eq!(v[0]["Architecture"], "amd64");
+
+    // the requests were spread: every replica answered some, and the
+    // writes of one push landed on more than one replica
+    let served = k.served_by("registry");
+    for i in 0..k.replicas.len() {
+        let n = served.iter().filter(|s| s.server == k.name(i)).count();
+        assert!(
+            n > 3,
+            "{} answered {n} requests:\n{}",
+            k.name(i),
+            k.lb.log_text()
+        );
+    }
+    let mut writers: Vec<&str> = served
+        .iter()
+        .filter(|s| matches!(s.method.as_str(), "POST" | "PATCH" | "PUT"))
+        .map(|s| s.server.as_str())
+        .collect();
+    writers.sort();
+    writers.dedup();
+    assert!(writers.len() > 1, "writes all on {writers:?}");
+    for s in &served {
+        assert!(s.status < 500, "{s:?}");
+    }
+
+    // a pull whose Garage node is killed in the middle of it: the replica's
+    // read of the object resumes on another node, the client sees nothing
+    let blob = bytes(7, 96 * MIB);
+    let digest = sha256(&blob);
+    let c = admin_client();
+    let r = c
+        .post(format!("http://{front}/v2/big/blob/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = if loc.starts_with('/') {
+        format!("http://{front}{loc}")
+    } else {
+        loc
+    };
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = c
+        .put(format!("{loc}{sep}digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(blob)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
+    let before = k.served_by("s3").len();
+    let mut pull = c
+        .get(format!("http://{front}/v2/big/blob/blobs/{digest}"))
+        .send()
+        .unwrap();
+    assert_eq!(pull.status(), 200);
+    let mut first = vec![0u8; MIB];
+    pull.read_exact(&mut first).unwrap();
+    k.garage.kill_node(0);
+    let mut rest = Vec::new();
+    pull.read_to_end(&mut rest).unwrap();
+    first.extend_from_slice(&rest);
+    assert_eq!(first.len(), 96 * MIB, "the whole blob");
+    assert_eq!(sha256(&first), digest, "the same bytes");
+    let hex = &digest[7..];
+    let reads: Vec<_> = k.served_by("s3")[before..]
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.contains(hex))
+        .cloned()
+        .collect();
+    assert!(
+        reads.iter().any(|s| s.server == "garage1"),
+        "the pull started on the first node: {reads:?}"
+    );
+    assert!(
+        reads
+            .iter()
+            .any(|s| s.server != "garage1" && s.status / 100 == 2),
+        "the read resumed on another node: {reads:?}"
+    );
+
+    // two nodes of three: clients go on pulling and pushing
+    d.rmi(&remote);
+    run(d.cmd().args(["pull", &remote]));
+    run(skopeo(home)
+        .args(["copy", "--preserve-digests"])
+        .args(["--dest-tls-verify=false", "--dest-creds", &creds()])
+        .arg(format!("oci:{}:single", src.display()))
+        .arg(format!("docker://{front}/sko/after:v1")));
+    let again = home.join("again");
+    run(skopeo(home)
+        .args(["copy", "--all", "--preserve-digests"])
+        .args(["--src-tls-verify=false", "--src-creds", &creds()])
+        .arg(format!("docker://{front}/sko/app:multi"))
+        .arg(format!("oci:{}:multi", again.display())));
+    assert_eq!(layout_blobs(&again), layout_blobs(&src));
+}
+
+/// Until one replica has taken `at_least` more request bytes than its
+/// count in `base`: that replica's index.
+fn receiving(k: &Cluster, base: &[f64], at_least: f64, until: Instant) -> Option<usize> {
+    while Instant::now() < until {
+        for (i, s) in k.replicas.iter().enumerate() {
+            let now = metric(&s.metrics(), "berth_http_received_bytes_total").unwrap_or(0.0);
+            if now - base[i] >= at_least {
+                return Some(i);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn a_replica_killed_mid_push_and_the_engines_retry_on_another_loses_nothing() {
+    let mut k = Cluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let front = k.front.clone();
+
+    // acknowledged before anything fails
+    let src = home.join("src");
+    let (single, _, _) = layout::single_and_multi(&src);
+    run(skopeo(home)
+        .args(["copy", "--preserve-digests"])
+        .args(["--dest-tls-verify=false", "--dest-creds", &creds()])
+        .arg(format!("oci:{}:single", src.display()))
+        .arg(format!("docker://{front}/keep/app:v1")));
+
+    // an image with a layer big enough to be caught in flight
+    let big = home.join("big");
+    let payload = bytes(11, 160 * MIB);
+    let img = layout::image_with(&big, "amd64", &[("payload.bin", &payload)]);
+    drop(payload);
+    layout::write_index(
+        &big,
+        &[(
+            "big",
+            OCI_MANIFEST,
+            &img.manifest_digest,
+            img.manifest.len(),
+        )],
+    );
+    let archive = home.join("big.tar");
+    let local = format!("berth-cluster/big:{}", std::process::id());
+    run(skopeo(home)
+        .arg("copy")
+        .arg(format!("oci:{}:big", big.display()))
+        .arg(format!("docker-archive:{}:{local}", archive.display())));
+    let mut d = Docker::new();
+    let remote = format!("{front}/big/app:v1");
+    d.load_as(&archive, &local, &remote);
+    run(d.cmd().args([
+        "login",
+        &front,
+        "--username",
+        "admin",
+        "--password",
+        ADMIN_TOKEN,
+    ]));
+
+    let base: Vec<f64> = k
+        .replicas
+        .iter()
+        .map(|s| metric(&s.metrics(), "berth_http_received_bytes_total").unwrap_or(0.0))
+        .collect();
+    let push = d
+        .cmd()
+        .args(["push", &remote])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let victim = receiving(
+        &k,
+        &base,
+        16.0 * MIB as f64,
+        Instant::now() + Duration::from_secs(120),
+    )
+    .expect("no replica took the layer's bytes");
+    k.replicas[victim].kill9();
+    let out = push.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "docker push, replica {victim} killed under it: {said}"
+    );
+
+    // the layer's upload went on elsewhere: a PATCH or PUT cut on the
+    // victim, the layer finished on another replica
+    let served = k.served_by("registry");
+    let victim_name = k.name(victim);
+    assert!(
+        served
+            .iter()
+            .any(|s| s.server == victim_name && (s.status >= 500 || s.status == 0)),
+        "the victim's cut request in the log:\n{}",
+        k.lb.log_text()
+    );
+
+    // nothing acknowledged is lost, on every live replica
+    let c = admin_client();
+    for (i, s) in k.replicas.iter().enumerate() {
+        if i == victim {
+            continue;
+        }
+        let r = c
+            .get(s.url("/v2/keep/app/manifests/v1"))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(sha256(&r.bytes().unwrap()), single);
+        let r = c
+            .get(s.url("/v2/big/app/manifests/v1"))
+            .header("accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "the pushed image on {}", s.host());
+        let m: Value = r.json().unwrap();
+        for l in m["layers"].as_array().unwrap() {
+            let d = l["digest"].as_str().unwrap();
+            assert_blob_pulls(&c, s, "big/app", d, "the big layer");
+        }
+    }
+    // the engine pulls it back through the balancer
+    d.rmi(&remote);
+    d.rmi(&local);
+    run(d.cmd().args(["pull", &remote]));
+    // and the killed replica, started again, serves it too
+    let since = k.served_by("registry").len();
+    k.replicas[victim].start_again();
+    k.wait_all_in_rotation(since);
+    let r = c
+        .get(k.replicas[victim].url("/v2/big/app/manifests/v1"))
+        .header("accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
