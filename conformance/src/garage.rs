@@ -33,7 +33,7 @@ struct Node {
     log: PathBuf,
     /// The test host it runs on; loopback when `None`.
     host: Option<crate::net::Host>,
-    pid: Option<u32>,
+    pid: std::sync::Mutex<Option<u32>>,
 }
 
 impl Node {
@@ -189,11 +189,11 @@ impl Garage {
                     config,
                     log: d.join("garage.log"),
                     host,
-                    pid: None,
+                    pid: Default::default(),
                 }
             })
             .collect();
-        let mut g = Garage {
+        let g = Garage {
             endpoint,
             bucket: "berth".into(),
             key_id: String::new(),
@@ -245,7 +245,7 @@ impl Garage {
     }
 
     /// Start node `i` (again: its data stays), dying with the test process.
-    pub fn start_node(&mut self, i: usize) {
+    pub fn start_node(&self, i: usize) {
         let n = &self.nodes[i];
         let f = std::fs::File::options()
             .create(true)
@@ -261,12 +261,17 @@ impl Garage {
             .stdout(f.try_clone().expect("log"))
             .stderr(f);
         let pid = berth_pgtest::spawn_for_life("garage server", cmd);
-        self.nodes[i].pid = Some(pid);
+        *self.nodes[i].pid.lock().unwrap() = Some(pid);
     }
 
     /// SIGKILL node `i`: a host gone without a word.
-    pub fn kill_node(&mut self, i: usize) {
-        let pid = self.nodes[i].pid.take().expect("node running");
+    pub fn kill_node(&self, i: usize) {
+        let pid = self.nodes[i]
+            .pid
+            .lock()
+            .unwrap()
+            .take()
+            .expect("node running");
         // SAFETY: a process of ours, still unreaped
         unsafe {
             libc::kill(pid as i32, libc::SIGKILL);

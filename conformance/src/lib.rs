@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub use reqwest::blocking::Client;
 
 pub mod balancer;
+pub mod cluster;
 pub mod garage;
 pub mod net;
 pub use garage::{garage, s3_backend};
@@ -135,6 +136,10 @@ pub struct Server {
     pub tls_ca: Option<Vec<u8>>,
     /// The test host it runs on ([`net`]); loopback when `None`.
     pub on: Option<net::Host>,
+    /// `BERTH_TEST_DEPLOYMENT=cluster`: not one process but a deployment
+    /// of replicas behind a balancer, which this stands for
+    /// ([`cluster`]); its address is the balancer's.
+    pub cluster: Option<Box<cluster::Cluster>>,
 }
 
 impl Server {
@@ -179,6 +184,9 @@ impl Server {
         given_admin_token: bool,
         tls_ca: Option<Vec<u8>>,
     ) -> Server {
+        if cluster::cluster_mode() && data_dir.is_none() && tls_ca.is_none() && given_admin_token {
+            return Server::deployed(env);
+        }
         let tmp = tempfile::tempdir().expect("tempdir");
         // with BERTH_TEST_BACKEND=s3, blobs in the process's Garage, under a
         // prefix of this server's own (the test's settings win)
@@ -208,9 +216,50 @@ impl Server {
             s3_prefix,
             tls_ca,
             on: None,
+            cluster: None,
         };
         s.spawn();
         s
+    }
+
+    /// A deployment of [`cluster::REPLICAS`] replicas behind a balancer on
+    /// the process's shared cluster infrastructure, standing in for one
+    /// server: its address is the balancer's.
+    fn deployed(env: &[(&str, &str)]) -> Server {
+        let extra: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let c = cluster::Cluster::on(cluster::shared(), &extra);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let port = c
+            .front
+            .rsplit_once(':')
+            .expect("host:port")
+            .1
+            .parse()
+            .expect("port");
+        Server {
+            child: None,
+            port,
+            data_dir: tmp.path().join("data"),
+            log: tmp.path().join("berth.log"),
+            _tmp: Some(tmp),
+            env: extra,
+            given_admin_token: true,
+            s3_prefix: Some(c.prefix.clone()),
+            tls_ca: None,
+            on: None,
+            cluster: Some(Box::new(c)),
+        }
+    }
+
+    /// Whether its process (every replica of a deployment) runs.
+    pub fn running(&self) -> bool {
+        match &self.cluster {
+            Some(c) => c.replicas.iter().all(Server::running),
+            None => self.child.is_some(),
+        }
     }
 
     /// A server on test host `host` (its own network namespace), on port
@@ -230,6 +279,7 @@ impl Server {
             s3_prefix: None,
             tls_ca: None,
             on: Some(host.clone()),
+            cluster: None,
         };
         s.spawn();
         s
@@ -260,6 +310,7 @@ impl Server {
                     s3_prefix: Some(prefix.clone()),
                     tls_ca: None,
                     on: None,
+                    cluster: None,
                 };
                 s.spawn();
                 s
@@ -342,6 +393,9 @@ impl Server {
     /// Upload sessions with bytes staged: files in the data directory's
     /// `store/uploads`, or session folders in the bucket.
     pub fn staged_sessions(&self) -> usize {
+        if let Some(c) = &self.cluster {
+            return c.infra.garage.sessions_under(&c.prefix);
+        }
         match &self.s3_prefix {
             Some(p) => garage().sessions_under(p),
             None => std::fs::read_dir(self.data_dir.join("store/uploads"))
@@ -350,11 +404,16 @@ impl Server {
         }
     }
 
+    /// Its log (every replica's, one after the other, for a deployment).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        match &self.cluster {
+            Some(c) => c.replicas.iter().map(Server::log_text).collect(),
+            None => std::fs::read_to_string(&self.log).unwrap_or_default(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
+        assert!(self.cluster.is_none(), "a deployment is several processes");
         self.child.as_ref().expect("running").id()
     }
 
@@ -369,6 +428,9 @@ impl Server {
 
     /// `address:port` it listens on.
     pub fn host(&self) -> String {
+        if let Some(c) = &self.cluster {
+            return c.front.clone();
+        }
         let ip = self.on.as_ref().map_or("127.0.0.1", |h| h.ip.as_str());
         format!("{ip}:{}", self.port)
     }
@@ -379,6 +441,10 @@ impl Server {
 
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
+        if let Some(c) = &mut self.cluster {
+            c.replicas.iter_mut().for_each(Server::kill9);
+            return;
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -387,6 +453,12 @@ impl Server {
 
     /// SIGTERM and wait for a graceful exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
+        if let Some(c) = &mut self.cluster {
+            // the first that did not exit cleanly, else the last
+            let all: Vec<_> = c.replicas.iter_mut().map(Server::stop).collect();
+            let bad = all.iter().find(|st| !st.success()).copied();
+            return bad.or(all.last().copied()).expect("replicas");
+        }
         let mut c = self.child.take().expect("running");
         unsafe {
             libc::kill(c.id() as i32, libc::SIGTERM);
@@ -402,20 +474,28 @@ impl Server {
     }
 
     pub fn restart(&mut self) {
-        if self.child.is_some() {
+        if self.running() {
             self.stop();
         }
-        self.spawn();
+        self.start_again();
     }
 
     /// Change one setting for its next start (a stopped server).
     pub fn set_env(&mut self, key: &str, value: &str) {
+        if let Some(c) = &mut self.cluster {
+            c.replicas.iter_mut().for_each(|r| r.set_env(key, value));
+            return;
+        }
         assert!(self.child.is_none(), "stop it first");
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), value.to_string()));
     }
 
     pub fn start_again(&mut self) {
+        if let Some(c) = &mut self.cluster {
+            c.start_stopped();
+            return;
+        }
         assert!(self.child.is_none());
         self.spawn();
     }

@@ -13,9 +13,7 @@
 //! replica is killed in the middle of a docker push, the engine's own retry
 //! lands on another replica and nothing acknowledged is lost.
 
-use berth_conformance::balancer::{Balancer, Policy, Pool};
-use berth_conformance::garage::Garage;
-use berth_conformance::net::{Host, Net};
+use berth_conformance::cluster::Cluster;
 use berth_conformance::*;
 use serde_json::Value;
 use std::io::Read;
@@ -24,130 +22,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
-
-/// The deployment. Fields drop in order: servers before the network.
-struct Cluster {
-    replicas: Vec<Server>,
-    garage: Garage,
-    lb: Balancer,
-    /// `127.0.0.1:<port>`: the balancer, the registry's one name.
-    front: String,
-    /// The balancer's log entries of the start (503s until the first
-    /// health checks pass), left out of what the tests look at.
-    ready: usize,
-    _pg: berth_pgtest::PgServer,
-    _net: Net,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let net = Net::new();
-        let pg = berth_pgtest::start_listening(&net.gateway, &net.cidr);
-        let stores: Vec<Host> = (1..=3).map(|i| net.host(&format!("garage{i}"))).collect();
-        let mut garage = Garage::cluster(&stores);
-        let hosts: Vec<Host> = (1..=3).map(|i| net.host(&format!("berth{i}"))).collect();
-        let front = format!("127.0.0.1:{}", free_port());
-        let s3 = format!("{}:{}", net.gateway, free_port());
-        let lb = Balancer::start(&[
-            Pool {
-                name: "registry".into(),
-                bind: front.clone(),
-                policy: Policy::RoundRobin,
-                servers: hosts
-                    .iter()
-                    .map(|h| (h.name.clone(), format!("{}:5000", h.ip)))
-                    .collect(),
-                health: Some("/healthz".into()),
-            },
-            Pool {
-                name: "s3".into(),
-                bind: s3.clone(),
-                policy: Policy::First,
-                servers: stores
-                    .iter()
-                    .map(|h| (h.name.clone(), format!("{}:3900", h.ip)))
-                    .collect(),
-                health: None,
-            },
-        ]);
-        garage.endpoint = format!("http://{s3}");
-        let mut env = garage.berth_env("cluster");
-        env.extend(
-            [
-                ("BERTH_METADATA_BACKEND", "postgres".to_string()),
-                ("BERTH_METADATA_POSTGRES_URL", pg.url_via(&net.gateway)),
-                ("BERTH_METADATA_POSTGRES_SCHEMA", "berth".to_string()),
-                ("BERTH_METADATA_POSTGRES_POOL_SIZE", "8".to_string()),
-                ("BERTH_AUTH_EXTERNAL_URL", format!("http://{front}")),
-            ]
-            .map(|(k, v)| (k.to_string(), v)),
-        );
-        let replicas = hosts
-            .iter()
-            .map(|h| Server::on_host(h, env.clone()))
-            .collect();
-        let k = Cluster {
-            replicas,
-            garage,
-            lb,
-            front,
-            ready: 0,
-            _pg: pg,
-            _net: net,
-        };
-        k.wait_all_in_rotation(0);
-        let ready = k.lb.served().len();
-        Cluster { ready, ..k }
-    }
-
-    /// Until the balancer has passed a request to every replica since its
-    /// `since`th one (its health checks let a server in once it answers).
-    fn wait_all_in_rotation(&self, since: usize) {
-        let c = Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            // 503 from the balancer until a health check has let one in
-            let st = c
-                .get(format!("http://{}/v2/", self.front))
-                .send()
-                .unwrap()
-                .status();
-            assert!(
-                st == 401 || st == 503,
-                "anonymous /v2/ through the balancer: {st}"
-            );
-            let mut served = self.served_by("registry");
-            let served = served.split_off(since.min(served.len()));
-            if self.replicas.iter().all(|s| {
-                served
-                    .iter()
-                    .any(|x| Some(x.server.as_str()) == s.on.as_ref().map(|h| h.name.as_str()))
-            }) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not every replica in rotation:\n{}",
-                self.lb.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// What the balancer passed on to `pool` since the start.
-    fn served_by(&self, pool: &str) -> Vec<balancer::Served> {
-        self.lb
-            .served()
-            .split_off(self.ready)
-            .into_iter()
-            .filter(|s| s.pool == pool)
-            .collect()
-    }
-
-    fn name(&self, i: usize) -> String {
-        self.replicas[i].on.as_ref().unwrap().name.clone()
-    }
-}
 
 fn creds() -> String {
     format!("admin:{ADMIN_TOKEN}")
@@ -230,7 +104,7 @@ impl Drop for Docker {
 
 #[test]
 fn real_clients_through_a_balancer_and_a_garage_node_lost_mid_pull() {
-    let mut k = Cluster::start();
+    let k = Cluster::start();
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let front = k.front.clone();
@@ -351,7 +225,7 @@ fn real_clients_through_a_balancer_and_a_garage_node_lost_mid_pull() {
     assert_eq!(pull.status(), 200);
     let mut first = vec![0u8; MIB];
     pull.read_exact(&mut first).unwrap();
-    k.garage.kill_node(0);
+    k.infra.garage.kill_node(0);
     let mut rest = Vec::new();
     pull.read_to_end(&mut rest).unwrap();
     first.extend_from_slice(&rest);
@@ -536,9 +410,7 @@ fn a_replica_killed_mid_push_and_the_engines_retry_on_another_loses_nothing() {
     d.rmi(&local);
     run(d.cmd().args(["pull", &remote]));
     // and the killed replica, started again, serves it too
-    let since = k.served_by("registry").len();
-    k.replicas[victim].start_again();
-    k.wait_all_in_rotation(since);
+    k.start_stopped();
     let r = c
         .get(k.replicas[victim].url("/v2/big/app/manifests/v1"))
         .header("accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
