@@ -426,6 +426,16 @@ impl Server {
         format!("{scheme}://{}", self.host())
     }
 
+    /// `address:port` of a Berth process itself, for raw HTTP no
+    /// balancer would pass on unchanged: its own, or a deployment's first
+    /// replica's.
+    pub fn direct(&self) -> String {
+        match &self.cluster {
+            Some(c) => c.replicas[0].host(),
+            None => self.host(),
+        }
+    }
+
     /// `address:port` it listens on.
     pub fn host(&self) -> String {
         if let Some(c) = &self.cluster {
@@ -791,6 +801,11 @@ impl Server {
     /// metadata settings (its S3 prefix, its PostgreSQL schema) and the
     /// suites' admin token, for an offline command to run on it.
     pub fn offline(&self, args: &[&str]) -> Command {
+        if let Some(c) = &self.cluster {
+            // a deployment's state is in its database and bucket: any
+            // replica's settings reach it
+            return c.replicas[0].offline(args);
+        }
         let mut cmd = Command::new(berth_bin());
         cmd.args(args)
             .arg("--data-dir")

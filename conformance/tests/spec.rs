@@ -1216,7 +1216,7 @@ fn raw(s: &Server, req: &[u8]) -> String {
     with_auth.extend_from_slice(format!("Authorization: {}\r\n", admin_basic()).as_bytes());
     with_auth.extend_from_slice(&req[cut..]);
     let req = &with_auth[..];
-    let mut t = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let mut t = std::net::TcpStream::connect(s.direct()).unwrap();
     t.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     // The server may answer (413) and close before it has read everything.
@@ -1247,7 +1247,7 @@ fn malformed_chunked_bodies() {
     let req = format!(
         "PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\nshort"
     );
-    let mut t = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let mut t = std::net::TcpStream::connect(s.direct()).unwrap();
     t.write_all(req.as_bytes()).unwrap();
     t.shutdown(std::net::Shutdown::Write).unwrap();
     let mut out = String::new();
