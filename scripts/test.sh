@@ -29,5 +29,13 @@ BERTH_TEST_METADATA=postgres BERTH_TEST_BACKEND=s3 cargo test --release --worksp
   --test spec --test durability --test crash_cycles --test management --test quotas "$@"
 BERTH_TEST_METADATA=postgres cargo test --release --workspace \
   --test gc_online --test recycle_bin "$@"
+# The end-to-end suites once more with every server a deployment: three
+# replicas, each on a host of its own (a network namespace), behind HAProxy,
+# over one PostgreSQL and a three-node Garage cluster
+# (conformance/src/cluster.rs): the OCI walk, the real clients, durability,
+# the kill -9 cycles (one replica killed under load each cycle), the
+# management API and quotas, with their requests spread over the replicas.
+BERTH_TEST_DEPLOYMENT=cluster cargo test --release --workspace \
+  --test spec --test clients --test durability --test crash_cycles --test management --test quotas "$@"
 # Every fuzz target for a bounded time (fuzz/, docs/reliability.md).
 scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-15}"

@@ -184,7 +184,17 @@ impl Server {
         given_admin_token: bool,
         tls_ca: Option<Vec<u8>>,
     ) -> Server {
-        if cluster::cluster_mode() && data_dir.is_none() && tls_ca.is_none() && given_admin_token {
+        // a deployment shares its metadata: a server asked for on the
+        // embedded engine (a data directory of its own) stays one process
+        let embedded = env
+            .iter()
+            .any(|(k, v)| *k == "BERTH_METADATA_BACKEND" && *v == "rocksdb");
+        if cluster::cluster_mode()
+            && data_dir.is_none()
+            && tls_ca.is_none()
+            && given_admin_token
+            && !embedded
+        {
             return Server::deployed(env);
         }
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -409,6 +419,14 @@ impl Server {
         match &self.cluster {
             Some(c) => c.replicas.iter().map(Server::log_text).collect(),
             None => std::fs::read_to_string(&self.log).unwrap_or_default(),
+        }
+    }
+
+    /// Its processes: one, or a deployment's replicas.
+    pub fn pids(&self) -> Vec<u32> {
+        match &self.cluster {
+            Some(c) => c.replicas.iter().map(Server::pid).collect(),
+            None => vec![self.pid()],
         }
     }
 

@@ -512,10 +512,14 @@ fn acknowledged_writes_survive_random_kills() {
             }
             std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
             stop.store(true, Ordering::Relaxed);
-            // SAFETY: a signal to the server process this test started
-            unsafe { libc::kill(s.pid() as i32, libc::SIGKILL) };
+            // one process under load: the server, or one replica of a
+            // deployment (another each cycle) while the others serve on
+            let pids = s.pids();
+            let victim = pids[cycle as usize % pids.len()];
+            // SAFETY: a signal to a server process this test started
+            unsafe { libc::kill(victim as i32, libc::SIGKILL) };
         });
-        s.kill9(); // reap it
+        s.kill9(); // reap it (and stop the rest of a deployment)
         s.start_again();
         let mut l = ledger.lock().unwrap();
         let (r, u) = verify(&s, &mut l, seen, 16);

@@ -305,6 +305,12 @@ impl Metrics {
             }
             Err(e) => tracing::warn!(error = %e, "metrics: registry usage unavailable"),
         }
+        // Open sessions as the store has them: the replicas share them (one
+        // opens, another commits, a third reaps), so no process's own
+        // count of opens and closes is the figure.
+        if let Err(e) = dist.count_uploads().await {
+            tracing::warn!(error = %e, "metrics: open upload sessions unavailable");
+        }
         self.session_locks
             .set(dist.blobs().session_entries() as i64);
         set_counters(&self.blob_ops, dist.blobs().op_counts().iter().copied());
