@@ -37,7 +37,14 @@ pub struct Pool {
 /// A running HAProxy.
 pub struct Balancer {
     log: PathBuf,
+    pid: u32,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        berth_pgtest::kill(self.pid);
+    }
 }
 
 /// One request it passed on.
@@ -104,8 +111,12 @@ impl Balancer {
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("log"))
             .stderr(f);
-        berth_pgtest::spawn_for_life("haproxy", cmd);
-        let b = Balancer { log, _dir: dir };
+        let pid = berth_pgtest::spawn_for_life("haproxy", cmd);
+        let b = Balancer {
+            log,
+            pid,
+            _dir: dir,
+        };
         // listening on every bind address
         for p in pools {
             let deadline = Instant::now() + Duration::from_secs(20);

@@ -193,7 +193,7 @@ impl Garage {
                 }
             })
             .collect();
-        let g = Garage {
+        let mut g = Garage {
             endpoint,
             bucket: "berth".into(),
             key_id: String::new(),
@@ -237,11 +237,8 @@ impl Garage {
             "--key",
             "berth-tests",
         ]);
-        Garage {
-            key_id,
-            secret,
-            ..g
-        }
+        (g.key_id, g.secret) = (key_id, secret);
+        g
     }
 
     /// Start node `i` (again: its data stays), dying with the test process.
@@ -272,10 +269,7 @@ impl Garage {
             .unwrap()
             .take()
             .expect("node running");
-        // SAFETY: a process of ours, still unreaped
-        unsafe {
-            libc::kill(pid as i32, libc::SIGKILL);
-        }
+        berth_pgtest::kill(pid);
     }
 
     /// Node `i`'s `id@address`, once it answers its CLI.
@@ -414,5 +408,17 @@ impl Garage {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+}
+
+impl Drop for Garage {
+    /// The nodes go with it (the process's own Garage is a static: it goes
+    /// with the process).
+    fn drop(&mut self) {
+        for n in &self.nodes {
+            if let Some(pid) = n.pid.lock().unwrap().take() {
+                berth_pgtest::kill(pid);
+            }
+        }
     }
 }

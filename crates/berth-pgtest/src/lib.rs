@@ -24,7 +24,27 @@ use std::time::{Duration, Instant};
 pub struct PgServer {
     url: String,
     port: u16,
+    /// The server process, when this started it.
+    pid: Option<u32>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for PgServer {
+    /// A server of the caller's own ([`start_listening`]) goes with it
+    /// (the process's own is a static: it goes with the process).
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            kill(pid);
+        }
+    }
+}
+
+/// SIGKILL a server this process started.
+pub fn kill(pid: u32) {
+    // SAFETY: a signal to a child of ours (unreaped: the pid is not reused)
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
 }
 
 impl PgServer {
@@ -47,6 +67,7 @@ pub fn server() -> &'static PgServer {
         Ok(url) if !url.is_empty() => PgServer {
             url,
             port: 0,
+            pid: None,
             _dir: None,
         },
         _ => start(None),
@@ -291,7 +312,7 @@ fn start(extra: Option<(&str, &str)>) -> PgServer {
         .stdin(Stdio::null())
         .stdout(f.try_clone().expect("log"))
         .stderr(f);
-    spawn_for_life("postgres", cmd);
+    let pid = spawn_for_life("postgres", cmd);
     // ready once it accepts connections (pg_isready)
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -314,6 +335,7 @@ fn start(extra: Option<(&str, &str)>) -> PgServer {
     PgServer {
         url: format!("postgres://berth@127.0.0.1:{port}/postgres"),
         port,
+        pid: Some(pid),
         _dir: Some(dir),
     }
 }
