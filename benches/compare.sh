@@ -41,16 +41,8 @@ OUTDIR="${OUTDIR:-$PWD/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUTDIR"
 OUT="$OUTDIR/results.jsonl"
 
-REPEAT=3
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --repeat) REPEAT="$2"; shift 2 ;;
-    --repeat=*) REPEAT="${1#--repeat=}"; shift ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
-set -- "${args[@]+"${args[@]}"}"
+repeat_args "$@"
+set -- "${ARGS[@]+"${ARGS[@]}"}"
 SUITES="${SUITES:-push,pull,manifest,list,catalog,mixed}"
 # the suites of $SUITES among $1 (comma-separated), or nothing
 among() { python3 -c 'import sys; a=sys.argv[1].split(","); print(",".join(s for s in sys.argv[2].split(",") if s in a))' "$1" "$SUITES"; }

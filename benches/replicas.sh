@@ -28,16 +28,8 @@ chmod 755 "$WORK"
 OUTDIR="${OUTDIR:-$PWD/bench-results/replicas-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUTDIR"
 OUT="$OUTDIR/results.jsonl"
-REPEAT=3
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --repeat) REPEAT="$2"; shift 2 ;;
-    --repeat=*) REPEAT="${1#--repeat=}"; shift ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
-set -- "${args[@]+"${args[@]}"}"
+repeat_args "$@"
+set -- "${ARGS[@]+"${ARGS[@]}"}"
 SUITES="${SUITES:-push,pull,manifest}"
 ADMIN=$(admin_token)
 

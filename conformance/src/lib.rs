@@ -111,6 +111,19 @@ pub fn postgres_env(tag: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// `n` bytes no other blob of a test has: a seeded xorshift, incompressible.
+pub fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A port free on loopback now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -35,6 +35,35 @@ fn skopeo(home: &Path) -> Command {
     c
 }
 
+/// skopeo copies tag `tag` of the layout `src` to `to` (a reference at
+/// the balancer), with every platform when `all`.
+fn push_layout(home: &Path, src: &Path, tag: &str, to: &str, all: bool) {
+    let mut c = skopeo(home);
+    c.arg("copy");
+    if all {
+        c.args(["--all", "--format", "oci"]);
+    }
+    run(c
+        .args([
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds(),
+        ])
+        .arg(format!("oci:{}:{tag}", src.display()))
+        .arg(format!("docker://{to}")));
+}
+
+/// skopeo copies `from` (every platform) into a layout at `dir`; its blobs.
+fn pull_layout(home: &Path, from: &str, dir: &Path) -> Vec<String> {
+    run(skopeo(home)
+        .args(["copy", "--all", "--preserve-digests"])
+        .args(["--src-tls-verify=false", "--src-creds", &creds()])
+        .arg(format!("docker://{from}"))
+        .arg(format!("oci:{}:pulled", dir.display())));
+    layout_blobs(dir)
+}
+
 /// The blobs of an OCI layout, sorted.
 fn layout_blobs(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
@@ -43,19 +72,6 @@ fn layout_blobs(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// `n` bytes nothing else in the test has (a seeded xorshift).
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// The Docker engine with a config directory of the test's, removing the
@@ -82,12 +98,30 @@ impl Docker {
     fn cmd(&self) -> Command {
         docker_cli(self.cfg.path())
     }
-    /// Load `archive` (a docker-archive holding `local`) and tag it `remote`.
-    fn load_as(&mut self, archive: &Path, local: &str, remote: &str) {
-        run(self.cmd().arg("load").arg("-i").arg(archive));
-        self.images.push(local.to_string());
-        run(self.cmd().args(["tag", local, remote]));
+    /// Tag `tag` of the layout `src` loaded into the engine as `remote`
+    /// (through a docker-archive made by skopeo in `home`), and the engine
+    /// logged in at the balancer `front`. The local name, removed after.
+    fn load_as(&mut self, home: &Path, src: &Path, tag: &str, front: &str, remote: &str) -> String {
+        let archive = home.join(format!("{tag}.tar"));
+        let local = format!("berth-cluster/{tag}:{}", std::process::id());
+        run(skopeo(home)
+            .arg("copy")
+            .arg(format!("oci:{}:{tag}", src.display()))
+            .arg(format!("docker-archive:{}:{local}", archive.display())));
+        run(self.cmd().arg("load").arg("-i").arg(&archive));
+        self.images.push(local.clone());
+        run(self.cmd().args(["tag", &local, remote]));
         self.images.push(remote.to_string());
+        let login = [
+            "login",
+            front,
+            "--username",
+            "admin",
+            "--password",
+            ADMIN_TOKEN,
+        ];
+        run(self.cmd().args(login));
+        local
     }
     fn rmi(&self, name: &str) {
         let _ = self.cmd().args(["rmi", "-f", name]).output();
@@ -112,23 +146,16 @@ fn real_clients_through_a_balancer_and_a_garage_node_lost_mid_pull() {
     // skopeo: a multi-arch index and a single image in, copied back out
     let src = home.join("src");
     let (single, multi, _) = layout::single_and_multi(&src);
-    run(skopeo(home)
-        .args(["copy", "--all", "--format", "oci", "--preserve-digests"])
-        .args(["--dest-tls-verify=false", "--dest-creds", &creds()])
-        .arg(format!("oci:{}:multi", src.display()))
-        .arg(format!("docker://{front}/sko/app:multi")));
-    run(skopeo(home)
-        .args(["copy", "--preserve-digests"])
-        .args(["--dest-tls-verify=false", "--dest-creds", &creds()])
-        .arg(format!("oci:{}:single", src.display()))
-        .arg(format!("docker://{front}/sko/app:single")));
-    let back = home.join("back");
-    run(skopeo(home)
-        .args(["copy", "--all", "--preserve-digests"])
-        .args(["--src-tls-verify=false", "--src-creds", &creds()])
-        .arg(format!("docker://{front}/sko/app:multi"))
-        .arg(format!("oci:{}:multi", back.display())));
-    assert_eq!(layout_blobs(&back), layout_blobs(&src));
+    push_layout(home, &src, "multi", &format!("{front}/sko/app:multi"), true);
+    push_layout(
+        home,
+        &src,
+        "single",
+        &format!("{front}/sko/app:single"),
+        false,
+    );
+    let back = pull_layout(home, &format!("{front}/sko/app:multi"), &home.join("back"));
+    assert_eq!(back, layout_blobs(&src));
     // the manifests as pushed, byte for byte
     let raw = |r: &str| -> String {
         run(skopeo(home)
@@ -146,22 +173,8 @@ fn real_clients_through_a_balancer_and_a_garage_node_lost_mid_pull() {
 
     // the Docker engine: push, forget, pull
     let mut d = Docker::new();
-    let archive = home.join("img.tar");
-    let local = format!("berth-cluster/single:{}", std::process::id());
-    run(skopeo(home)
-        .arg("copy")
-        .arg(format!("oci:{}:single", src.display()))
-        .arg(format!("docker-archive:{}:{local}", archive.display())));
     let remote = format!("{front}/dock/app:v1");
-    d.load_as(&archive, &local, &remote);
-    run(d.cmd().args([
-        "login",
-        &front,
-        "--username",
-        "admin",
-        "--password",
-        ADMIN_TOKEN,
-    ]));
+    let local = d.load_as(home, &src, "single", &front, &remote);
     run(d.cmd().args(["push", &remote]));
     d.rmi(&remote);
     d.rmi(&local);
@@ -195,7 +208,7 @@ fn real_clients_through_a_balancer_and_a_garage_node_lost_mid_pull() {
 
     // a pull whose Garage node is killed in the middle of it: the replica's
     // read of the object resumes on another node, the client sees nothing
-    let blob = bytes(7, 96 * MIB);
+    let blob = noise(7, 96 * MIB);
     let digest = sha256(&blob);
     let c = admin_client();
     let r = c
@@ -251,18 +264,15 @@ fn real_clients_through_a_balancer_and_a_garage_node_lost_mid_pull() {
     // two nodes of three: clients go on pulling and pushing
     d.rmi(&remote);
     run(d.cmd().args(["pull", &remote]));
-    run(skopeo(home)
-        .args(["copy", "--preserve-digests"])
-        .args(["--dest-tls-verify=false", "--dest-creds", &creds()])
-        .arg(format!("oci:{}:single", src.display()))
-        .arg(format!("docker://{front}/sko/after:v1")));
-    let again = home.join("again");
-    run(skopeo(home)
-        .args(["copy", "--all", "--preserve-digests"])
-        .args(["--src-tls-verify=false", "--src-creds", &creds()])
-        .arg(format!("docker://{front}/sko/app:multi"))
-        .arg(format!("oci:{}:multi", again.display())));
-    assert_eq!(layout_blobs(&again), layout_blobs(&src));
+    push_layout(
+        home,
+        &src,
+        "single",
+        &format!("{front}/sko/after:v1"),
+        false,
+    );
+    let again = pull_layout(home, &format!("{front}/sko/app:multi"), &home.join("again"));
+    assert_eq!(again, layout_blobs(&src));
 }
 
 /// Until one replica has taken `at_least` more request bytes than its
@@ -290,15 +300,11 @@ fn a_replica_killed_mid_push_and_the_engines_retry_on_another_loses_nothing() {
     // acknowledged before anything fails
     let src = home.join("src");
     let (single, _, _) = layout::single_and_multi(&src);
-    run(skopeo(home)
-        .args(["copy", "--preserve-digests"])
-        .args(["--dest-tls-verify=false", "--dest-creds", &creds()])
-        .arg(format!("oci:{}:single", src.display()))
-        .arg(format!("docker://{front}/keep/app:v1")));
+    push_layout(home, &src, "single", &format!("{front}/keep/app:v1"), false);
 
     // an image with a layer big enough to be caught in flight
     let big = home.join("big");
-    let payload = bytes(11, 160 * MIB);
+    let payload = noise(11, 160 * MIB);
     let img = layout::image_with(&big, "amd64", &[("payload.bin", &payload)]);
     drop(payload);
     layout::write_index(
@@ -310,23 +316,9 @@ fn a_replica_killed_mid_push_and_the_engines_retry_on_another_loses_nothing() {
             img.manifest.len(),
         )],
     );
-    let archive = home.join("big.tar");
-    let local = format!("berth-cluster/big:{}", std::process::id());
-    run(skopeo(home)
-        .arg("copy")
-        .arg(format!("oci:{}:big", big.display()))
-        .arg(format!("docker-archive:{}:{local}", archive.display())));
     let mut d = Docker::new();
     let remote = format!("{front}/big/app:v1");
-    d.load_as(&archive, &local, &remote);
-    run(d.cmd().args([
-        "login",
-        &front,
-        "--username",
-        "admin",
-        "--password",
-        ADMIN_TOKEN,
-    ]));
+    let local = d.load_as(home, &big, "big", &front, &remote);
 
     let base: Vec<f64> = k
         .replicas

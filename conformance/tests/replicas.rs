@@ -17,19 +17,6 @@ use std::sync::mpsc;
 const A: Option<&str> = Some(ADMIN_TOKEN);
 const MIB: usize = 1 << 20;
 
-/// `n` bytes no other blob of the test has (a seeded xorshift).
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// PATCH `data` at `start` to the session at `loc` on `s`; the next
 /// location.
 fn patch(c: &Client, s: &Server, loc: &str, start: usize, data: &[u8]) -> String {
@@ -127,7 +114,7 @@ fn a_chunked_upload_goes_on_at_any_replica_and_survives_one_killed() {
     let c = admin_client();
     // 14 MiB: past S3's 5 MiB part size twice, so parts and the bytes
     // after them are carried from replica to replica
-    let data = bytes(1, 14 * MIB);
+    let data = noise(1, 14 * MIB);
     let digest = sha256(&data);
     let post = c
         .post(r[0].url("/v2/spread/blob/blobs/uploads/"))
@@ -274,14 +261,14 @@ fn quota_charges_racing_from_every_replica_never_overshoot() {
             .json(&json!({"name": "qta", "storageLimitBytes": LIMIT})),
     );
     assert_eq!(st, 201);
-    push_blob(&c, &r[1], "qta/base", &bytes(7, (LIMIT - 12_000) as usize));
+    push_blob(&c, &r[1], "qta/base", &noise(7, (LIMIT - 12_000) as usize));
     // 36 pushers of distinct 1000-byte blobs, 12 per replica: 12 fit
     let admitted = AtomicU64::new(0);
     std::thread::scope(|sc| {
         for t in 0..36u64 {
             let (c, s, admitted) = (&c, &r[(t % 3) as usize], &admitted);
             sc.spawn(move || {
-                let data = bytes(100 + t, 1000);
+                let data = noise(100 + t, 1000);
                 let rsp = c
                     .post(s.url(&format!(
                         "/v2/qta/app{}/blobs/uploads/?digest={}",
