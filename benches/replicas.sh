@@ -102,7 +102,7 @@ def value(r):
     w = r["workload"]
     return r["mb_per_s"] if r["bytes"] and ("push" in w or "pull" in w) else r["req_per_s"]
 keys = sorted({(w, c) for (_, w, c) in runs}, key=lambda k: (k[0], k[1]))
-print(f"{'workload':<44}{'clients':>8}{'1 replica':>20}{'3 replicas':>20}{'3/1':>7}")
+print(f"{'workload':<28}{'clients':>8}{'1 replica':>26}{'3 replicas':>26}{'3/1':>7}")
 for w, c in keys:
     a = [value(r) for r in runs.get(("replicas-1", w, c), [])]
     b = [value(r) for r in runs.get(("replicas-3", w, c), [])]
@@ -111,6 +111,6 @@ for w, c in keys:
     cell = lambda v: f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})"
     unit = "MB/s" if runs[("replicas-1", w, c)][0]["bytes"] and ("push" in w or "pull" in w) else "req/s"
     ratio = statistics.median(b) / statistics.median(a) if statistics.median(a) else float("nan")
-    print(f"{w[:43]:<44}{c:>8}{cell(a) + ' ' + unit:>20}{cell(b) + ' ' + unit:>20}{ratio:>7.2f}")
+    print(f"{w[:27]:<28}{c:>8}{cell(a) + ' ' + unit:>26}{cell(b) + ' ' + unit:>26}{ratio:>7.2f}")
 PY
 echo "results: $OUT"

@@ -344,3 +344,73 @@ fn skopeo_and_docker_over_https() {
     assert_eq!(r.status(), 200);
     assert!(r.text().unwrap().contains("v1"));
 }
+
+/// Metadata in a PostgreSQL that takes TLS connections only: Berth with the
+/// server's CA (`metadata.postgres.ca_file`) pushes and pulls; with only
+/// the system's authorities it refuses the certificate, and in the clear
+/// the server refuses Berth — so the first one spoke TLS, verified.
+#[test]
+fn metadata_over_tls_to_postgres() {
+    let ca = Ca::new("postgres");
+    let (cert, key) = ca.leaf();
+    let pg = berth_pgtest::start_tls(&cert, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("pg-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let url = |mode: &str| format!("{}?sslmode={mode}", pg.url());
+    let schema = berth_pgtest::fresh_schema("tls");
+    let base = [
+        ("BERTH_METADATA_BACKEND", "postgres".to_string()),
+        ("BERTH_METADATA_POSTGRES_SCHEMA", schema.clone()),
+    ];
+
+    let env = [
+        ("BERTH_METADATA_POSTGRES_URL", pg.url().to_string()),
+        (
+            "BERTH_METADATA_POSTGRES_CA_FILE",
+            ca_file.display().to_string(),
+        ),
+    ];
+    let env: Vec<(&str, &str)> = base
+        .iter()
+        .chain(env.iter())
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    let s = Server::start_with(&env);
+    let c = admin_client();
+    let img = push_image(&c, &s, "tls/app", "v1", "over tls");
+    assert_blob_pulls(&c, &s, "tls/app", &img.layer, "a layer");
+    drop(s);
+
+    let refused = |env: &[(&str, String)]| -> String {
+        let data = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env("BERTH_AUTH_ADMIN_TOKEN", ADMIN_TOKEN);
+        for (k, v) in base.iter().chain(env) {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "berth started: {env:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // TLS without the CA: the certificate is not trusted
+    let err = refused(&[("BERTH_METADATA_POSTGRES_URL", url("require"))]);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // in the clear: the server wants TLS
+    let err = refused(&[("BERTH_METADATA_POSTGRES_URL", url("disable"))]);
+    assert!(
+        err.contains("no encryption") || err.contains("pg_hba"),
+        "{err}"
+    );
+    // a CA file and sslmode=disable contradict each other
+    let err = refused(&[
+        ("BERTH_METADATA_POSTGRES_URL", url("disable")),
+        (
+            "BERTH_METADATA_POSTGRES_CA_FILE",
+            ca_file.display().to_string(),
+        ),
+    ]);
+    assert!(err.contains("sslmode=disable"), "{err}");
+}

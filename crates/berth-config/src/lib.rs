@@ -355,6 +355,11 @@ pub struct Postgres {
     pub schema: String,
     /// Most connections this process opens. `BERTH_METADATA_POSTGRES_POOL_SIZE`.
     pub pool_size: usize,
+    /// PEM certificates of the authorities the server's certificate may
+    /// chain to (besides the system's); set, TLS is required and verified.
+    /// TLS is also used with `sslmode=require` in the URL.
+    /// `BERTH_METADATA_POSTGRES_CA_FILE`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Postgres {
@@ -364,6 +369,7 @@ impl Default for Postgres {
             url_file: None,
             schema: "berth".into(),
             pool_size: 16,
+            ca_file: None,
         }
     }
 }

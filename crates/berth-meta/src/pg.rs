@@ -78,6 +78,9 @@ pub struct PgSettings {
     pub sync: bool,
     /// Longest wait for a connection, from the pool or a new one.
     pub connect_timeout: Duration,
+    /// PEM certificates of the authorities the server's certificate may
+    /// chain to, besides the system's. Set, TLS is required.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl PgSettings {
@@ -88,8 +91,73 @@ impl PgSettings {
             pool_size: 16,
             sync: true,
             connect_timeout: Duration::from_secs(10),
+            ca_file: None,
         }
     }
+}
+
+/// TLS to the server, verified as libpq's `verify-full` does (the
+/// certificate chains to a trusted authority and names the host): when the
+/// URL says `sslmode=require` or a CA file is given (which makes TLS
+/// required). Otherwise (`sslmode=disable`, or `prefer`, libpq's default,
+/// with no CA file) plain TCP.
+fn tls_for(
+    cfg: &mut tokio_postgres::Config,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>, KvError> {
+    use tokio_postgres::config::SslMode;
+    let wanted = match cfg.get_ssl_mode() {
+        SslMode::Disable => {
+            if ca_file.is_some() {
+                return Err(KvError::Engine(
+                    "PostgreSQL: a CA file is given but the URL says sslmode=disable".into(),
+                ));
+            }
+            false
+        }
+        SslMode::Require => true,
+        _ => ca_file.is_some(),
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    cfg.ssl_mode(SslMode::Require);
+    let mut roots = rustls::RootCertStore::empty();
+    // the system's authorities; a store that cannot be read is no error
+    // when a CA file is given
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect())
+            .map_err(|e| KvError::Engine(format!("PostgreSQL CA file {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(KvError::Engine(format!(
+                "PostgreSQL CA file {}: no certificate in it",
+                path.display()
+            )));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| {
+                KvError::Engine(format!("PostgreSQL CA file {}: {e}", path.display()))
+            })?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(KvError::Engine(
+            "PostgreSQL TLS: no trusted authority (the system has none readable): \
+             set metadata.postgres.ca_file"
+                .into(),
+        ));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| KvError::Engine(format!("PostgreSQL TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
 }
 
 /// Whether `name` is a schema name the store accepts: lowercase letters,
@@ -210,15 +278,28 @@ fn pg_err(e: tokio_postgres::Error) -> KvError {
     // no answer from the server: refused, reset, timed out
     let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
     if e.is_closed() || io {
-        return KvError::Unavailable(format!("connection lost: {e}"));
+        return KvError::Unavailable(format!("connection lost: {}", detail(&e)));
     }
     KvError::Engine(detail(&e))
 }
 
+/// The server's code and message, or the error with its causes (a TLS
+/// handshake's says which certificate check failed).
 fn detail(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => {
+            let mut out = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !out.ends_with(&text) {
+                    out = format!("{out}: {text}");
+                }
+                cause = c.source();
+            }
+            out
+        }
     }
 }
 
@@ -481,20 +562,23 @@ impl PgStore {
         if !s.sync {
             cfg.options("-c synchronous_commit=off");
         }
+        // before the runtime: dropping one on an error path would panic
+        // in a caller's async context
+        let tls = tls_for(&mut cfg, s.ca_file.as_deref())?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("berth-pg")
             .enable_all()
             .build()
             .map_err(|e| KvError::Engine(format!("PostgreSQL client runtime: {e}")))?;
-        let mgr = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = {
+        let mgr_cfg = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let mgr = match tls {
+            Some(tls) => Manager::from_config(cfg, tls, mgr_cfg),
+            None => Manager::from_config(cfg, NoTls, mgr_cfg),
+        };
+        let built = {
             let _in_rt = rt.enter();
             Pool::builder(mgr)
                 .max_size(s.pool_size.max(1))
@@ -503,7 +587,15 @@ impl PgStore {
                 .create_timeout(Some(s.connect_timeout))
                 .recycle_timeout(Some(s.connect_timeout))
                 .build()
-                .map_err(|e| KvError::Engine(format!("PostgreSQL pool: {e}")))?
+                .map_err(|e| KvError::Engine(format!("PostgreSQL pool: {e}")))
+        };
+        let pool = match built {
+            Ok(p) => p,
+            Err(e) => {
+                // not dropped in place: that panics in an async context
+                rt.shutdown_background();
+                return Err(e);
+            }
         };
         let store = PgStore {
             rt: Some(rt),

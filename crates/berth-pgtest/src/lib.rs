@@ -70,7 +70,7 @@ pub fn server() -> &'static PgServer {
             pid: None,
             _dir: None,
         },
-        _ => start(None),
+        _ => start(None, None),
     })
 }
 
@@ -244,10 +244,18 @@ fn sweep_stale() {
 /// let in: the database host of a test network (`conformance/src/net.rs`).
 /// It lives as long as the process.
 pub fn start_listening(addr: &str, allow: &str) -> PgServer {
-    start(Some((addr, allow)))
+    start(Some((addr, allow)), None)
 }
 
-fn start(extra: Option<(&str, &str)>) -> PgServer {
+/// A server of the caller's own that takes TCP connections over TLS only
+/// (every `host` line of its `pg_hba.conf` made `hostssl`), with the
+/// certificate `cert_pem` and its key `key_pem`. It lives as long as the
+/// process, or until dropped.
+pub fn start_tls(cert_pem: &str, key_pem: &str) -> PgServer {
+    start(None, Some((cert_pem, key_pem)))
+}
+
+fn start(extra: Option<(&str, &str)>, tls: Option<(&str, &str)>) -> PgServer {
     sweep_stale();
     let bin = bin_dir();
     let who = identity();
@@ -289,6 +297,39 @@ fn start(extra: Option<(&str, &str)>) -> PgServer {
         conf.push_str(&format!("host all all {allow} trust\n"));
         std::fs::write(&hba, conf).expect("pg_hba.conf");
     }
+    let mut tls_args = Vec::new();
+    if let Some((cert, key)) = tls {
+        let hba = data.join("pg_hba.conf");
+        let conf = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        let conf: String = conf
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, conf).expect("pg_hba.conf");
+        let (crt, k) = (data.join("server.crt"), data.join("server.key"));
+        std::fs::write(&crt, cert).expect("server.crt");
+        std::fs::write(&k, key).expect("server.key");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).expect("key mode");
+        if let Some((uid, gid)) = who {
+            for f in [&crt, &k] {
+                let p = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).expect("path");
+                // SAFETY: a valid NUL-terminated path
+                unsafe { libc::chown(p.as_ptr(), uid, gid) };
+            }
+        }
+        tls_args = vec![
+            "-c".to_string(),
+            "ssl=on".to_string(),
+            "-c".to_string(),
+            format!("ssl_cert_file={}", crt.display()),
+            "-c".to_string(),
+            format!("ssl_key_file={}", k.display()),
+        ];
+    }
     let port = free_port();
     let log = dir.path().join("postgres.log");
     let f = std::fs::File::create(&log).expect("postgres log");
@@ -309,6 +350,7 @@ fn start(extra: Option<(&str, &str)>) -> PgServer {
         .args(["-c", "max_connections=400"])
         .args(["-c", "max_locks_per_transaction=256"])
         .args(["-c", "shared_buffers=128MB"])
+        .args(&tls_args)
         .stdin(Stdio::null())
         .stdout(f.try_clone().expect("log"))
         .stderr(f);

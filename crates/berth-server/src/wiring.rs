@@ -159,6 +159,7 @@ pub fn open_postgres(cfg: &Config) -> anyhow::Result<PgStore> {
     let settings = PgSettings {
         pool_size: pg.pool_size,
         sync: cfg.storage.sync,
+        ca_file: pg.ca_file.clone(),
         ..PgSettings::new(url, pg.schema.clone())
     };
     let store = PgStore::connect(&settings).map_err(|e| {
