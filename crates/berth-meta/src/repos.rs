@@ -125,16 +125,19 @@ pub enum ManifestDelete {
 
 /// Keys that sort newest first: the inverted time, then an inverted
 /// sequence number of this process (so two entries of one millisecond
-/// keep their order), then a random id of the process (so replicas never
-/// write the same key).
+/// keep their order), then a random 64-bit id of the process, so that
+/// replicas writing in the same millisecond at the same sequence number
+/// still write different keys (with 16 bits, two of a few replicas shared
+/// an id once in tens of thousands of deployments, and then an audit entry
+/// could overwrite another's).
 fn newest_first(ms: u64) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::OnceLock;
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    static PROCESS: OnceLock<u16> = OnceLock::new();
-    let process = *PROCESS.get_or_init(|| uuid::Uuid::new_v4().as_fields().1);
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    let process = *PROCESS.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}{:08x}{process:04x}", u64::MAX - ms, u32::MAX - seq)
+    format!("{:016x}{:08x}{process:016x}", u64::MAX - ms, u32::MAX - seq)
 }
 
 /// The time a [`newest_first`] key was made at.
