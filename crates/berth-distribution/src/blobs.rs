@@ -14,6 +14,7 @@ pub(crate) async fn get_blob(
     digest: &Digest,
     headers: &HeaderMap,
     head: bool,
+    sends_files: bool,
 ) -> Result<Response<Body>> {
     let (repo, d) = (name.as_str().to_string(), digest.clone());
     let found = s
@@ -93,9 +94,10 @@ pub(crate) async fn get_blob(
     }
     let stream = s
         .blobs
-        .get(
+        .get_for(
             digest,
             (status == StatusCode::PARTIAL_CONTENT).then_some(start..end),
+            sends_files,
         )
         .await?;
     let stream = stream

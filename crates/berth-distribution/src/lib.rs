@@ -22,7 +22,7 @@ pub use token::TokenService;
 
 use berth_core::ErrorCode;
 pub(crate) use berth_http::{full, hv, status_response};
-use berth_http::{ApiHandler, Body, ClientAddr};
+use berth_http::{ApiHandler, Body, ClientAddr, SendsFiles};
 use berth_meta::{now_millis, Meta};
 use berth_storage::BlobStore;
 use bytes::Bytes;
@@ -255,7 +255,8 @@ impl Inner {
                 manifests::referrers(self, &name, &digest, &q).await
             }
             Endpoint::GetBlob { name, digest, head } => {
-                blobs::get_blob(self, &name, &digest, h, head).await
+                let sends_files = parts.extensions.get::<SendsFiles>().is_some();
+                blobs::get_blob(self, &name, &digest, h, head, sends_files).await
             }
             Endpoint::DeleteBlob { name, digest } => blobs::delete_blob(self, &name, &digest).await,
             Endpoint::StartUpload { name } => {

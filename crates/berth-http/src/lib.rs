@@ -32,6 +32,12 @@ where
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub String);
 
+/// Set by the server on requests whose connection sends runs of mapped
+/// blob files with `sendfile` (plain HTTP/1.1): a large blob read may hand
+/// out slices of a mapping instead of copies.
+#[derive(Debug, Clone, Copy)]
+pub struct SendsFiles;
+
 /// An API's error: its status, and its rendering in the API's own format
 /// (OCI error JSON on `/v2/`, problem JSON on `/api/v1/`).
 pub trait ApiError: Send {

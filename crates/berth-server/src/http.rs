@@ -7,7 +7,7 @@ use crate::inbound::{self, Inbound, Rest, RestSlot};
 use crate::metrics::Metrics;
 use crate::ops::Ops;
 use berth_distribution::{Distribution, TokenService};
-use berth_http::{dispatch, Body, ClientAddr};
+use berth_http::{dispatch, Body, ClientAddr, SendsFiles};
 use berth_management::Management;
 use bytes::Bytes;
 use http::header::HeaderValue;
@@ -139,7 +139,14 @@ impl Router {
         keep
     }
 
-    pub async fn serve(&self, req: Request<hyper::body::Incoming>, peer: String) -> Response<Body> {
+    /// Answer one request from `peer`; `sends_files`: the connection's
+    /// writer sends runs of mapped files with sendfile (plain TCP).
+    pub async fn serve(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        peer: String,
+        sends_files: bool,
+    ) -> Response<Body> {
         let start = Instant::now();
         let rid = request_id(&req);
         let method = req.method().clone();
@@ -168,6 +175,10 @@ impl Router {
                 berth_http::boxed(b)
             });
             req.extensions_mut().insert(ClientAddr(peer));
+            // HTTP/2 frames the bytes itself (it copies them)
+            if sends_files && h1 {
+                req.extensions_mut().insert(SendsFiles);
+            }
             let (route, mut resp) = match api_for(&path) {
                 Api::Distribution => dispatch(&self.dist, req).await,
                 Api::Token => dispatch(&self.token, req).await,

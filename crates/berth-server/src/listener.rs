@@ -116,6 +116,17 @@ impl tokio::io::AsyncWrite for Linger {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        // Runs of mapped blob files go out with sendfile, from the page
+        // cache to the socket; what comes before them is written first.
+        #[cfg(target_os = "linux")]
+        for (i, b) in bufs.iter().enumerate() {
+            if let Some((fd, offset)) = berth_storage::mapped::file_range(b) {
+                if i > 0 {
+                    return std::pin::Pin::new(self.io()).poll_write_vectored(cx, &bufs[..i]);
+                }
+                return poll_sendfile(self.io(), cx, fd, offset, b.len());
+            }
+        }
         std::pin::Pin::new(self.io()).poll_write_vectored(cx, bufs)
     }
 
@@ -135,6 +146,46 @@ impl tokio::io::AsyncWrite for Linger {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(self.io()).poll_shutdown(cx)
+    }
+}
+
+/// Send `len` bytes of the file `fd` from `offset` on the socket, as one
+/// write: how many went.
+#[cfg(target_os = "linux")]
+fn poll_sendfile(
+    io: &tokio::net::TcpStream,
+    cx: &mut std::task::Context<'_>,
+    fd: std::os::fd::RawFd,
+    offset: u64,
+    len: usize,
+) -> std::task::Poll<std::io::Result<usize>> {
+    use std::os::fd::AsRawFd;
+    use std::task::Poll;
+    let sock = io.as_raw_fd();
+    loop {
+        if let Err(e) = std::task::ready!(io.poll_write_ready(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        let sent = io.try_io(tokio::io::Interest::WRITABLE, || {
+            let mut off = offset as libc::off_t;
+            // SAFETY: both descriptors are open (the file's is kept open by
+            // the mapping the caller's buffer borrows), and `off` is a
+            // local the call may update.
+            let n = unsafe { libc::sendfile(sock, fd, &mut off, len) };
+            match n {
+                n if n < 0 => Err(std::io::Error::last_os_error()),
+                // the file is shorter than its mapping said: cut off
+                0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => {
+                    berth_storage::mapped::count_sent(n as usize);
+                    Ok(n as usize)
+                }
+            }
+        });
+        match sent {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
+        }
     }
 }
 
@@ -178,8 +229,9 @@ struct Shared {
     first_request: Duration,
 }
 
-/// Serve one connection (plain or TLS) until it ends.
-async fn serve<I>(sh: &Shared, io: I, peer: String, graceful: Watcher)
+/// Serve one connection (plain or TLS) until it ends. On a `plain` one the
+/// writer sends runs of mapped files itself (`Linger`).
+async fn serve<I>(sh: &Shared, io: I, peer: String, graceful: Watcher, plain: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -189,7 +241,7 @@ where
     let svc = hyper::service::service_fn(move |req| {
         seen.store(true, Ordering::Relaxed);
         let (router, peer) = (router.clone(), peer.clone());
-        async move { Ok::<_, std::convert::Infallible>(router.serve(req, peer).await) }
+        async move { Ok::<_, std::convert::Infallible>(router.serve(req, peer, plain).await) }
     });
     let conn = sh
         .builder
@@ -271,10 +323,10 @@ pub async fn run(
                     let _held = (permit, open);
                     let io = Linger(Some(stream));
                     let Some(tls) = tls else {
-                        return serve(&sh, io, peer, watcher).await;
+                        return serve(&sh, io, peer, watcher, true).await;
                     };
                     match tokio::time::timeout(sh.first_request, tls.accept(io)).await {
-                        Ok(Ok(io)) => serve(&sh, io, peer, watcher).await,
+                        Ok(Ok(io)) => serve(&sh, io, peer, watcher, false).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("no TLS handshake within the header read timeout; closed"),
                     }

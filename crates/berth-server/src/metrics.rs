@@ -194,7 +194,7 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "berth_blob_store_operations_total",
-                    "Blob store operations since start: commits, committed_bytes, reads, deletes, digest_mismatches, redirects",
+                    "Blob store operations since start: commits, committed_bytes, reads, deletes, digest_mismatches, redirects, sendfile_bytes (blob bytes sent from the page cache with sendfile)",
                 ),
                 &["op"],
             )

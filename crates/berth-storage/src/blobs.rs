@@ -171,6 +171,18 @@ pub struct BlobStore {
 
 const READ_CHUNK: usize = 256 * 1024;
 
+/// Local reads of at least this many bytes, for a connection that sends
+/// files (`BlobStore::get_for`), map the file.
+const MIN_MAPPED: u64 = 1 << 20;
+/// The longest run of a mapping one chunk of the stream hands out (its
+/// residency is checked with one `mincore` call).
+#[cfg(target_os = "linux")]
+const MAPPED_RUN: usize = crate::mapped::RESIDENT_PAGES * 4096;
+/// A shorter cached run than this (the rest of the chunk is not cached)
+/// is read from the disk with the rest instead.
+#[cfg(target_os = "linux")]
+const MIN_MAPPED_RUN: usize = 64 * 1024;
+
 /// What the blob store has done since start (for `/metrics`).
 #[derive(Default)]
 struct OpCounts {
@@ -376,6 +388,19 @@ impl BlobStore {
         d: &Digest,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream, StorageError> {
+        self.get_for(d, range, false).await
+    }
+
+    /// [`BlobStore::get`], for a connection whose writer sends runs of
+    /// mapped files with `sendfile` (`mapped::file_range`): `sends_files`
+    /// lets a large local blob's cached bytes go out as slices of a
+    /// mapping of the file instead of copies.
+    pub async fn get_for(
+        &self,
+        d: &Digest,
+        range: Option<std::ops::Range<u64>>,
+        sends_files: bool,
+    ) -> Result<ByteStream, StorageError> {
         bump(&self.ops.reads, 1);
         let opts = GetOptions {
             range: range.clone().map(GetRange::Bounded),
@@ -389,9 +414,13 @@ impl BlobStore {
         match res.payload {
             // object_store reads local files 8 KiB at a time, one blocking
             // task per chunk; read bigger chunks, one ahead.
-            GetResultPayload::File(file, path) => {
-                Ok(file_stream(file, path, res.range, self.read_chunk))
-            }
+            GetResultPayload::File(file, path) => Ok(file_stream(
+                file,
+                path,
+                res.range,
+                self.read_chunk,
+                sends_files,
+            )),
             GetResultPayload::Stream(s) => Ok(s.map(|c| c.map_err(StorageError::from)).boxed()),
         }
     }
@@ -621,8 +650,10 @@ impl BlobStore {
 
     /// Operations since start, as (name, count): `commits`,
     /// `committed_bytes`, `reads`, `deletes`, `digest_mismatches`,
-    /// `redirects` (reads sent to a presigned URL).
-    pub fn op_counts(&self) -> [(&'static str, u64); 6] {
+    /// `redirects` (reads sent to a presigned URL), `sendfile_bytes` (blob
+    /// bytes the connections sent from the page cache with sendfile; the
+    /// process's, whichever store mapped them).
+    pub fn op_counts(&self) -> [(&'static str, u64); 7] {
         let o = &self.ops;
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
@@ -632,6 +663,10 @@ impl BlobStore {
             ("deletes", g(&o.deletes)),
             ("digest_mismatches", g(&o.digest_mismatches)),
             ("redirects", g(&o.redirects)),
+            #[cfg(target_os = "linux")]
+            ("sendfile_bytes", crate::mapped::sent()),
+            #[cfg(not(target_os = "linux"))]
+            ("sendfile_bytes", 0),
         ]
     }
 
@@ -810,6 +845,7 @@ fn file_stream(
     path: PathBuf,
     range: std::ops::Range<u64>,
     chunk: usize,
+    sends_files: bool,
 ) -> ByteStream {
     type Pending = tokio::task::JoinHandle<Result<Bytes, StorageError>>;
     struct State {
@@ -823,11 +859,30 @@ fn file_stream(
         /// `RWF_NOWAIT` reads work here.
         nowait: bool,
         failed: bool,
+        /// The range mapped, for sends straight from the page cache.
+        #[cfg(target_os = "linux")]
+        mapped: Option<crate::mapped::Mapped>,
+        /// Where `range` starts (offsets into `mapped`).
+        from: u64,
     }
     impl State {
         /// The length of the next read, at `at`.
         fn len(&self) -> usize {
             (self.end - self.at).min(self.chunk as u64) as usize
+        }
+        /// The bytes at `at` as a slice of the mapping, if the page cache
+        /// holds enough of them to be worth a send of their own.
+        fn cached_run(&self) -> Option<Bytes> {
+            #[cfg(target_os = "linux")]
+            if let Some(m) = &self.mapped {
+                let from = (self.at - self.from) as usize;
+                let want = (self.end - self.at) as usize;
+                let n = m.resident(from, want.min(MAPPED_RUN));
+                if n == want.min(MAPPED_RUN) || n >= MIN_MAPPED_RUN {
+                    return Some(m.slice(from, n));
+                }
+            }
+            None
         }
         /// Read the bytes at `at` on the blocking pool, unless none remain.
         fn spawn(&self) -> Option<Pending> {
@@ -848,8 +903,15 @@ fn file_stream(
             libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
         }
     }
+    let file = Arc::new(file);
+    #[cfg(target_os = "linux")]
+    let mapped = (sends_files && range.end - range.start >= MIN_MAPPED)
+        .then(|| crate::mapped::map(&file, &range))
+        .flatten();
+    #[cfg(not(target_os = "linux"))]
+    let _ = sends_files;
     let state = State {
-        file: Arc::new(file),
+        file,
         path: Arc::new(path),
         at: range.start,
         end: range.end,
@@ -857,10 +919,19 @@ fn file_stream(
         ahead: None,
         nowait: true,
         failed: false,
+        #[cfg(target_os = "linux")]
+        mapped,
+        from: range.start,
     };
     futures::stream::unfold(state, |mut st| async move {
         if st.failed || st.at >= st.end {
             return None;
+        }
+        if st.ahead.is_none() {
+            if let Some(b) = st.cached_run() {
+                st.at += b.len() as u64;
+                return Some((Ok(b), st));
+            }
         }
         let from_disk = |st: &State| st.spawn().expect("bytes remain");
         let pending = match st.ahead.take() {
@@ -881,8 +952,12 @@ fn file_stream(
         match pending.await.unwrap_or_else(|e| Err(joined(&st.path)(e))) {
             Ok(b) => {
                 st.at += b.len() as u64;
-                // The disk is being read: keep one read ahead of the client.
-                st.ahead = st.spawn();
+                // The disk is being read: keep one read ahead of the client
+                // (unless the page cache now holds what comes next).
+                st.ahead = match st.cached_run() {
+                    Some(_) => None,
+                    None => st.spawn(),
+                };
                 Some((Ok(b), st))
             }
             Err(e) => {

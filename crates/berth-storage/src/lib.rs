@@ -28,6 +28,8 @@
 mod blobs;
 #[doc(hidden)]
 pub mod contract;
+#[cfg(target_os = "linux")]
+pub mod mapped;
 pub mod metered;
 mod pool;
 pub mod remote;

@@ -152,10 +152,7 @@ impl Append {
         // Large bodies are hashed off the request task, so that receiving
         // and hashing run on different cores; small ones as they arrive.
         let big = exact_len.is_none_or(|l| l >= HASH_APART_FROM);
-        let mut chain = HashChain {
-            idle: if big { hasher.take() } else { None },
-            busy: None,
-        };
+        let mut chain = HashChain::new(if big { hasher.take() } else { None });
         let mut writes: VecDeque<tokio::task::JoinHandle<std::io::Result<()>>> = VecDeque::new();
         let mut written = 0u64;
         let fed: Result<(), StorageError> = async {
@@ -242,31 +239,152 @@ impl Append {
     }
 }
 
-/// The running hash of a large append: one task at a time, in order.
+/// Buffers of a large append queued for hashing, at most: the body is
+/// received this far ahead of the hash.
+const HASH_QUEUE: usize = 4;
+
+/// The running hash of a large append. Buffers queue (up to `HASH_QUEUE`)
+/// for one task on the blocking pool that hashes them in order for as long
+/// as any are queued, then ends; the next buffer starts another. The core
+/// that hashes does not wait for the request task between buffers, and no
+/// thread is held while the body is slow to arrive.
 struct HashChain {
-    idle: Option<Hasher>,
-    busy: Option<tokio::task::JoinHandle<Option<Hasher>>>,
+    q: Arc<HashQueue>,
+    /// The task that hashes now, or last did.
+    worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct HashQueue {
+    s: std::sync::Mutex<Queued>,
+    /// Told whenever the worker takes a buffer or ends.
+    progress: tokio::sync::Notify,
+}
+
+struct Queued {
+    /// The hasher, while no worker holds it.
+    hasher: Option<Hasher>,
+    queue: VecDeque<Arc<AlignedBuf>>,
+    /// A worker holds the hasher (it has not ended).
+    running: bool,
+}
+
+impl HashQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.s.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The worker: hash queued buffers in order until none are left.
+    fn drain(&self) {
+        /// Tells the waiters when the worker ends, however it ends.
+        struct Ended<'a>(&'a tokio::sync::Notify);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                self.0.notify_waiters();
+            }
+        }
+        let _ended = Ended(&self.progress);
+        let mut h = self.lock().hasher.take();
+        loop {
+            let next = {
+                let mut s = self.lock();
+                match s.queue.pop_front() {
+                    Some(b) => b,
+                    None => {
+                        s.hasher = h;
+                        s.running = false;
+                        return;
+                    }
+                }
+            };
+            self.progress.notify_waiters();
+            if let Some(h) = h.as_mut() {
+                h.update(next.bytes());
+            }
+        }
+    }
 }
 
 impl HashChain {
-    /// The hasher, once the buffer being hashed is done.
-    async fn take(&mut self) -> Result<Option<Hasher>, tokio::task::JoinError> {
-        match self.busy.take() {
-            Some(j) => j.await,
-            None => Ok(self.idle.take()),
+    fn new(hasher: Option<Hasher>) -> HashChain {
+        HashChain {
+            q: Arc::new(HashQueue {
+                s: std::sync::Mutex::new(Queued {
+                    hasher,
+                    queue: VecDeque::new(),
+                    running: false,
+                }),
+                progress: tokio::sync::Notify::new(),
+            }),
+            worker: None,
+        }
+    }
+
+    /// Wait for the worker to make progress; a worker that ended (panicked,
+    /// if the queue still holds buffers) is reaped, its failure returned.
+    async fn progressed(
+        &mut self,
+        told: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    ) -> Result<(), tokio::task::JoinError> {
+        match self.worker.as_mut() {
+            Some(w) if w.is_finished() => self.worker.take().expect("checked").await,
+            _ => {
+                told.await;
+                Ok(())
+            }
         }
     }
 
     /// Hash `b` after everything before it.
     async fn push(&mut self, b: Arc<AlignedBuf>) -> Result<(), tokio::task::JoinError> {
-        let mut h = self.take().await?;
-        self.busy = Some(tokio::task::spawn_blocking(move || {
-            if let Some(h) = h.as_mut() {
-                h.update(b.bytes());
+        let q = self.q.clone();
+        let mut b = Some(b);
+        loop {
+            let told = q.progress.notified();
+            tokio::pin!(told);
+            // registered before the queue is looked at: no wake-up is missed
+            told.as_mut().enable();
+            // queued: whether a worker must be started for it
+            let start = {
+                let mut s = q.lock();
+                if s.queue.len() < HASH_QUEUE {
+                    s.queue.extend(b.take());
+                    Some(!std::mem::replace(&mut s.running, true))
+                } else {
+                    None
+                }
+            };
+            match start {
+                Some(false) => return Ok(()),
+                Some(true) => {
+                    // the last worker has let go of the hasher: reap it
+                    if let Some(w) = self.worker.take() {
+                        w.await?;
+                    }
+                    let q = self.q.clone();
+                    self.worker = Some(tokio::task::spawn_blocking(move || q.drain()));
+                    return Ok(());
+                }
+                None => self.progressed(told).await?,
             }
-            h
-        }));
-        Ok(())
+        }
+    }
+
+    /// The hasher, once every buffer pushed is hashed.
+    async fn take(&mut self) -> Result<Option<Hasher>, tokio::task::JoinError> {
+        let q = self.q.clone();
+        loop {
+            let told = q.progress.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            let done = {
+                let mut s = q.lock();
+                (!s.running).then(|| s.hasher.take())
+            };
+            match done {
+                Some(h) => return Ok(h),
+                None => self.progressed(told).await?,
+            }
+        }
     }
 }
 
