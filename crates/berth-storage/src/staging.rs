@@ -1,10 +1,10 @@
 //! Writing one request's body into a staging file.
 //!
-//! The request task reads the body and copies it into page-aligned 256 KiB
-//! buffers; each full buffer is written at its offset by a short task on the
-//! blocking pool (four in flight) and, for bodies of 4 MiB or more, hashed by
-//! another (in order; smaller bodies are hashed by the request task as they
-//! arrive). Receiving, hashing and the disk overlap on different cores,
+//! The request task reads the body and copies it into page-aligned buffers
+//! (256 KiB, or 1 MiB for bodies hashed apart); each full buffer is written
+//! at its offset by a short task on the blocking pool (four in flight) and,
+//! for bodies of 4 MiB or more, hashed by another (in order; smaller bodies
+//! are hashed by the request task as they arrive). Receiving, hashing and the disk overlap on different cores,
 //! memory per upload is a few buffers whatever chunk sizes the client sends,
 //! body chunks are freed on the thread that allocated them, and no thread is
 //! held while a slow client's bytes are on their way.
