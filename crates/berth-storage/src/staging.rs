@@ -4,10 +4,11 @@
 //! (256 KiB, or 1 MiB for bodies hashed apart); each full buffer is written
 //! at its offset by a short task on the blocking pool (four in flight) and,
 //! for bodies of 4 MiB or more, hashed by another (in order; smaller bodies
-//! are hashed by the request task as they arrive). Receiving, hashing and the disk overlap on different cores,
-//! memory per upload is a few buffers whatever chunk sizes the client sends,
-//! body chunks are freed on the thread that allocated them, and no thread is
-//! held while a slow client's bytes are on their way.
+//! are hashed by the request task as they arrive). Receiving, hashing and
+//! the disk overlap on different cores, memory per upload is a few buffers
+//! whatever chunk sizes the client sends, body chunks are freed on the
+//! thread that allocated them, and no thread is held while a slow client's
+//! bytes are on their way.
 //!
 //! Aligned parts are written with `O_DIRECT` where the filesystem allows it
 //! (`storage.direct_io`, the default): the bytes go from our buffer to the
