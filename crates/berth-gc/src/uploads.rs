@@ -58,10 +58,18 @@ pub async fn reap_uploads(
         }
     }
     let cutoff_t = SystemTime::now() - max_age;
+    let mut flushed = false;
     for (name, mtime) in blobs.staged_files().await? {
         let id = name.clone();
         if mtime >= cutoff_t || meta.read(move |m| m.upload(&id)).await?.is_some() {
             continue;
+        }
+        // A session's removal may be visible before it is durable (the
+        // metadata log's group commit): flush once before any bytes go on
+        // the strength of a record read missing.
+        if !flushed {
+            meta.run(|m| m.flush()).await?;
+            flushed = true;
         }
         let Some(_g) = blobs.try_lock_session(&name) else {
             continue;

@@ -183,7 +183,7 @@ impl Metrics {
             GaugeVec::new(
                 Opts::new(
                     "berth_metadata_engine",
-                    "Metadata engine figures: live_data_bytes, sst_bytes, memtable_bytes, pending_compaction_bytes, running_compactions, block_cache_bytes",
+                    "Metadata engine figures: live_data_bytes, sst_bytes, memtable_bytes, pending_compaction_bytes, running_compactions, block_cache_bytes, log_syncs (syncs of the write-ahead log since start, shared by concurrent synced writes)",
                 ),
                 &["figure"],
             )
