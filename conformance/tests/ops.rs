@@ -59,6 +59,12 @@ fn metrics_cover_the_process_store_and_auth_and_pass_promtool() {
         metric(&text, r#"berth_auth_refusals_total{reason="unknown_user"}"#),
         Some(1.0)
     );
+    // the pushes' synced writes synced the metadata log (on RocksDB, the
+    // default; PostgreSQL reports no such figure)
+    if std::env::var("BERTH_TEST_METADATA").as_deref() != Ok("postgres") {
+        let syncs = metric(&text, r#"berth_metadata_engine{figure="log_syncs"}"#).unwrap();
+        assert!(syncs >= 4.0, "log syncs {syncs}");
+    }
     assert!(metric(&text, "process_resident_memory_bytes").unwrap() > 1e6);
 
     let mut promtool = Command::new(require("promtool"))

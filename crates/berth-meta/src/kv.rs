@@ -164,7 +164,10 @@ pub trait KvStore: Send + Sync + 'static {
     /// returned. (An engine configured without flushes, `storage.sync =
     /// false`, gives the `no_sync` guarantee to every batch.)
     ///
-    /// On any error other than `Ok`, nothing of the batch is visible.
+    /// On any error other than `Ok`, nothing of the batch is visible —
+    /// except an [`KvError::Engine`] error of a failed flush, where the
+    /// batch may be visible but not durable (RocksDB's group commit,
+    /// `rocks.rs`; the store then refuses every write until reopened).
     fn write(&self, batch: Batch) -> Result<(), KvError>;
 
     /// Make every write that has returned `Ok` durable, `no_sync` ones

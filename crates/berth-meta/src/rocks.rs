@@ -69,6 +69,16 @@ struct LogSyncState {
     failed: Option<String>,
 }
 
+/// The error of a write whose sync of the log failed, and of every write
+/// after it: not retryable (the store stays refusing until reopened), and
+/// the batch may be visible though not durable.
+fn unflushed(e: &str) -> KvError {
+    KvError::Engine(format!(
+        "the metadata log could not be flushed ({e}): writes since the last \
+         flush may be lost, and every write is refused until Berth restarts"
+    ))
+}
+
 /// Lock buckets for parallel commit validation: a bucket is held only while
 /// a commit checks its keys, so a few thousand keep collisions rare at any
 /// concurrency this server sees (about 160 KiB resident).
@@ -167,9 +177,7 @@ impl RocksStore {
         let need = st.started + 1;
         loop {
             if let Some(e) = &st.failed {
-                return Err(KvError::Unavailable(format!(
-                    "the metadata log could not be flushed ({e}); restart Berth"
-                )));
+                return Err(unflushed(e));
             }
             if st.finished >= need {
                 return Ok(());
@@ -197,9 +205,7 @@ impl RocksStore {
     fn writable(&self) -> Result<(), KvError> {
         let st = self.log.lock();
         match &st.failed {
-            Some(e) => Err(KvError::Unavailable(format!(
-                "the metadata log could not be flushed ({e}); restart Berth"
-            ))),
+            Some(e) => Err(unflushed(e)),
             None => Ok(()),
         }
     }
