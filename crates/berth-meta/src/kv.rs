@@ -165,7 +165,7 @@ pub trait KvStore: Send + Sync + 'static {
     /// false`, gives the `no_sync` guarantee to every batch.)
     ///
     /// On any error other than `Ok`, nothing of the batch is visible —
-    /// except an [`KvError::Engine`] error of a failed flush, where the
+    /// except a [`KvError::Engine`] error of a failed flush, where the
     /// batch may be visible but not durable (RocksDB's group commit,
     /// `rocks.rs`; the store then refuses every write until reopened).
     fn write(&self, batch: Batch) -> Result<(), KvError>;

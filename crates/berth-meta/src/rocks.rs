@@ -37,7 +37,7 @@ pub struct RocksStore {
 /// for the next, which one of them runs for all. RocksDB's own `sync`
 /// writes would hold its write queue through every sync, so that every
 /// other write — unflushed ones included — queued behind it (durable
-/// 1 MiB pushes at 8 clients ran 1.2 × as fast with the log synced this
+/// 1 MiB pushes at 8 clients ran 1.2–1.3 × as fast with the log synced this
 /// way; docs/performance.md).
 ///
 /// A write is visible before its sync returns. That is safe because the
