@@ -16,6 +16,10 @@
 # a change's before/after; BASELINE_ENV="BERTH_X=y ..." sets its environment
 # (BASELINE defaults to Berth's own binary when only that is given).
 # Results: $OUT (default ./bench-results/<timestamp>/results.jsonl)
+# A full-scale run with pushes first checks that the disk has room for what
+# the rounds keep (about 4.2 GiB per round per server) and refuses to start
+# if not; a workload that fails is reported and the run goes on, the report
+# is written, and the script exits 1 naming what failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/berth-target}"
@@ -50,6 +54,31 @@ among() { python3 -c 'import sys; a=sys.argv[1].split(","); print(",".join(s for
 # HUGE_PUSH=0 leaves them out.
 HUGE="--huge"; for a in "$@"; do [ "$a" = --quick ] && HUGE=""; done
 [ "${HUGE_PUSH:-1}" != 0 ] || HUGE=""
+QUICK=""; for a in "$@"; do [ "$a" = --quick ] && QUICK=1; done
+
+# Every server keeps what each round pushes (fresh content per round): at
+# full scale about 4.2 GiB per round per server taking the pushes (Berth,
+# the reference, the baseline, Berth without sync), 4 GiB more each for
+# the huge push, and twice a round's pushes for the S3 columns. Refuse to
+# start rather than fill the disk in the last round.
+if [ -z "$QUICK" ] && [ -n "$(among push)" ]; then
+  servers=3; [ -z "${BASELINE:-}${BASELINE_ENV:-}" ] || servers=4
+  need_gib=$(( (42 * REPEAT * servers + (${HUGE:+40} + 0) * servers) / 10 + 1 ))
+  [ "${S3:-1}" = 0 ] || need_gib=$((need_gib + 9))
+  have=$(df --output=avail -B1G "$WORK" | tail -1 | tr -d ' ')
+  if [ "$have" -lt "$need_gib" ]; then
+    echo "compare.sh: these workloads need about $need_gib GiB free under $WORK, and $have GiB are; free some, or run fewer rounds (--repeat), HUGE_PUSH=0, S3=0 or fewer SUITES" >&2
+    exit 1
+  fi
+fi
+
+# A workload that fails is reported, and the run goes on; the script exits
+# non-zero at the end, after the report.
+failed=()
+tolerate() { # label command...
+  local label=$1; shift
+  "$@" || { failed+=("$label"); echo "== $label failed (the run goes on)" >&2; }
+}
 
 # Berth
 BP=$(free_port)
@@ -170,16 +199,16 @@ for r in $(seq 1 "$REPEAT"); do
   extra=()
   if [ "$r" = 1 ]; then extra+=($HUGE); else extra+=(--listings-filled); fi
   for who in "${order[@]}"; do
-    "run_$who" "$r" "${extra[@]+"${extra[@]}"}" "$@"
+    tolerate "$who, round $r" "run_$who" "$r" "${extra[@]+"${extra[@]}"}" "$@"
   done
   order=("${order[@]:1}" "${order[0]}")
-  [ -z "$(among push,mixed)" ] || "$BIN/berth-bench" --url "http://127.0.0.1:$NSP" --label berth-nosync --out "$OUT" \
+  [ -z "$(among push,mixed)" ] || tolerate "berth-nosync, round $r" "$BIN/berth-bench" --url "http://127.0.0.1:$NSP" --label berth-nosync --out "$OUT" \
     --server-pid "$NSPID" --creds "admin:$ADMIN" --round "$r" --salt "$r" --suites "$(among push,mixed)" "$@"
   disk "$r" "disk write 1GiB O_DIRECT+fdatasync" "oflag=direct"
   disk "$r" "disk write 1GiB buffered+fdatasync" ""
   [ -n "$(among pull)" ] || continue
-  link_for_nginx "$r"
-  "$BIN/berth-bench" --url "http://127.0.0.1:$NP" --label nginx --out "$OUT" --suites pull --round "$r" \
+  tolerate "nginx links, round $r" link_for_nginx "$r"
+  tolerate "nginx, round $r" "$BIN/berth-bench" --url "http://127.0.0.1:$NP" --label nginx --out "$OUT" --suites pull --round "$r" \
     --blob-list-in "$WORK/berth-blobs-$r.json" --evict-under "$WORK/berth/store" "$@"
 done
 kill "$NSPID"; wait "$NSPID" 2>/dev/null || true; rm -rf "$WORK/berth-nosync"
@@ -223,3 +252,7 @@ if [ -n "$S3_SUITES" ] && [ "${S3:-1}" != 0 ]; then
 fi
 
 python3 benches/report.py "$OUT" | tee "$OUTDIR/report.txt"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "== failed: ${failed[*]} (their errors are in $OUTDIR/*.log and the report's errors column)" >&2
+  exit 1
+fi
