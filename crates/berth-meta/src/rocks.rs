@@ -61,10 +61,10 @@ impl LogSync {
 
 #[derive(Default)]
 struct LogSyncState {
-    /// Syncs begun, and finished, since the store opened.
+    /// Syncs begun, and finished, since the store opened: one is running
+    /// while `started > finished` (and none has failed).
     started: u64,
     finished: u64,
-    running: bool,
     /// The error of a failed sync: every write is refused from then on.
     failed: Option<String>,
 }
@@ -182,17 +182,15 @@ impl RocksStore {
             if st.finished >= need {
                 return Ok(());
             }
-            if st.running {
+            if st.started > st.finished {
                 st = self.log.done.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
-            st.running = true;
             st.started += 1;
             let mine = st.started;
             drop(st);
             let r = self.db.flush_wal(true);
             st = self.log.lock();
-            st.running = false;
             match r {
                 Ok(()) => st.finished = mine,
                 Err(e) => st.failed = Some(e.into_string()),
