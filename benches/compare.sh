@@ -52,9 +52,9 @@ SUITES="${SUITES:-push,pull,manifest,list,catalog,mixed}"
 among() { python3 -c 'import sys; a=sys.argv[1].split(","); print(",".join(s for s in sys.argv[2].split(",") if s in a))' "$1" "$SUITES"; }
 # The 4 GiB push and pull (memory ceiling) in full runs only, in round 1.
 # HUGE_PUSH=0 leaves them out.
-HUGE="--huge"; for a in "$@"; do [ "$a" = --quick ] && HUGE=""; done
-[ "${HUGE_PUSH:-1}" != 0 ] || HUGE=""
 QUICK=""; for a in "$@"; do [ "$a" = --quick ] && QUICK=1; done
+HUGE="--huge"; [ -z "$QUICK" ] || HUGE=""
+[ "${HUGE_PUSH:-1}" != 0 ] || HUGE=""
 
 # Every server keeps what each round pushes (fresh content per round): at
 # full scale about 4.2 GiB per round per server taking the pushes (Berth,
