@@ -1035,7 +1035,9 @@ mod tests {
             gc.run(&graced, &Progress::default()).await.unwrap(),
             Report::default()
         );
-        // one registry's run leaves the other's alone
+        // one registry's run leaves the other's alone (past the zero
+        // grace first: older than the run's start, as the test above waits)
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let scoped = Options {
             registry: Some("ra".into()),
             ..Default::default()
