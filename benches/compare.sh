@@ -142,16 +142,34 @@ nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 wait_up "http://127.0.0.1:$NP/" || true
 
-# The disk's own ceiling in the same run: 1 GiB written sequentially and
-# flushed, with O_DIRECT (as Berth stages blobs) and through the page cache.
-disk() { # round label flags
-  local t0 t1 secs
+# The disk's own ceilings in the same run, 1 GiB each: written sequentially
+# and flushed, with O_DIRECT (as Berth stages blobs) and through the page
+# cache; and a file written with O_DIRECT read once through the page cache
+# (the first fill, which a first pull after Berth's push pays: on a VM that
+# hands free memory back to its host each new page is a host fault) and
+# read with O_DIRECT (no fill).
+ceiling() { # round label command...
+  local r=$1 label=$2 t0 t1 secs
+  shift 2
   t0=$(date +%s.%N)
-  dd if=/dev/zero of="$WORK/ddtest" bs=256K count=4096 $3 conv=fdatasync 2>/dev/null
+  "$@"
   t1=$(date +%s.%N)
   secs=$(python3 -c "print($t1 - $t0)")
+  python3 -c "import json,sys; s=float(sys.argv[3]); print(json.dumps({'label':'ceiling','round':int(sys.argv[1]),'workload':sys.argv[2],'clients':1,'ops':1,'bytes':1<<30,'secs':s,'mb_per_s':(1<<30)/s/1e6,'req_per_s':1/s,'p50_ms':s*1e3,'p99_ms':s*1e3,'errors':0}))" "$r" "$label" "$secs" >>"$OUT"
+}
+dd_write() { # flags...
+  dd if=/dev/zero of="$WORK/ddtest" bs=256K count=4096 "$@" conv=fdatasync 2>/dev/null
+}
+dd_read() { # flags...
+  dd if="$WORK/ddtest" of=/dev/null bs=1M "$@" 2>/dev/null
+}
+disk() { # round
+  ceiling "$1" "disk write 1GiB O_DIRECT+fdatasync" dd_write oflag=direct
+  ceiling "$1" "disk read 1GiB first fill of the page cache (after an O_DIRECT write)" dd_read
+  ceiling "$1" "disk read 1GiB O_DIRECT" dd_read iflag=direct
   rm -f "$WORK/ddtest"
-  python3 -c "import json,sys; s=float(sys.argv[3]); print(json.dumps({'label':'ceiling','round':int(sys.argv[1]),'workload':sys.argv[2],'clients':1,'ops':1,'bytes':1<<30,'secs':s,'mb_per_s':(1<<30)/s/1e6,'req_per_s':1/s,'p50_ms':s*1e3,'p99_ms':s*1e3,'errors':0}))" "$1" "$2" "$secs" >>"$OUT"
+  ceiling "$1" "disk write 1GiB buffered+fdatasync" dd_write
+  rm -f "$WORK/ddtest"
 }
 # Hard links to Berth's blob files of round $1 at nginx's URL paths.
 link_for_nginx() {
@@ -204,8 +222,7 @@ for r in $(seq 1 "$REPEAT"); do
   order=("${order[@]:1}" "${order[0]}")
   [ -z "$(among push,mixed)" ] || tolerate "berth-nosync, round $r" "$BIN/berth-bench" --url "http://127.0.0.1:$NSP" --label berth-nosync --out "$OUT" \
     --server-pid "$NSPID" --creds "admin:$ADMIN" --round "$r" --salt "$r" --suites "$(among push,mixed)" "$@"
-  disk "$r" "disk write 1GiB O_DIRECT+fdatasync" "oflag=direct"
-  disk "$r" "disk write 1GiB buffered+fdatasync" ""
+  disk "$r"
   [ -n "$(among pull)" ] || continue
   tolerate "nginx links, round $r" link_for_nginx "$r"
   tolerate "nginx, round $r" "$BIN/berth-bench" --url "http://127.0.0.1:$NP" --label nginx --out "$OUT" --suites pull --round "$r" \
