@@ -393,6 +393,16 @@ mod contract_tests {
         (RocksStore::open(dir.path()).unwrap(), dir)
     });
 
+    /// One of the store's reported figures, by name.
+    fn figure(s: &RocksStore, name: &str) -> f64 {
+        use crate::KvStore;
+        s.stats()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .expect("reported")
+            .1
+    }
+
     #[test]
     fn survives_reopen_and_refuses_second_opener() {
         let dir = tempfile::tempdir().unwrap();
@@ -423,13 +433,7 @@ mod contract_tests {
         use crate::cf::Cf;
         use crate::KvStore;
         let dir = tempfile::tempdir().unwrap();
-        let syncs = |s: &RocksStore| {
-            s.stats()
-                .into_iter()
-                .find(|(k, _)| k == "log_syncs")
-                .expect("reported")
-                .1 as u64
-        };
+        let syncs = |s: &RocksStore| figure(s, "log_syncs") as u64;
         let put = |s: &RocksStore, key: String, no_sync: bool| {
             let mut b = crate::Batch::new();
             b.put(Cf::Repos, key.into_bytes(), b"x".to_vec());
@@ -484,13 +488,7 @@ mod contract_tests {
         let value = vec![0x5a; 1000];
         let key = |cf: usize, i: u32| format!("k{cf}-{i:08}").into_bytes();
         let cfs = [Cf::Repos, Cf::Manifests, Cf::Tags, Cf::Blobs];
-        let figure = |name: &str| {
-            s.stats()
-                .into_iter()
-                .find(|(k, _)| k == name)
-                .expect("reported")
-                .1 as usize
-        };
+        let figure = |name: &str| figure(&s, name) as usize;
         let (mut cache, mut memtables) = (0usize, 0usize);
         for i in 0..20_000u32 {
             let mut b = crate::Batch::new();
